@@ -1,0 +1,119 @@
+"""Shared fixtures: isolated git identity, real git projects, real services.
+
+Service fixtures start the scripts in tests/infra/. Without CI a service that
+cannot start skips its tests; with CI=true it is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+INFRA = Path(__file__).resolve().parent / "infra"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def svc(script: str, *args: object) -> dict[str, str]:
+    """Run tests/infra/SCRIPT with args; return the KEY=VALUE lines it printed."""
+    out = subprocess.run([str(INFRA / script), *map(str, args)], check=True,
+                         stdout=subprocess.PIPE, text=True, timeout=900).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def start_service(script: str, *args: object) -> dict[str, str]:
+    """Start a service; skip (laptop) or fail (CI) when it cannot start."""
+    try:
+        return svc(script, "start", *args)
+    except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as exc:
+        if IN_CI:
+            pytest.fail(f"service {script} did not start under CI: {exc}")
+        pytest.skip(f"service {script} unavailable: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A fixed git identity and no user-level git config leaking into tests."""
+    home = tmp_path_factory.getbasetemp() / "gitconfig"
+    home.mkdir(exist_ok=True)
+    cfg = home / ".gitconfig"
+    if not cfg.exists():
+        cfg.write_text("[user]\n\tname = Test User\n\temail = test@example.invalid\n"
+                       "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("TRACKER_HOME", raising=False)
+    monkeypatch.delenv("TRACKER_TRIAL_ID", raising=False)
+    monkeypatch.delenv("TRACKER_TRIAL_DIR", raising=False)
+    monkeypatch.delenv("TRACKER_PARAMS", raising=False)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+TRAIN_SCRIPT = textwrap.dedent(
+    '''
+    """A tiny training script: prints metrics, honours flags, writes a model."""
+    import argparse, json, os, pathlib, random, sys
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fail", type=int, default=0)
+    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--note", type=str, default="")
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    out = pathlib.Path(os.environ.get("TRACKER_TRIAL_DIR", "outputs"))
+    out.mkdir(parents=True, exist_ok=True)
+    if a.sleep:
+        import time
+        print("sleeping", flush=True)
+        time.sleep(a.sleep)
+    loss = 1.0
+    for step in range(a.epochs):
+        loss *= 1 - a.lr * rng.random()
+        print(f"step: {step} train/loss: {loss:.6f}")
+    print(f"val/acc: {1 - loss:.6f}")
+    if a.fail:
+        print("Traceback: something broke", file=sys.stderr)
+        sys.exit(3)
+    (out / "model.json").write_text(json.dumps({"lr": a.lr, "seed": a.seed, "note": a.note}))
+    '''
+)
+
+
+def make_project(root: Path, *, experiment: str | None = None) -> Path:
+    """A committed git repo that is a tracker project with a 'base' experiment."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.py").write_text(TRAIN_SCRIPT)
+    (root / "tracker.yaml").write_text("name: demo\nseeds: [11, 22, 33, 44, 55]\nmaster_seed: 1\n")
+    (root / ".gitignore").write_text(".tracker/\noutputs/\n")
+    (root / "experiments").mkdir(exist_ok=True)
+    (root / "experiments" / "base.yaml").write_text(experiment or textwrap.dedent(
+        f"""\
+        command: [{sys.executable!r}, train.py]
+        params: {{epochs: 3}}
+        grid: {{lr: [0.1, 0.5]}}
+        seeds: 2
+        deliverables:
+          - {{path: model.json, check: contains_keys, keys: [lr, seed]}}
+        """))
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh committed project; the current directory is its root."""
+    root = make_project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    return root

@@ -1,0 +1,66 @@
+"""``tracker experiments``: create, list and show experiment files."""
+
+from __future__ import annotations
+
+import typer
+
+from tracker.cli._common import JSON_OPTION, emit_json, emit_table, info, parse_assignments, project
+
+app = typer.Typer(help="Create, list and show experiments (experiments/NAME.yaml).",
+                  no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Experiment name (becomes experiments/NAME.yaml)."),
+    base: str = typer.Option(None, "--from", help="Copy the settings of experiment OTHER."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Fixed parameter NAME=VALUE (repeatable)."),
+    command: str = typer.Option(None, "--command", help="The command to run, e.g. 'python train.py'."),
+    description: str = typer.Option(None, "--description", "-d", help="What the experiment is for."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write experiments/NAME.yaml with every key explained in comments.
+
+    Example: tracker experiments create high-lr --from baseline --param lr=0.5
+    """
+    from tracker import experiments
+
+    path = experiments.create(project(), name, base=base, params=parse_assignments(param, "--param"),
+                              command=command, description=description, force=force)
+    info(f"wrote {path}")
+
+
+@app.command("list")
+def list_(as_json: bool = JSON_OPTION) -> None:
+    """List experiments with their command, grid size and seeds."""
+    from tracker import experiments
+
+    items = experiments.list_experiments(project())
+    if as_json:
+        emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description,
+                    "combinations": i.grid_size, "seeds": i.config.seeds,
+                    "command": i.config.command} for i in items])
+        return
+    emit_table([(i.name, i.config.description, i.grid_size,
+                 "default" if i.config.seeds is None else i.config.seeds,
+                 i.config.command if isinstance(i.config.command, str) else " ".join(i.config.command))
+                for i in items], ["name", "description", "combinations", "seeds", "command"])
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Experiment name."), as_json: bool = JSON_OPTION) -> None:
+    """Show an experiment's resolved settings and how many trials it expands to."""
+    from tracker import experiments
+    from tracker.yamlio import dump_yaml
+
+    proj = project()
+    config = experiments.load(proj, name)
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    specs = experiments.expand(proj, name, config)
+    if as_json:
+        emit_json({"name": name, "config": config.model_dump(mode="json"), "trials": len(specs),
+                   "seeds": sorted({s.seed for s in specs}, key=[s.seed for s in specs].index)})
+        return
+    typer.echo(dump_yaml(data).rstrip())
+    typer.echo(f"# expands to {len(specs)} trials "
+               f"({experiments.grid_size(config)} combinations x {len({s.seed for s in specs})} seeds)")

@@ -1,0 +1,144 @@
+"""``tracker run``: run an experiment's trials locally or on remotes."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import typer
+
+from tracker.cli._common import (
+    JSON_OPTION, emit_json, emit_table, fmt_duration, fmt_metrics, fmt_params, info, is_tty,
+    parse_assignments, project,
+)
+
+
+def run(
+    experiment: str = typer.Argument(..., help="Experiment name (experiments/NAME.yaml)."),
+    seeds: int = typer.Option(None, "--seeds", "-n", help="Use the first N preset seeds."),
+    seed: list[int] = typer.Option(None, "--seed", "-s", help="Run with this seed (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Override a param: NAME=VALUE."),
+    grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: NAME=[v1,v2]."),
+    parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
+    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    backup_to: str = typer.Option(None, "--backup-to", help="Back up each completed trial here."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials without running them."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run EXPERIMENT: fixed params x grid x seeds, each trial tied to the current commit.
+
+    Examples:
+
+        tracker run baseline                  # default number of preset seeds
+        tracker run baseline --seeds 5 -j 2   # 5 seeds, 2 trials at a time
+        tracker run baseline -p lr=0.05 --seed 7
+        tracker run baseline --grid lr=[0.1,0.01] --dry-run
+    """
+    from tracker.runs import RunOptions, run_experiment
+
+    proj = project()
+    options = RunOptions(
+        seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
+        grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
+        remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else [],
+        backup_to=backup_to,
+    )
+    if dry_run:
+        from tracker.runs import plan
+
+        _, specs = plan(proj, experiment, options)
+        if as_json:
+            emit_json([{"experiment": s.experiment, "seed": s.seed, "params": s.params} for s in specs])
+        else:
+            emit_table([(i + 1, s.seed, fmt_params(s.params)) for i, s in enumerate(specs)],
+                       ["#", "seed", "params"], title=f"{len(specs)} trials would run")
+        return
+    reporter = ConsoleReporter(stream=not quiet and not as_json)
+    try:
+        result = run_experiment(proj, experiment, options, reporter)
+    finally:
+        reporter.close()
+    if as_json:
+        emit_json([t.summary() for t in result.trials])
+    else:
+        varying = _varying([t.params for t in result.trials])
+        emit_table([(t.id, t.seed, fmt_params({k: t.params[k] for k in varying if k in t.params}),
+                     t.status, fmt_duration(t.duration), fmt_metrics(t.metrics, limit=3))
+                    for t in result.trials], ["trial", "seed", "params", "status", "time", "metrics"],
+                   title=f"{experiment}: {len(result.trials) - len(result.failed)}/{len(result.trials)} completed")
+    if result.failed:
+        first = result.failed[0]
+        info(f"{len(result.failed)} trial(s) did not complete; see 'tracker trials logs {first.id}'")
+        raise typer.Exit(1)
+
+
+def _varying(params: list[dict[str, Any]]) -> list[str]:
+    keys = list(dict.fromkeys(k for p in params for k in p))
+    return [k for k in keys if len({repr(p.get(k)) for p in params}) > 1]
+
+
+class ConsoleReporter:
+    """Streams trial output and shows a progress bar on a terminal; plain lines when piped."""
+
+    def __init__(self, stream: bool = True) -> None:
+        from tracker.cli._common import console
+
+        self.stream = stream
+        self.console = console(stderr=True)
+        self._lock = threading.Lock()
+        self._progress: Any = None
+        self._task: Any = None
+        self._total = 0
+        self._done = 0
+        self._prefix = True
+
+    def _ensure_progress(self, trial: Any) -> None:
+        if self._progress is not None or not is_tty():
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+                                  transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(trial.experiment, total=None)
+
+    def started(self, trial: Any) -> None:
+        with self._lock:
+            self._ensure_progress(trial)
+            self._total += 1
+            self._print(f"[dim]trial {trial.id} started: seed={trial.seed} {fmt_params(trial.params)}[/dim]",
+                        markup=True)
+
+    def output(self, trial: Any, stream: str, line: str) -> None:
+        if self.stream:
+            with self._lock:
+                self._print(f"{trial.id[:6]} | {line}", markup=False)
+
+    def finished(self, trial: Any) -> None:
+        with self._lock:
+            self._done += 1
+            colour = {"completed": "green", "failed": "red"}.get(trial.status, "yellow")
+            self._print(f"trial {trial.id} [{colour}]{trial.status}[/{colour}] "
+                        f"in {fmt_duration(trial.duration)} {fmt_metrics(trial.metrics)}", markup=True)
+            if self._progress is not None:
+                self._progress.update(self._task, completed=self._done)
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self._print(text, markup=False)
+
+    def _print(self, text: str, markup: bool) -> None:
+        if is_tty():
+            self.console.print(text, markup=markup, highlight=False)
+        else:
+            from rich.text import Text
+
+            plain = Text.from_markup(text).plain if markup else text
+            self.console.file.write(plain + "\n")
+            self.console.file.flush()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

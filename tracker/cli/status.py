@@ -1,0 +1,48 @@
+"""``tracker status`` and ``tracker checkout``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tracker.cli._common import (
+    JSON_OPTION, emit_json, emit_table, fmt_duration, fmt_metrics, fmt_params, fmt_time, info, project,
+)
+
+
+def status(as_json: bool = JSON_OPTION) -> None:
+    """One-screen overview: trials per experiment and status, what runs, the latest trials."""
+    from tracker import trials
+
+    st = trials.status(project())
+    if as_json:
+        emit_json(st.as_dict())
+        return
+    typer.echo(f"project {st.project} ({st.root})")
+    typer.echo(f"preset seeds: {st.seeds}   remotes: {', '.join(st.remotes) or '-'}   "
+               f"storage: {', '.join(st.storage) or '-'}")
+    cols = ["queued", "running", "completed", "failed", "lost", "cancelled"]
+    emit_table([(exp, *(c.get(s, 0) for s in cols)) for exp, c in sorted(st.counts.items())],
+               ["experiment", *cols], title="trials")
+    if st.running:
+        emit_table([(t.id, t.experiment, t.seed, t.host, fmt_time(t.started)) for t in st.running],
+                   ["running", "experiment", "seed", "host", "started"])
+    if st.recent:
+        emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
+                     fmt_duration(t.duration)) for t in st.recent],
+                   ["latest", "experiment", "status", "seed", "params", "metrics", "time"])
+
+
+def checkout(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    to: Path = typer.Option(..., "--to", help="Empty or new directory to write the code into."),
+) -> None:
+    """Write the exact code a trial ran (its commit plus uncommitted changes) into a directory.
+
+    Example: tracker checkout 3f2a9c --to /tmp/exact-code
+    """
+    from tracker import trials
+
+    trial, how = trials.checkout(project(), ref, to)
+    info(f"wrote the code of trial {trial.id} ({how}) to {to}")

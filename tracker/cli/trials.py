@@ -1,0 +1,160 @@
+"""``tracker trials``: list, show, logs, delete and reset trials."""
+
+from __future__ import annotations
+
+import typer
+
+from tracker.cli._common import (
+    JSON_OPTION, emit_json, emit_table, fmt_commit, fmt_duration, fmt_metrics, fmt_params,
+    fmt_time, info, parse_assignments, project,
+)
+
+app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment (repeatable)."),
+    status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="Only trials with NAME=VALUE."),
+    limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
+    as_json: bool = JSON_OPTION,
+    csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+) -> None:
+    """List trials, oldest first.
+
+    Example: tracker trials list -e baseline --status completed -p lr=0.1 --json
+    """
+    from tracker import trials
+
+    rows = trials.list_trials(project(), experiment=experiment, status=status,
+                              params=parse_assignments(param, "--param"), limit=limit)
+    if as_json:
+        emit_json([t.summary() for t in rows])
+        return
+    emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
+                 fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started), fmt_duration(t.duration))
+                for t in rows],
+               ["id", "experiment", "status", "seed", "params", "metrics", "commit", "host",
+                "started", "time"], csv=csv)
+
+
+@app.command("show")
+def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Show one trial: params, seed, code, metrics, environment, outputs, error."""
+    from tracker import trials
+
+    detail = trials.show(project(), ref)
+    if as_json:
+        emit_json(detail.as_dict())
+        return
+    t = detail.trial
+    env = detail.environment or {}
+    lines = [
+        f"trial       {t.id}  ({t.status})",
+        f"experiment  {t.experiment}   run {t.run_id}",
+        f"seed        {t.seed}",
+        f"params      {fmt_params(t.params)}",
+        f"command     {' '.join(t.command)}",
+        f"code        {t.commit or '-'} on {t.branch or '(detached)'}"
+        + (f", dirty (snapshot {t.snapshot[:12]}, patch saved)" if t.dirty and t.snapshot else ""),
+        f"host        {t.host or '-'} ({t.executor})",
+        f"started     {fmt_time(t.started)}   finished {fmt_time(t.finished)}   "
+        f"took {fmt_duration(t.duration)}   exit {t.exit_code}",
+        f"environment python {env.get('python', '?')} on {env.get('platform', '?')}, "
+        f"{len(env.get('packages', {}))} packages, gpus: {len(env.get('gpus') or [])}",
+        f"directory   {detail.directory}",
+    ]
+    if t.metrics:
+        lines.append("metrics     " + fmt_metrics(t.metrics, limit=50))
+    if t.extra.get("autolog"):
+        for name, desc in t.extra["autolog"].items():
+            lines.append(f"autolog     {name}: {fmt_params(desc.get('params', {}))}")
+    if detail.artifacts:
+        lines.append("outputs     " + ", ".join(f"{a} ({s} B)" for a, s, _ in detail.artifacts))
+    if t.error:
+        lines.append("error       " + t.error.replace("\n", "\n            "))
+    typer.echo("\n".join(lines))
+
+
+@app.command("logs")
+def logs(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    stderr: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the trial ends."),
+    tail: int = typer.Option(None, "--tail", help="Only the last N lines."),
+) -> None:
+    """Print a trial's captured stdout (or stderr)."""
+    from tracker import trials
+    from tracker.execution import outputs
+
+    proj = project()
+    stream = "stderr" if stderr else "stdout"
+    if follow:
+        for line in trials.follow(proj, ref, stream):
+            typer.echo(line)
+        return
+    _, path = trials.log_path(proj, ref, stream)
+    if not path.is_file():
+        info(f"no {stream} captured for this trial")
+        return
+    if tail:
+        typer.echo(outputs.tail(path, tail))
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            typer.echo(line, nl=False)
+
+
+@app.command("delete")
+def delete(
+    refs: list[str] = typer.Argument(..., help="Trial ids (or unique prefixes)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    force: bool = typer.Option(False, "--force", help="Delete even running trials."),
+) -> None:
+    """Delete trials with their outputs, metrics and snapshot refs."""
+    import sys
+
+    from tracker import trials
+
+    proj = project()
+    if not yes:
+        if not sys.stdin.isatty():
+            from tracker.errors import UsageError
+
+            raise UsageError("refusing to delete without confirmation", hint="pass --yes")
+        typer.confirm(f"Delete {len(refs)} trial(s) and their outputs?", abort=True)
+    gone = trials.delete(proj, refs, force=force)
+    info(f"deleted {len(gone)} trial(s)")
+
+
+@app.command("reset")
+def reset(
+    refs: list[str] = typer.Argument(None, help="Trial ids; default: every failed/lost/cancelled one."),
+    experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    status: list[str] = typer.Option(None, "--status", help="Only failed, lost or cancelled."),
+    run_now: bool = typer.Option(False, "--run", help="Run the reset trials right away."),
+) -> None:
+    """Put failed, lost or cancelled trials back to queued, ready to run again.
+
+    Example: tracker trials reset --experiment baseline --run
+    """
+    from tracker import trials
+
+    proj = project()
+    done = trials.reset(proj, refs, experiment=experiment, status=status)
+    info(f"reset {len(done)} trial(s) to queued")
+    if run_now and done:
+        from tracker.cli.run import ConsoleReporter
+        from tracker.runs import rerun_queued
+
+        reporter = ConsoleReporter()
+        try:
+            final = rerun_queued(proj, [t.id for t in done], reporter)
+        finally:
+            reporter.close()
+        failed = [t for t in final if t.status != "completed"]
+        info(f"{len(final) - len(failed)}/{len(final)} completed")
+        if failed:
+            raise typer.Exit(1)

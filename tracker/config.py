@@ -1,0 +1,344 @@
+"""Pydantic models for tracker.yaml, experiment files and conf.yaml.
+
+Every loader turns a validation failure into one :class:`ConfigError` line that
+names the file, the line, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tracker.errors import ConfigError
+from tracker.yamlio import LineMap, line_of, load_yaml, parse_yaml
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- tracker.yaml
+
+
+class RemoteConfig(_Strict):
+    """A named SSH host (``remotes:`` in tracker.yaml)."""
+
+    host: str | None = None  # None: the remote's name is a Host alias in ~/.ssh/config
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    key: str | None = None
+    workdir: str = "~/tracker"
+    python: str = "python3"
+    setup: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    slots: int = Field(default=1, ge=1)
+    gpus: list[int] = Field(default_factory=list)
+
+
+class StorageTarget(BaseModel):
+    """A backup target (``storage:`` in tracker.yaml); backends validate their own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+    def options(self) -> dict[str, Any]:
+        """Backend-specific options (everything but ``type``)."""
+        return dict(self.model_extra or {})
+
+
+class Defaults(_Strict):
+    """Project-wide defaults for runs."""
+
+    seeds: int = Field(default=3, ge=1)
+    parallel: int = Field(default=1, ge=1)
+
+
+class ProjectConfig(_Strict):
+    """tracker.yaml: project settings."""
+
+    name: str | None = None
+    seeds: list[int] = Field(default_factory=list)
+    master_seed: int | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
+    storage: dict[str, StorageTarget] = Field(default_factory=dict)
+    store: str | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("preset seeds must be distinct")
+        return v
+
+    @field_validator("remotes", "storage")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '.', '-'")
+        return v
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+class SearchSpace(_Strict):
+    """A parameter range for ``tracker optimize``."""
+
+    type: Literal["uniform", "loguniform", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("a 'choice' range needs a non-empty 'values' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type!r} range needs 'low' and 'high'")
+        if not self.low <= self.high:
+            raise ValueError(f"'low <= high' must hold, but got (low={self.low}, high={self.high})")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"a 'loguniform' range needs low > 0, but got low={self.low}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("an 'int' range needs integer 'low' and 'high'")
+        return self
+
+
+class Objective(_Strict):
+    """The metric a search optimises; must be a validation metric."""
+
+    metric: str
+    goal: Literal["min", "max"] = "max"
+
+
+class Phase(_Strict):
+    """One phase (train / validate / test) of an experiment."""
+
+    command: str | list[str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seeds: int | list[int] | None = None
+
+
+class Deliverable(_Strict):
+    """An output a trial must produce, checked when it finishes."""
+
+    path: str
+    check: Literal["exists", "nonempty", "contains_keys"] = "exists"
+    keys: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys(self) -> Deliverable:
+        if self.check == "contains_keys" and not self.keys:
+            raise ValueError("check 'contains_keys' needs a non-empty 'keys' list")
+        if Path(self.path).is_absolute() or ".." in Path(self.path).parts:
+            raise ValueError(f"deliverable path {self.path!r} must be relative to the trial directory")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """experiments/NAME.yaml: what to run and over which parameters and seeds."""
+
+    description: str = ""
+    command: str | list[str]
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    search: dict[str, SearchSpace] = Field(default_factory=dict)
+    seeds: int | list[int] | None = None
+    seed_flag: str | None = "seed"
+    params_as: Literal["flags", "env", "json", "yaml"] = "flags"
+    objective: Objective | None = None
+    phases: dict[Literal["train", "validate", "test"], Phase] = Field(default_factory=dict)
+    deliverables: list[Deliverable] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+    backup: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
+            raise ValueError("'command' must not be empty")
+        return v
+
+    @field_validator("params", "grid", "search")
+    @classmethod
+    def _param_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not isinstance(name, str) or not PARAM_RE.match(name):
+                raise ValueError(f"invalid parameter name {name!r}: use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in v.items():
+            if not values:
+                raise ValueError(f"grid {name!r} has no values; give at least one")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int] | None) -> int | list[int] | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"'seeds' must be at least 1, got {v}")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError("'seeds' must not repeat a seed")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ExperimentConfig:
+        both = sorted(set(self.params) & set(self.grid))
+        if both:
+            raise ValueError(f"{both[0]!r} is in both 'params' and 'grid'; keep it in one")
+        if self.seed_flag and (self.seed_flag in self.params or self.seed_flag in self.grid):
+            raise ValueError(f"{self.seed_flag!r} is set by tracker from 'seeds'; remove it from params")
+        return self
+
+    def command_argv(self) -> list[str]:
+        """The command as an argument list."""
+        import shlex
+
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+
+# --------------------------------------------------------------------------- conf.yaml
+
+
+class CreateConfig(_Strict):
+    """conf.yaml for ``tracker create``."""
+
+    template: str
+    checkout: str | None = None
+    directory: str | None = None
+    output_dir: str = "."
+    context: dict[str, Any] = Field(default_factory=dict)
+    overwrite: bool = False
+
+
+# --------------------------------------------------------------------------- loading
+
+M = TypeVar("M", bound=BaseModel)
+
+
+_UNION_TAGS = {
+    "str": "a string", "list[str]": "a list of strings", "int": "an integer",
+    "list[int]": "a list of integers", "float": "a number", "bool": "true/false",
+}
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_error(exc: ValidationError, model: type[BaseModel], path: object,
+                     lines: LineMap) -> ConfigError:
+    """Turn the first pydantic error into a one-line ConfigError naming file and line."""
+    errors = exc.errors()
+    err = errors[0]
+    members = [str(p) for e in errors for p in e["loc"] if str(p) in _UNION_TAGS]
+    loc = tuple(p for p in err["loc"] if str(p) not in _UNION_TAGS
+                and not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    line = line_of(lines, loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        valid = ", ".join(parent.model_fields) if parent else ""
+        return ConfigError(f"unknown key {loc[-1]!r}", path=path, line=line,
+                           hint=f"valid keys here: {valid}" if valid else "remove it")
+    if kind == "missing":
+        return ConfigError(f"missing required key {key!r}", path=path, line=line,
+                           hint=f"add '{loc[-1]}: ...'")
+    msg = err["msg"].removeprefix("Value error, ")
+    if members and kind not in {"value_error", "assertion_error"}:
+        expected = " or ".join(_UNION_TAGS[m] for m in dict.fromkeys(members))
+        return ConfigError(f"{key} must be {expected}, got {_describe(err.get('input'))}",
+                           path=path, line=line)
+    if kind in {"value_error", "assertion_error"}:
+        return ConfigError(f"{key}: {msg}" if loc else msg, path=path, line=line)
+    return ConfigError(f"{key}: {msg}, got {_describe(err.get('input'))}", path=path, line=line)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the keys at ``loc`` (for listing valid keys)."""
+    import types
+    import typing
+
+    def unwrap(tp: Any) -> Any:
+        if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+            return tp
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else tp
+
+    current: Any = model
+    for part in loc:
+        current = unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def validate_data(data: Any, model: type[M], path: object, lines: LineMap) -> M:
+    """Validate parsed YAML against ``model``; errors become one-line ConfigErrors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of keys, got {type(data).__name__}", path=path, line=1)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, model, path, lines) from None
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read and validate a YAML file as ``model``."""
+    data, lines = load_yaml(path)
+    return validate_data(data, model, path, lines)
+
+
+def parse_model(text: str, model: type[M], path: object = "<string>") -> M:
+    """Parse and validate YAML text as ``model``."""
+    data, lines = parse_yaml(text, path)
+    return validate_data(data, model, path, lines)
+
+
+def parse_assignment(text: str, *, where: str = "--param") -> tuple[str, Any]:
+    """Parse ``name=value`` (value as a YAML scalar/list) from the command line."""
+    import yaml
+
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ConfigError(f"{where} {text!r}: expected NAME=VALUE", hint=f"e.g. {where} lr=0.01")
+    if not PARAM_RE.match(name):
+        raise ConfigError(f"{where} {text!r}: invalid parameter name {name!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, float) and math.isnan(value):
+        value = raw
+    return name, value

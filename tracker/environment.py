@@ -1,0 +1,89 @@
+"""What a trial ran on: Python, installed packages, OS, host, CPUs and GPUs.
+
+Captured once per run (not per trial) from the interpreter that runs the
+script, stored deduplicated by hash so trials can be compared on it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_PROBE = r"""
+import json, platform, sys
+try:
+    from importlib import metadata
+    pkgs = {}
+    for d in metadata.distributions():
+        name = d.metadata["Name"]
+        if name:
+            pkgs[name.lower()] = d.version
+except Exception:
+    pkgs = {}
+print(json.dumps({"python": platform.python_version(), "implementation": platform.python_implementation(),
+                  "executable": sys.executable, "packages": dict(sorted(pkgs.items()))}))
+"""
+
+
+def _python_of(argv: list[str]) -> str | None:
+    """The interpreter a command runs, when it is a Python command."""
+    if not argv:
+        return None
+    exe = Path(argv[0]).name
+    if exe.startswith("python"):
+        return shutil.which(argv[0]) or argv[0]
+    return None
+
+
+def gpus() -> list[dict[str, str]]:
+    """GPUs reported by nvidia-smi (empty when there is none)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
+    return [dict(zip(("index", "name", "memory", "driver"), r)) for r in rows]
+
+
+def capture(argv: list[str]) -> dict[str, Any]:
+    """Describe the environment the command ``argv`` will run in."""
+    python = _python_of(argv)
+    info: dict[str, Any] = {}
+    if python:
+        try:
+            proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+            if proc.returncode == 0:
+                info = json.loads(proc.stdout)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            info = {}
+    if not info:
+        info = {"python": platform.python_version(), "executable": sys.executable, "packages": {}}
+    info.update({
+        "os": platform.system(),
+        "os_release": platform.release(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "gpus": gpus(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    })
+    return info
+
+
+def env_id(info: dict[str, Any]) -> str:
+    """A short content hash identifying an environment."""
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,293 @@
+"""Experiment files: writing them (commented), reading them, expanding them into trials."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracker import seeds as seedlib
+from tracker.config import NAME_RE, ExperimentConfig, load_model, validate_data
+from tracker.errors import ConfigError, NotFoundError, UsageError
+from tracker.project import Project, _display
+from tracker.yamlio import atomic_write, dump_yaml, load_yaml
+
+DEFAULT_COMMAND = "python train.py"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to run: an experiment with concrete params and a seed."""
+
+    experiment: str
+    params: dict[str, Any]
+    seed: int | None
+    phase: str = "train"
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment file and what it expands to."""
+
+    name: str
+    path: Path
+    config: ExperimentConfig
+    grid_size: int
+
+
+def _flow(value: Any) -> str:
+    """A value in YAML flow style, on one line."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def render(name: str, data: dict[str, Any]) -> str:
+    """The experiment file text: every key with a comment saying what it does."""
+    data = dict(data)
+    lines = [
+        f"# Experiment {name!r}: run with `tracker run {name}`.",
+        "# Each trial runs `command` once with one parameter set and one seed.",
+        "",
+        "# What this experiment is for (shown by `tracker experiments list`).",
+        f"description: {_flow(data.pop('description', ''))}",
+        "",
+        "# The command to run, from the project root. A string or a list of arguments.",
+        "# Params are appended as --name=value flags (see params_as) and also passed as",
+        "# TRACKER_PARAMS (JSON), TRACKER_SEED, TRACKER_TRIAL_DIR environment variables.",
+        "# Scripts should write models and outputs into $TRACKER_TRIAL_DIR.",
+        f"command: {_flow(data.pop('command', DEFAULT_COMMAND))}",
+        "",
+        "# Fixed parameters, the same in every trial. Override one with",
+        "# `tracker run NAME --param lr=0.05`.",
+        f"params: {_flow(data.pop('params', {}))}",
+        "",
+        "# Parameter grid: every combination is run, each over every seed,",
+        "# e.g. grid: {lr: [0.1, 0.01], alpha: [0.0001, 0.001]} gives 4 x seeds trials.",
+        f"grid: {_flow(data.pop('grid', {}))}",
+        "",
+        "# Seeds: a count N (the first N of the project's preset seeds, shared by all",
+        "# experiments so comparisons are paired by seed) or an explicit list [1, 2, 3].",
+        "# Leave out to use the project default (defaults.seeds in tracker.yaml).",
+    ]
+    seeds = data.pop("seeds", None)
+    lines.append(f"seeds: {_flow(seeds)}" if seeds is not None else "# seeds: 3")
+    lines += [
+        "",
+        "# Name of the flag that carries the seed (--seed=N); null to not pass it as a flag.",
+        f"seed_flag: {_flow(data.pop('seed_flag', 'seed'))}",
+        "",
+        "# How params reach the script: flags (--name=value), env (environment only),",
+        "# json / yaml (written to a file passed as --params-file=PATH).",
+        f"params_as: {_flow(data.pop('params_as', 'flags'))}",
+        "",
+        "# Ranges for `tracker optimize` (automatic search). Types: uniform, loguniform,",
+        "# int (low/high), choice (values). Example:",
+        "#   lr: {type: loguniform, low: 1.0e-4, high: 1.0}",
+        f"search: {_flow(data.pop('search', {}))}",
+        "",
+        "# The metric a search optimises and compares on: a validation metric, never test.",
+    ]
+    objective = data.pop("objective", None)
+    lines.append(f"objective: {_flow(objective)}" if objective else
+                 "# objective: {metric: val/acc, goal: max}")
+    lines += [
+        "",
+        "# Outputs each trial must produce in its trial directory, checked when it ends:",
+        "# check: exists | nonempty | contains_keys (a JSON file with these keys).",
+        f"deliverables: {_flow(data.pop('deliverables', []))}",
+        "",
+        "# Extra environment variables for the script.",
+        f"env: {_flow(data.pop('env', {}))}",
+        "",
+        "# Stop a trial after this many seconds (it then counts as failed). null: no limit.",
+        f"timeout: {_flow(data.pop('timeout', None))}",
+        "",
+        "# Back up each completed trial to this storage target (see `tracker storage list`).",
+        f"backup: {_flow(data.pop('backup', None))}",
+    ]
+    if data:  # keys this template does not describe (phases, tags, ...): keep them
+        lines += ["", "# Further settings (see docs/experiments.md)."]
+        lines += dump_yaml(data).rstrip().splitlines()
+    return "\n".join(lines) + "\n"
+
+
+def check_name(name: str) -> str:
+    """Validate an experiment name (it becomes a file name)."""
+    if not NAME_RE.match(name) or name.endswith(".yaml"):
+        raise UsageError(f"invalid experiment name {name!r}",
+                         hint="use letters, digits, '_', '.', '-' and no .yaml suffix")
+    return name
+
+
+def create(project: Project, name: str, *, base: str | None = None,
+           params: dict[str, Any] | None = None, command: str | None = None,
+           description: str | None = None, force: bool = False) -> Path:
+    """Write experiments/NAME.yaml (from ``base`` if given) and return its path."""
+    path = project.paths.experiment_file(check_name(name))
+    if path.exists() and not force:
+        raise UsageError(f"{_display(path)} already exists", hint="pick another name or pass --force")
+    data: dict[str, Any]
+    if base:
+        data, _ = load_yaml(project.paths.experiment_file(check_name(base)))
+        load(project, base)  # validates the source, with its own file:line errors
+        data = dict(data or {})
+    else:
+        data = {"command": command or _default_command(project), "params": {}}
+    if command:
+        data["command"] = command
+    if description is not None:
+        data["description"] = description
+    if params:
+        fixed = dict(data.get("params") or {})
+        grid = dict(data.get("grid") or {})
+        for key, value in params.items():
+            grid.pop(key, None)
+            fixed[key] = value
+        data["params"], data["grid"] = fixed, grid
+    text = render(name, data)
+    from tracker.config import parse_model
+
+    parse_model(text, ExperimentConfig, _display(path))  # never write a file we cannot read
+    atomic_write(path, text)
+    return path
+
+
+def _default_command(project: Project) -> str:
+    for other in sorted(project.paths.experiments.glob("*.yaml")):
+        try:
+            return _flat(load_model(other, ExperimentConfig).command)
+        except ConfigError:
+            continue
+    return DEFAULT_COMMAND
+
+
+def _flat(command: str | list[str]) -> str:
+    import shlex
+
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def load(project: Project, name: str) -> ExperimentConfig:
+    """Read and validate experiments/NAME.yaml."""
+    path = project.paths.experiment_file(check_name(name))
+    if not path.is_file():
+        known = ", ".join(names(project)) or "none yet"
+        raise NotFoundError(f"no experiment {name!r} ({_display(path)} does not exist)",
+                            hint=f"known: {known}; create one with 'tracker experiments create {name}'")
+    data, lines = load_yaml(path)
+    return validate_data(data, ExperimentConfig, _display(path), lines)
+
+
+def names(project: Project) -> list[str]:
+    """Names of the project's experiment files."""
+    return sorted(p.stem for p in project.paths.experiments.glob("*.yaml"))
+
+
+def list_experiments(project: Project) -> list[ExperimentInfo]:
+    """Every experiment with its config (invalid files raise their ConfigError)."""
+    out = []
+    for name in names(project):
+        config = load(project, name)
+        out.append(ExperimentInfo(name, project.paths.experiment_file(name), config, grid_size(config)))
+    return out
+
+
+def grid_size(config: ExperimentConfig) -> int:
+    """How many parameter combinations the grid gives."""
+    size = 1
+    for values in config.grid.values():
+        size *= len(values)
+    return size
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    """A short stable hash of a resolved experiment config."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def preset_seeds(project: Project, needed: int) -> list[int]:
+    """The project's preset seeds, generating (and saving) them on first need."""
+    presets = list(project.config.seeds)
+    if len(presets) >= needed:
+        return presets
+    count = max(needed, seedlib.DEFAULT_COUNT)
+    if presets:
+        raise ConfigError(
+            f"the run needs {needed} seeds but tracker.yaml has only {len(presets)} preset seeds",
+            path=_display(project.paths.config), line=project.line("seeds"),
+            hint=f"run 'tracker seeds generate {count} --extend' or ask for fewer seeds",
+        )
+    write_seeds(project, count, None)
+    return list(project.config.seeds)
+
+
+def write_seeds(project: Project, count: int, master_seed: int | None, *,
+                extend: bool = False) -> tuple[int, list[int]]:
+    """Generate the preset seed list into tracker.yaml; return (master, seeds).
+
+    With ``extend``, keeps the existing master seed so the old seeds stay first.
+    """
+    if count < 1:
+        raise UsageError(f"seed count must be at least 1, got {count}")
+    if extend and project.config.master_seed is not None:
+        if master_seed is not None and master_seed != project.config.master_seed:
+            raise UsageError("--extend keeps the existing master seed; do not pass another")
+        master_seed = project.config.master_seed
+    master, values = seedlib.generate(count, master_seed)
+    data = project.raw()
+    data["seeds"] = values
+    data["master_seed"] = master
+    project.save_raw(data)
+    return master, values
+
+
+def expand(
+    project: Project,
+    name: str,
+    config: ExperimentConfig,
+    *,
+    seeds: list[int] | None = None,
+    seed_count: int | None = None,
+    params: dict[str, Any] | None = None,
+    grid: dict[str, list[Any]] | None = None,
+) -> list[TrialSpec]:
+    """Fixed params x grid x seeds, with command-line overrides applied.
+
+    Seeds: an explicit ``seeds`` list wins, then ``seed_count`` presets, then the
+    experiment's ``seeds``, then the project's ``defaults.seeds`` presets.
+    """
+    fixed = dict(config.params)
+    full_grid = dict(config.grid)
+    for key, value in (params or {}).items():
+        full_grid.pop(key, None)
+        fixed[key] = value
+    for key, values in (grid or {}).items():
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"--grid {key}: expected a non-empty list like {key}=[0.1,0.01]")
+        fixed.pop(key, None)
+        full_grid[key] = values
+    if config.seed_flag and config.seed_flag in fixed:
+        raise UsageError(f"{config.seed_flag!r} is the seed; use --seed instead of --param")
+    if seeds:
+        chosen = list(dict.fromkeys(seeds))
+    else:
+        spec: int | list[int] | None = seed_count if seed_count is not None else config.seeds
+        if isinstance(spec, int) or spec is None:
+            count = spec if spec is not None else project.config.defaults.seeds
+            if count < 1:
+                raise UsageError(f"--seeds must be at least 1, got {count}")
+            chosen = seedlib.choose(preset_seeds(project, count), count, count)
+        else:
+            chosen = list(spec)
+    keys = list(full_grid)
+    specs = []
+    for combo in itertools.product(*(full_grid[k] for k in keys)):
+        trial_params = {**fixed, **dict(zip(keys, combo))}
+        for seed in chosen:
+            specs.append(TrialSpec(name, trial_params, seed))
+    return specs

@@ -1,0 +1,143 @@
+"""The code a trial ran: commit, branch, dirty flag, patch and snapshot ref.
+
+A dirty tree is recorded without touching the user's branch, index or work
+tree: a temporary index is filled with every tracked and untracked
+(non-ignored) file, written as a tree, and committed with ``commit-tree`` under
+``refs/tracker/trials/<id>``. The patch against HEAD is saved beside the trial
+too, so the code can be rebuilt even where the ref is gone.
+
+git is called directly (not through GitPython): it is what GitPython does
+anyway, and the direct call costs a few milliseconds per run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker.errors import GitError, ProjectError
+
+SNAPSHOT_REF = "refs/tracker/trials"
+LARGE_PATCH = 20 * 1024 * 1024
+_IDENTITY = ["-c", "user.name=tracker", "-c", "user.email=tracker@localhost"]
+
+
+@dataclass(frozen=True)
+class CodeState:
+    """The code a run starts from."""
+
+    commit: str | None
+    branch: str | None
+    dirty: bool
+    snapshot: str | None  # commit holding the dirty tree (None when clean)
+    patch: bytes  # `git diff --binary HEAD` incl. untracked files ('' when clean)
+
+
+def git(root: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+        check: bool = True) -> str:
+    """Run git in ``root``; return stdout. Failures become GitError."""
+    if shutil.which("git") is None:
+        raise GitError("git is not installed", hint="install git and retry")
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, input=input,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {err[-1] if err else 'exit ' + str(proc.returncode)}")
+    return proc.stdout.decode(errors="replace")
+
+
+def repo_root(path: Path) -> Path | None:
+    """The top of the git work tree containing ``path``, or None."""
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True)
+    return Path(proc.stdout.decode().strip()) if proc.returncode == 0 else None
+
+
+def require_repo(path: Path) -> Path:
+    """Like :func:`repo_root` but raises a clear ProjectError outside a repository."""
+    top = repo_root(path)
+    if top is None:
+        raise ProjectError(
+            f"{path} is not inside a git repository; trials are tied to commits",
+            hint="run 'git init && git add -A && git commit -m init' first",
+        )
+    return top
+
+
+def _committer_args(root: Path) -> list[str]:
+    """Fallback identity for commits git would otherwise refuse to make."""
+    has_name = git(root, "config", "user.name", check=False).strip()
+    has_mail = git(root, "config", "user.email", check=False).strip()
+    return [] if has_name and has_mail else _IDENTITY
+
+
+def capture(path: Path) -> CodeState:
+    """Record the code at ``path``: HEAD, branch, and a snapshot of a dirty tree."""
+    top = require_repo(path)
+    head = git(top, "rev-parse", "--verify", "-q", "HEAD", check=False).strip() or None
+    branch = git(top, "symbolic-ref", "--short", "-q", "HEAD", check=False).strip() or None
+    with tempfile.TemporaryDirectory(prefix="tracker-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        if head:
+            git(top, "read-tree", head, env=env)
+        git(top, "add", "-A", "--", ".", env=env)
+        tree = git(top, "write-tree", env=env).strip()
+        head_tree = git(top, "rev-parse", f"{head}^{{tree}}").strip() if head else None
+        if tree == head_tree:
+            return CodeState(head, branch, False, None, b"")
+        patch = b""
+        if head:
+            patch = subprocess.run(["git", "diff", "--cached", "--binary", head],
+                                   cwd=top, capture_output=True, env={**os.environ, **env}).stdout
+        parents = ["-p", head] if head else []
+        snapshot = git(top, *_committer_args(top), "commit-tree", tree, *parents,
+                       "-m", "tracker snapshot of uncommitted changes").strip()
+    return CodeState(head, branch, True, snapshot, patch)
+
+
+def pin(root: Path, trial_id: str, snapshot: str) -> None:
+    """Keep ``snapshot`` reachable under refs/tracker/trials/<trial_id>."""
+    git(root, "update-ref", f"{SNAPSHOT_REF}/{trial_id}", snapshot)
+
+
+def unpin(root: Path, trial_id: str) -> None:
+    """Drop a trial's snapshot ref (when the trial is deleted)."""
+    git(root, "update-ref", "-d", f"{SNAPSHOT_REF}/{trial_id}", check=False)
+
+
+def checkout(root: Path, dest: Path, commit: str | None, snapshot: str | None,
+             patch_file: Path | None) -> str:
+    """Write the code a trial ran into ``dest``; return how it was rebuilt.
+
+    Prefers the snapshot commit; falls back to ``commit`` plus the saved patch.
+    """
+    if dest.exists() and any(dest.iterdir()):
+        raise ProjectError(f"{dest} is not empty", hint="choose a new or empty directory with --to")
+    dest.mkdir(parents=True, exist_ok=True)
+    source = None
+    if snapshot and git(root, "cat-file", "-t", snapshot, check=False).strip() == "commit":
+        source, how = snapshot, f"snapshot {snapshot[:12]}"
+    elif commit and git(root, "cat-file", "-t", commit, check=False).strip() == "commit":
+        source, how = commit, f"commit {commit[:12]}"
+    else:
+        raise GitError(f"commit {commit or '?'} is not in this repository",
+                       hint="fetch the branch it was made on, then retry")
+    archive = subprocess.run(["git", "archive", "--format=tar", source], cwd=root,
+                             capture_output=True)
+    if archive.returncode != 0:
+        raise GitError(f"git archive failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    if source == commit and snapshot and patch_file and patch_file.is_file() and patch_file.stat().st_size:
+        # the ceiling keeps git from applying the patch to a repository around dest
+        proc = subprocess.run(["git", "apply", "--whitespace=nowarn", str(patch_file.resolve())],
+                              cwd=dest, capture_output=True,
+                              env={**os.environ, "GIT_CEILING_DIRECTORIES": str(dest.resolve().parent)})
+        if proc.returncode != 0:
+            raise GitError(f"the saved patch does not apply: {proc.stderr.decode().strip()}")
+        how += " + saved patch"
+    return how

@@ -1,0 +1,95 @@
+"""A tracker project on disk: its paths, its tracker.yaml and its store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tracker.config import ProjectConfig, validate_data
+from tracker.errors import ConfigError
+from tracker.paths import ProjectPaths, find_root
+from tracker.yamlio import LineMap, atomic_write, dump_yaml, load_yaml
+
+PROJECT_HEADER = """\
+# tracker project settings (see docs/configuration.md).
+#   seeds / master_seed: the preset seed list every experiment draws from
+#   defaults:            seeds per run and parallel trials when a run does not say
+#   remotes:             named SSH hosts   (tracker remote add NAME --host ...)
+#   storage:             backup targets    (tracker storage add NAME --type s3 ...)
+"""
+
+
+@dataclass
+class Project:
+    """An opened project. ``Project.find()`` walks up from the current directory."""
+
+    paths: ProjectPaths
+    config: ProjectConfig
+    lines: LineMap = field(default_factory=dict)
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """Open the project containing ``start`` (default: the current directory)."""
+        return cls.load(find_root(start))
+
+    @classmethod
+    def load(cls, root: Path) -> Project:
+        """Open the project whose tracker.yaml is in ``root``."""
+        paths = ProjectPaths(root.resolve())
+        data, lines = load_yaml(paths.config)
+        config = validate_data(data, ProjectConfig, _display(paths.config), lines)
+        return cls(paths, config, lines)
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.root.name
+
+    @cached_property
+    def store(self):  # -> Store (imported lazily: sqlite3 is not needed for --help)
+        from tracker.store import Store
+
+        return Store.open(self.paths.db)
+
+    def raw(self) -> dict[str, Any]:
+        """tracker.yaml as plain data (to edit and save)."""
+        data, _ = load_yaml(self.paths.config)
+        return dict(data or {})
+
+    def save_raw(self, data: dict[str, Any]) -> None:
+        """Validate and write tracker.yaml atomically; reload ``self.config``."""
+        config = validate_data(data, ProjectConfig, _display(self.paths.config), {})
+        atomic_write(self.paths.config, PROJECT_HEADER + dump_yaml(data))
+        self.config = config
+        _, self.lines = load_yaml(self.paths.config)
+
+    def set_section(self, key: str, name: str, value: dict[str, Any] | None) -> None:
+        """Add/replace (or with None remove) ``key.name`` in tracker.yaml, e.g. remotes.gpu1."""
+        data = self.raw()
+        section = dict(data.get(key) or {})
+        if value is None:
+            if name not in section:
+                raise ConfigError(f"no {key[:-1] if key.endswith('s') else key} named {name!r}",
+                                  path=_display(self.paths.config))
+            section.pop(name)
+        else:
+            section[name] = value
+        data[key] = section
+        self.save_raw(data)
+
+    def line(self, *key: Any) -> int | None:
+        """Line of a key path in tracker.yaml (for error messages)."""
+        return self.lines.get(tuple(key))
+
+
+def _display(path: Path) -> str:
+    """A path as users should see it in messages: relative to cwd when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

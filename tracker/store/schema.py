@@ -1,0 +1,139 @@
+"""Schema migrations: named functions applied in order, each in its own transaction.
+
+Applied names are recorded in ``schema_migrations``; a database written by a
+newer tracker (unknown names) is refused instead of being corrupted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from tracker.errors import StoreError
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (executescript would commit)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _m0001_initial(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE experiments (
+            name TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE TABLE environments (
+            id TEXT PRIMARY KEY,
+            data TEXT NOT NULL
+        );
+        CREATE TABLE trials (
+            id TEXT PRIMARY KEY,
+            run_id TEXT,
+            experiment TEXT NOT NULL,
+            status TEXT NOT NULL,
+            seed INTEGER,
+            params TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            command TEXT NOT NULL DEFAULT '[]',
+            phase TEXT NOT NULL DEFAULT 'train',
+            commit_sha TEXT,
+            branch TEXT,
+            dirty INTEGER NOT NULL DEFAULT 0,
+            snapshot TEXT,
+            host TEXT,
+            executor TEXT NOT NULL DEFAULT 'local',
+            pid INTEGER,
+            env_id TEXT REFERENCES environments(id),
+            created TEXT NOT NULL,
+            started TEXT,
+            finished TEXT,
+            heartbeat TEXT,
+            duration REAL,
+            exit_code INTEGER,
+            error TEXT,
+            extra TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX trials_experiment ON trials(experiment, created);
+        CREATE INDEX trials_status ON trials(status);
+        CREATE INDEX trials_created ON trials(created);
+        CREATE INDEX trials_run ON trials(run_id);
+        CREATE TABLE params (
+            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (trial_id, name)
+        );
+        CREATE INDEX params_name_value ON params(name, value);
+        CREATE TABLE metrics (
+            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            step INTEGER,
+            value REAL NOT NULL,
+            phase TEXT,
+            ts TEXT
+        );
+        CREATE INDEX metrics_trial ON metrics(trial_id, name, step);
+        CREATE TABLE artifacts (
+            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            PRIMARY KEY (trial_id, path)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            trial_id TEXT REFERENCES trials(id) ON DELETE CASCADE,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX events_trial ON events(trial_id);
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("0001_initial", _m0001_initial),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+    known = {name for name, _ in MIGRATIONS}
+    unknown = sorted(done - known)
+    if unknown:
+        raise StoreError(
+            f"the store was written by a newer tracker (migration {unknown[-1]})",
+            hint="upgrade tracker: pip install -U tracker",
+        )
+    applied = []
+    for name, func in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-check under the write lock: another process may have migrated meanwhile
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            func(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied) VALUES (?, datetime('now'))", (name,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

@@ -1,0 +1,181 @@
+"""Reading and managing stored trials: list, show, logs, delete, reset, status, checkout."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracker import gitinfo
+from tracker.errors import UsageError
+from tracker.execution import lifecycle, outputs
+from tracker.project import Project
+from tracker.store import FINISHED, RESETTABLE, STATUSES, MetricPoint, Trial
+
+
+@dataclass(frozen=True)
+class TrialDetail:
+    """A trial with everything ``trials show`` prints."""
+
+    trial: Trial
+    metrics: list[MetricPoint]
+    environment: dict[str, Any] | None
+    artifacts: list[tuple[str, int, str]]
+    directory: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        series: dict[str, list[dict[str, Any]]] = {}
+        for p in self.metrics:
+            series.setdefault(p.name, []).append({"step": p.step, "value": p.value, "phase": p.phase})
+        return {
+            **self.trial.summary(), **self.trial.as_dict(),
+            "directory": str(self.directory),
+            "metric_series": series,
+            "environment": self.environment,
+            "artifacts": [{"path": a, "size": s, "sha256": h} for a, s, h in self.artifacts],
+        }
+
+
+def _statuses(status: list[str] | None) -> list[str] | None:
+    for s in status or []:
+        if s not in STATUSES:
+            raise UsageError(f"unknown status {s!r}", hint=f"one of: {', '.join(STATUSES)}")
+    return status or None
+
+
+def list_trials(project: Project, *, experiment: list[str] | None = None,
+                status: list[str] | None = None, params: dict[str, Any] | None = None,
+                limit: int | None = None) -> list[Trial]:
+    """Trials matching the filters, oldest first (``limit`` keeps the newest N)."""
+    lifecycle.reconcile(project)
+    trials = project.store.list_trials(experiment=experiment or None, status=_statuses(status),
+                                       params=params, limit=limit, newest_first=limit is not None)
+    return trials[::-1] if limit is not None else trials
+
+
+def show(project: Project, ref: str) -> TrialDetail:
+    """One trial in detail."""
+    store = project.store
+    trial = store.get(ref)
+    return TrialDetail(trial, store.metrics(trial.id),
+                       store.environment(trial.env_id) if trial.env_id else None,
+                       store.artifacts(trial.id), project.paths.trial_dir(trial.id))
+
+
+def log_path(project: Project, ref: str, stream: str = "stdout") -> tuple[Trial, Path]:
+    """The trial and the path of its stdout or stderr log."""
+    if stream not in ("stdout", "stderr"):
+        raise UsageError(f"unknown stream {stream!r}", hint="stdout or stderr")
+    trial = project.store.get(ref)
+    return trial, project.paths.trial_dir(trial.id) / (outputs.STDOUT if stream == "stdout" else outputs.STDERR)
+
+
+def follow(project: Project, ref: str, stream: str = "stdout", poll: float = 0.5) -> Iterator[str]:
+    """Yield a trial's log lines, waiting for new ones until the trial is final."""
+    trial, path = log_path(project, ref, stream)
+    position = 0
+    pending = ""
+    while True:
+        if path.is_file():
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(position)
+                chunk = fh.read()
+                position = fh.tell()
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            yield from lines
+        if project.store.get(trial.id).status in FINISHED:
+            if pending:
+                yield pending
+            return
+        time.sleep(poll)
+
+
+def delete(project: Project, refs: list[str], *, force: bool = False) -> list[Trial]:
+    """Delete trials: records, metrics, directories and snapshot refs."""
+    store = project.store
+    trials = [store.get(r) for r in refs]
+    running = [t.id for t in trials if t.status == "running"]
+    if running and not force:
+        raise UsageError(f"trial {running[0]} is running", hint="stop it first or pass --force")
+    store.delete([t.id for t in trials])
+    for t in trials:
+        shutil.rmtree(project.paths.trial_dir(t.id), ignore_errors=True)
+        if t.snapshot:
+            gitinfo.unpin(project.root, t.id)
+    return trials
+
+
+def reset(project: Project, refs: list[str] | None = None, *, experiment: list[str] | None = None,
+          status: list[str] | None = None) -> list[Trial]:
+    """Put failed / lost / cancelled trials back to ``queued`` (outputs cleared)."""
+    store = project.store
+    wanted = set(status or RESETTABLE)
+    bad = wanted - RESETTABLE
+    if bad:
+        raise UsageError(f"cannot reset {sorted(bad)[0]} trials", hint="only failed, lost or cancelled")
+    if refs:
+        trials = [store.get(r) for r in refs]
+        not_resettable = [t for t in trials if t.status not in RESETTABLE]
+        if not_resettable:
+            t = not_resettable[0]
+            raise UsageError(f"trial {t.id} is {t.status}", hint="only failed, lost or cancelled trials reset")
+    else:
+        trials = store.list_trials(experiment=experiment or None, status=sorted(wanted))
+    done = []
+    for t in trials:
+        if store.transition(t.id, RESETTABLE, status="queued", started=None, finished=None,
+                            duration=None, exit_code=None, error=None, pid=None, heartbeat=None):
+            store.add_metrics(t.id, [], replace=True)
+            directory = project.paths.trial_dir(t.id)
+            for name in (outputs.STDOUT, outputs.STDERR, "metrics.jsonl", "autolog.json"):
+                (directory / name).unlink(missing_ok=True)
+            done.append(store.get(t.id))
+    return done
+
+
+def queued_for_rerun(project: Project, experiment: str) -> list[Trial]:
+    """Queued trials of ``experiment`` (what a reset left to run)."""
+    return project.store.list_trials(experiment=experiment, status="queued")
+
+
+@dataclass(frozen=True)
+class Status:
+    """The one-screen overview of a project."""
+
+    project: str
+    root: Path
+    counts: dict[str, dict[str, int]]
+    running: list[Trial]
+    recent: list[Trial]
+    seeds: int
+    remotes: list[str]
+    storage: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"project": self.project, "root": str(self.root), "counts": self.counts,
+                "running": [t.summary() for t in self.running],
+                "recent": [t.summary() for t in self.recent], "preset_seeds": self.seeds,
+                "remotes": self.remotes, "storage": self.storage}
+
+
+def status(project: Project, recent: int = 5) -> Status:
+    """Counts per experiment and status, running trials, the latest trials."""
+    lifecycle.reconcile(project)
+    store = project.store
+    return Status(project.name, project.root, store.count_by_status(),
+                  store.list_trials(status="running"),
+                  store.list_trials(limit=recent, newest_first=True),
+                  len(project.config.seeds), sorted(project.config.remotes),
+                  sorted(project.config.storage))
+
+
+def checkout(project: Project, ref: str, dest: Path) -> tuple[Trial, str]:
+    """Write the exact code ``ref`` ran (commit + dirty changes) into ``dest``."""
+    trial = project.store.get(ref)
+    how = gitinfo.checkout(project.root, dest, trial.commit, trial.snapshot,
+                           project.paths.trial_dir(trial.id) / lifecycle.PATCH_FILE)
+    return trial, how
