@@ -117,3 +117,18 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = make_project(tmp_path / "proj")
     monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two real sshd hosts, gpu1 (127.0.0.2) and gpu2 (127.0.0.3), key-only, with known_hosts.
+
+    The port comes from SSHD_HOSTS_PORT (default 2222). Returns the script's
+    KEY=VALUE facts: SSH_CONFIG, SSH_KNOWN_HOSTS, SSH_KEY, SSH_USER, SSH_PORT,
+    SSH_GPU1_ADDR, SSH_GPU1_BASE, ...
+    """
+    d = tmp_path_factory.mktemp("sshd")
+    env = start_service("sshd-hosts.sh", d, 2)
+    env["SSHD_DIR"] = str(d)
+    yield env
+    svc("sshd-hosts.sh", "stop", d)

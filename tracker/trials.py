@@ -137,6 +137,30 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
     return done
 
 
+def stop(project: Project, ref: str) -> Trial:
+    """Stop a running trial: its process group here, or its remote process over SSH."""
+    import os
+    import signal
+    import socket
+
+    trial = project.store.get(ref)
+    if trial.status != "running":
+        raise UsageError(f"trial {trial.id} is {trial.status}, not running")
+    if trial.executor == "ssh":
+        from tracker.remote.control import stop_trial
+
+        stop_trial(project, trial)
+    elif trial.extra.get("runner_host") != socket.gethostname():
+        raise UsageError(f"trial {trial.id} runs on {trial.extra.get('runner_host')}",
+                         hint="stop it on that machine")
+    elif trial.pid:
+        try:
+            os.killpg(trial.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    return project.store.get(trial.id)
+
+
 def queued_for_rerun(project: Project, experiment: str) -> list[Trial]:
     """Queued trials of ``experiment`` (what a reset left to run)."""
     return project.store.list_trials(experiment=experiment, status="queued")

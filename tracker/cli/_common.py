@@ -92,6 +92,8 @@ def fmt_metrics(metrics: dict[str, float], names: Sequence[str] | None = None, l
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, sec = divmod(int(seconds), 60)

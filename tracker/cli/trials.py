@@ -129,6 +129,15 @@ def delete(
     info(f"deleted {len(gone)} trial(s)")
 
 
+@app.command("stop")
+def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) -> None:
+    """Stop a running trial (local or remote); it ends as cancelled."""
+    from tracker import trials
+
+    trial = trials.stop(project(), ref)
+    info(f"asked trial {trial.id} to stop")
+
+
 @app.command("reset")
 def reset(
     refs: list[str] = typer.Argument(None, help="Trial ids; default: every failed/lost/cancelled one."),

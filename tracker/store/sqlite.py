@@ -264,7 +264,7 @@ class Store:
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
         sql = _SELECT + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY created DESC, id DESC" if newest_first else " ORDER BY created, id"
+        sql += " ORDER BY created DESC, rowid DESC" if newest_first else " ORDER BY created, rowid"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
