@@ -146,6 +146,9 @@ def stop(project: Project, ref: str) -> Trial:
     trial = project.store.get(ref)
     if trial.status != "running":
         raise UsageError(f"trial {trial.id} is {trial.status}, not running")
+    project.store.update(trial.id, extra={**trial.extra, "stop_requested": True},
+                         event="stop requested")
+    trial = project.store.get(trial.id)
     if trial.executor == "ssh":
         from tracker.remote.control import stop_trial
 

@@ -82,7 +82,7 @@ def finalize(project: Project, config: ExperimentConfig, trial_id: str, *, exit_
     error = None
     if lost:
         status, error = "lost", lost
-    elif cancelled:
+    elif cancelled or (exit_code != 0 and trial.extra.get("stop_requested")):
         status, error = "cancelled", "cancelled by the user"
     elif exit_code != 0:
         status = "failed"
