@@ -12,11 +12,46 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from tracker.cli import backup, create, experiments, remote, run, seeds, status, storage, trials
 
+
+class _TrackerGroup(TyperGroup):
+    """The root command group: the one place errors become messages and exit codes.
+
+    TrackerError -> its one-line message and exit code (2 usage/config, 1 failure);
+    Ctrl-C -> 130 after trials were cancelled; anything else -> a one-line report
+    (the traceback only with --debug). Click's own usage errors exit 2.
+    """
+
+    def invoke(self, ctx: typer.Context) -> object:
+        from tracker.errors import TrackerError
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except TrackerError as exc:
+            if os.environ.get("TRACKER_DEBUG"):
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("tracker: interrupted; running trials were cancelled "
+                       "(run them again with 'tracker trials reset --run')", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if os.environ.get("TRACKER_DEBUG"):
+                raise
+            typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
+                       "(re-run with --debug for the traceback and report it)", err=True)
+            ctx.exit(1)
+
+
 app = typer.Typer(
     name="tracker",
+    cls=_TrackerGroup,
     help="Experiment tracking for ML research: projects, experiments, trials over seeds, "
     "remote runs and backups.",
     no_args_is_help=True,
@@ -54,32 +89,7 @@ app.command("restore")(backup.restore)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning errors into one line and an exit code."""
-    import click
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        app(args=argv, standalone_mode=False, prog_name="tracker")
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code in (None, 2) else exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("tracker: interrupted; running trials were cancelled "
-                   "(re-run them with 'tracker trials reset')", err=True)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
-        from tracker.errors import TrackerError
-
-        if debug:
-            raise
-        if isinstance(exc, TrackerError):
-            typer.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
-                   "(re-run with --debug for the traceback and report it)", err=True)
-        sys.exit(1)
+    """Console-script entry point."""
+    if "--debug" in (sys.argv[1:] if argv is None else argv):
+        os.environ["TRACKER_DEBUG"] = "1"
+    app(args=argv, prog_name="tracker")
