@@ -12,7 +12,8 @@ from typing import Any
 from tracker import seeds as seedlib
 from tracker.config import NAME_RE, ExperimentConfig, load_model, validate_data
 from tracker.errors import ConfigError, NotFoundError, UsageError
-from tracker.project import Project, _display
+from tracker.project import Project
+from tracker.yamlio import display_path as _display
 from tracker.yamlio import atomic_write, dump_yaml, load_yaml
 
 DEFAULT_COMMAND = "python train.py"
@@ -124,7 +125,7 @@ def check_name(name: str) -> str:
 
 
 def create(project: Project, name: str, *, base: str | None = None,
-           params: dict[str, Any] | None = None, command: str | None = None,
+           params: dict[str, Any] | None = None, command: str | list[str] | None = None,
            description: str | None = None, force: bool = False) -> Path:
     """Write experiments/NAME.yaml (from ``base`` if given) and return its path."""
     path = project.paths.experiment_file(check_name(name))
@@ -132,8 +133,8 @@ def create(project: Project, name: str, *, base: str | None = None,
         raise UsageError(f"{_display(path)} already exists", hint="pick another name or pass --force")
     data: dict[str, Any]
     if base:
-        data, _ = load_yaml(project.paths.experiment_file(check_name(base)))
         load(project, base)  # validates the source, with its own file:line errors
+        data, _ = load_yaml(project.paths.experiment_file(base))
         data = dict(data or {})
     else:
         data = {"command": command or _default_command(project), "params": {}}
@@ -156,19 +157,14 @@ def create(project: Project, name: str, *, base: str | None = None,
     return path
 
 
-def _default_command(project: Project) -> str:
+def _default_command(project: Project) -> str | list[str]:
+    """The command of the project's first valid experiment, else ``python train.py``."""
     for other in sorted(project.paths.experiments.glob("*.yaml")):
         try:
-            return _flat(load_model(other, ExperimentConfig).command)
+            return load_model(other, ExperimentConfig).command
         except ConfigError:
             continue
     return DEFAULT_COMMAND
-
-
-def _flat(command: str | list[str]) -> str:
-    import shlex
-
-    return command if isinstance(command, str) else shlex.join(command)
 
 
 def load(project: Project, name: str) -> ExperimentConfig:

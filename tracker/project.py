@@ -11,6 +11,7 @@ from tracker.config import ProjectConfig, validate_data
 from tracker.errors import ConfigError
 from tracker.paths import ProjectPaths, find_root
 from tracker.yamlio import LineMap, atomic_write, dump_yaml, load_yaml
+from tracker.yamlio import display_path as _display
 
 PROJECT_HEADER = """\
 # tracker project settings (see docs/configuration.md).
@@ -85,11 +86,3 @@ class Project:
     def line(self, *key: Any) -> int | None:
         """Line of a key path in tracker.yaml (for error messages)."""
         return self.lines.get(tuple(key))
-
-
-def _display(path: Path) -> str:
-    """A path as users should see it in messages: relative to cwd when inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

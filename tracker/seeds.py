@@ -16,16 +16,24 @@ SEED_LIMIT = 2**31 - 1  # fits numpy, torch, sklearn and 32-bit C ints
 def generate(count: int = DEFAULT_COUNT, master_seed: int | None = None) -> tuple[int, list[int]]:
     """Return ``(master_seed, seeds)``: ``count`` distinct seeds drawn from ``master_seed``.
 
-    The same master seed always gives the same list, so the list can be rebuilt::
+    The same master seed always gives the same list, and a longer list starts
+    with the shorter one, so a list can be rebuilt or extended::
 
-        >>> generate(3, master_seed=42)[1] == generate(3, master_seed=42)[1]
+        >>> generate(5, master_seed=42)[1][:3] == generate(3, master_seed=42)[1]
         True
     """
     if count < 1:
         raise ValueError("count must be at least 1")
     master = secrets.randbelow(SEED_LIMIT) if master_seed is None else master_seed
     rng = random.Random(master)
-    return master, rng.sample(range(SEED_LIMIT), count)
+    seeds: list[int] = []
+    seen: set[int] = set()
+    while len(seeds) < count:  # sequential draws: a longer list extends a shorter one
+        value = rng.randrange(SEED_LIMIT)
+        if value not in seen:
+            seen.add(value)
+            seeds.append(value)
+    return master, seeds
 
 
 def choose(presets: Sequence[int], spec: int | Sequence[int] | None, default_count: int) -> list[int]:

@@ -34,15 +34,24 @@ def _build_lines(node: yaml.Node, path: tuple[Any, ...], lines: LineMap) -> None
             _build_lines(item, (*path, i), lines)
 
 
+def display_path(path: Path) -> str:
+    """A path as users should see it in messages: relative to the cwd when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
     """Read a YAML file; return (data, line map). Errors name the file and line."""
+    shown = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError("file not found", path=path) from exc
+        raise ConfigError("file not found", path=shown) from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", path=path) from exc
-    return parse_yaml(text, path)
+        raise ConfigError(f"cannot read file: {exc.strerror}", path=shown) from exc
+    return parse_yaml(text, shown)
 
 
 def parse_yaml(text: str, path: object = "<string>") -> tuple[Any, LineMap]:

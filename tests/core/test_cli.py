@@ -1,0 +1,188 @@
+"""The CLI surface: experiments, seeds, trials, status, errors and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tracker.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("command: x\ngrdi: {lr: [1]}\n", 2, ["unknown key 'grdi'", "grid"]),
+    ("command: x\nseeds: abc\n", 2, ["seeds must be an integer or a list of integers", "'abc'"]),
+    ("command: x\nsearch:\n  lr: {type: loguniform, low: 0, high: 1}\n", 3, ["low > 0"]),
+    ("command: x\nsearch:\n  lr: {type: int, low: 5, high: 1}\n", 3, ["low <= high"]),
+    ("command: x\nparams: {lr: 0.1\n", 3, ["invalid YAML"]),
+    ("params: {a: 1}\n", None, ["missing required key 'command'"]),
+])
+def test_bad_experiment_file_is_one_line_exit_2(project_dir: Path, text: str, line: int | None,
+                                                 words: list[str]) -> None:
+    (project_dir / "experiments/bad.yaml").write_text(text)
+    code, out, err = cli("run", "bad")
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    where = f"experiments/bad.yaml:{line}:" if line else "experiments/bad.yaml:"
+    assert err.startswith(f"error: {where}")
+    for w in words:
+        assert w in err
+
+
+def test_bad_project_file_names_tracker_yaml(project_dir: Path) -> None:
+    (project_dir / "tracker.yaml").write_text("seeds: [1, 1]\ndefaults: {parallel: 0}\n")
+    code, _, err = cli("status")
+    assert code == 2 and err.startswith("error: tracker.yaml:1: seeds")
+
+
+def test_experiments_create_list_show(project_dir: Path) -> None:
+    code, _, err = cli("experiments", "create", "fast", "--from", "base", "--param", "lr=0.05",
+                       "--param", "epochs=1", "-d", "quick check")
+    assert code == 0, err
+    text = (project_dir / "experiments/fast.yaml").read_text()
+    assert text.count("\n# ") > 10  # every key is explained
+    from tracker.config import ExperimentConfig, load_model
+
+    config = load_model(project_dir / "experiments/fast.yaml", ExperimentConfig)
+    assert config.params == {"epochs": 1, "lr": 0.05} and config.grid == {}
+    assert config.seeds == 2 and config.description == "quick check"
+    code, out, _ = cli("experiments", "list", "--json")
+    assert {e["name"]: e["combinations"] for e in json.loads(out)} == {"base": 2, "fast": 1}
+    code, out, _ = cli("experiments", "show", "base", "--json")
+    assert json.loads(out)["trials"] == 4 and json.loads(out)["seeds"] == [11, 22]
+    code, _, err = cli("experiments", "create", "fast")
+    assert code == 2 and "already exists" in err
+    code, _, err = cli("experiments", "create", "x", "--from", "nope")
+    assert code == 2 and "no experiment 'nope'" in err
+
+
+def test_new_experiment_without_base_uses_project_command(project_dir: Path) -> None:
+    assert cli("experiments", "create", "fresh")[0] == 0
+    from tracker.config import ExperimentConfig, load_model
+
+    config = load_model(project_dir / "experiments/fresh.yaml", ExperimentConfig)
+    assert config.command == [sys.executable, "train.py"]
+
+
+def test_seeds_generate_is_reproducible_and_guarded(project_dir: Path) -> None:
+    code, _, err = cli("seeds", "generate", "5", "--master-seed", "7")
+    assert code == 2 and "already has preset seeds" in err
+    assert cli("seeds", "generate", "5", "--master-seed", "7", "--force")[0] == 0
+    first = json.loads(cli("seeds", "show", "--json")[1])
+    assert first["master_seed"] == 7 and len(first["seeds"]) == 5
+    assert cli("seeds", "generate", "8", "--extend")[0] == 0
+    grown = json.loads(cli("seeds", "show", "--json")[1])
+    assert grown["seeds"][:5] == first["seeds"] and len(grown["seeds"]) == 8
+    # the run with no seed uses the first presets
+    code, out, _ = cli("run", "base", "--dry-run", "--json")
+    assert sorted({t["seed"] for t in json.loads(out)}) == sorted(first["seeds"][:2])
+
+
+def test_run_then_list_filters_and_formats(project_dir: Path) -> None:
+    code, out, err = cli("run", "base", "--quiet")
+    assert code == 0, err
+    assert "completed" in out
+    code, out, _ = cli("trials", "list", "--json")
+    trials = json.loads(out)
+    assert len(trials) == 4
+    for key in ("id", "experiment", "status", "seed", "params", "metrics", "commit", "dirty",
+                "host", "started", "finished"):
+        assert key in trials[0]
+    code, out, _ = cli("trials", "list", "-p", "lr=0.5", "--json")
+    assert {t["params"]["lr"] for t in json.loads(out)} == {0.5}
+    code, out, _ = cli("trials", "list", "--status", "failed", "--json")
+    assert json.loads(out) == []
+    code, out, _ = cli("trials", "list", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 4 and rows[0]["experiment"] == "base"
+    code, out, _ = cli("trials", "list", "--limit", "1", "--json")
+    assert [t["id"] for t in json.loads(out)] == [trials[-1]["id"]]
+    code, _, err = cli("trials", "list", "--status", "bogus")
+    assert code == 2 and "unknown status" in err
+
+
+def test_show_logs_delete_reset_and_status(project_dir: Path) -> None:
+    assert cli("run", "base", "--seed", "1", "-p", "lr=0.1", "-p", "fail=1", "-q")[0] == 1
+    trial = json.loads(cli("trials", "list", "--json")[1])[0]
+    tid = trial["id"]
+    code, out, _ = cli("trials", "show", tid[:6], "--json")
+    detail = json.loads(out)
+    assert detail["status"] == "failed" and detail["exit_code"] == 3
+    assert [p["step"] for p in detail["metric_series"]["train/loss"]] == [0, 1, 2]
+    assert detail["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert "numpy" in detail["environment"]["packages"]
+    code, out, _ = cli("trials", "show", tid)
+    assert "exit code 3" in out and "seed        1" in out
+    assert "val/acc: " in cli("trials", "logs", tid)[1]
+    assert "something broke" in cli("trials", "logs", tid, "--stderr")[1]
+    assert cli("trials", "logs", tid, "--follow")[1].count("train/loss") == 3
+    code, out, _ = cli("status", "--json")
+    assert json.loads(out)["counts"] == {"base": {"failed": 1}}
+    code, _, err = cli("trials", "reset", tid, "--run")
+    assert code == 1 and "0/1 completed" in err  # still fails: same params
+    project_file = project_dir / "train.py"
+    project_file.write_text(project_file.read_text().replace("if a.fail:", "if False:"))
+    code, _, err = cli("trials", "reset", "--run")
+    assert code == 0 and "1/1 completed" in err, err
+    after = json.loads(cli("trials", "show", tid, "--json")[1])
+    assert after["status"] == "completed" and after["dirty"] is True
+    code, _, err = cli("trials", "delete", tid)
+    assert code == 2 and "--yes" in err
+    assert cli("trials", "delete", tid, "--yes")[0] == 0
+    assert not (project_dir / ".tracker/trials" / tid).exists()
+    assert json.loads(cli("trials", "list", "--json")[1]) == []
+    assert cli("trials", "show", tid)[0] == 2
+
+
+def test_checkout_cli(project_dir: Path, tmp_path: Path) -> None:
+    cli("run", "base", "--seed", "1", "-p", "lr=0.1", "-q")
+    tid = json.loads(cli("trials", "list", "--json")[1])[0]["id"]
+    code, _, err = cli("checkout", tid, "--to", str(tmp_path / "code"))
+    assert code == 0, err
+    assert (tmp_path / "code/train.py").read_text() == (project_dir / "train.py").read_text()
+    code, _, err = cli("checkout", tid, "--to", str(tmp_path / "code"))
+    assert code == 2 and "not empty" in err
+
+
+def test_outside_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("trials", "list")
+    assert code == 2 and "not inside a tracker project" in err and "tracker create" in err
+
+
+def test_every_command_has_help() -> None:
+    import typer.main
+
+    def walk(cmd, path):  # noqa: ANN001
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(typer.main.get_command(app), []):
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (cmd.help or "").strip(), f"command {' '.join(path)} has no help text"
+
+
+def test_cli_startup_imports_no_heavy_modules() -> None:
+    import subprocess
+
+    code = ("import sys; import tracker.cli; heavy = {'pydantic', 'yaml', 'paramiko', 'boto3', "
+            "'sqlite3', 'cookiecutter', 'git', 'optuna', 'fabric', 'rich.table'}; "
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
