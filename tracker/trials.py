@@ -56,6 +56,41 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
     return trials[::-1] if limit is not None else trials
 
 
+BASE_COLUMNS = ["id", "experiment", "status", "seed", "commit", "dirty", "host", "started",
+                "finished", "duration", "exit_code"]
+
+
+def _filters(experiment: list[str] | None, status: list[str] | None,
+             params: dict[str, Any] | None) -> dict[str, Any]:
+    return {"experiment": experiment or None, "status": _statuses(status), "params": params}
+
+
+def list_json(project: Project, *, experiment: list[str] | None = None,
+              status: list[str] | None = None, params: dict[str, Any] | None = None,
+              limit: int | None = None) -> str:
+    """``trials list --json``: a JSON array of trial summaries (the documented contract)."""
+    lifecycle.reconcile(project)
+    return project.store.summaries_json(limit=limit, **_filters(experiment, status, params))
+
+
+def list_rows(project: Project, *, experiment: list[str] | None = None,
+              status: list[str] | None = None, params: dict[str, Any] | None = None,
+              limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Flat rows for tables and CSV: base columns, then ``params.X`` and ``metrics.Y`` columns."""
+    lifecycle.reconcile(project)
+    filters = _filters(experiment, status, params)
+    param_names, metric_names = project.store.key_names(limit=limit, **filters)
+    rows = project.store.table(param_names, metric_names, limit=limit, **filters)
+    columns = BASE_COLUMNS + [f"params.{n}" for n in param_names] + [f"metrics.{n}" for n in metric_names]
+    return columns, rows
+
+
+def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,
+          params: dict[str, Any] | None = None) -> int:
+    """How many trials match the filters."""
+    return project.store.count(**_filters(experiment, status, params))
+
+
 def show(project: Project, ref: str) -> TrialDetail:
     """One trial in detail."""
     store = project.store

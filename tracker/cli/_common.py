@@ -27,8 +27,8 @@ def project():
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print ``data`` as JSON on stdout: indented on a terminal, compact (fast) when piped."""
+    sys.stdout.write(json.dumps(data, indent=2 if is_tty() else None, default=str) + "\n")
 
 
 def console(stderr: bool = False):
@@ -40,14 +40,14 @@ def console(stderr: bool = False):
 def emit_table(rows: Sequence[Sequence[Any]], columns: Sequence[str], *, title: str | None = None,
                csv: bool = False) -> None:
     """A table: rich on a terminal, TSV (or CSV) when piped."""
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
     if csv or not is_tty():
         import csv as csvlib
 
         writer = csvlib.writer(sys.stdout, delimiter="," if csv else "\t", lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(cells)
+        writer.writerows(rows)  # the csv module writes None as an empty field
         return
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     from rich.table import Table
 
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)

@@ -6,10 +6,13 @@ import typer
 
 from tracker.cli._common import (
     JSON_OPTION, emit_json, emit_table, fmt_commit, fmt_duration, fmt_metrics, fmt_params,
-    fmt_time, info, parse_assignments, project,
+    fmt_time, info, is_tty, parse_assignments, project,
 )
 
 app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
+
+
+TTY_LIMIT = 100
 
 
 @app.command("list")
@@ -18,25 +21,38 @@ def list_(
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Only trials with NAME=VALUE."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
+    all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
     as_json: bool = JSON_OPTION,
-    csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV: one column per param and metric."),
 ) -> None:
-    """List trials, oldest first.
+    """List trials, oldest first. Piped output is tab-separated with one column per param/metric.
 
     Example: tracker trials list -e baseline --status completed -p lr=0.1 --json
     """
+    import sys
+
     from tracker import trials
 
-    rows = trials.list_trials(project(), experiment=experiment, status=status,
-                              params=parse_assignments(param, "--param"), limit=limit)
+    proj = project()
+    filters = {"experiment": experiment, "status": status,
+               "params": parse_assignments(param, "--param")}
     if as_json:
-        emit_json([t.summary() for t in rows])
+        sys.stdout.write(trials.list_json(proj, limit=limit, **filters) + "\n")
         return
+    if csv or not is_tty():
+        columns, rows = trials.list_rows(proj, limit=limit, **filters)
+        emit_table(rows, columns, csv=csv)
+        return
+    shown = limit if limit is not None or all_ else TTY_LIMIT
+    rows = trials.list_trials(proj, limit=shown, **filters)
     emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
                  fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started), fmt_duration(t.duration))
                 for t in rows],
                ["id", "experiment", "status", "seed", "params", "metrics", "commit", "host",
-                "started", "time"], csv=csv)
+                "started", "time"])
+    total = trials.count(proj, **filters)
+    if limit is None and not all_ and total > len(rows):
+        info(f"showing the newest {len(rows)} of {total} trials (--all or --limit N for more)")
 
 
 @app.command("show")

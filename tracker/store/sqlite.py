@@ -232,43 +232,95 @@ class Store:
                              hint="give more characters of the id")
         return _row_to_trial(rows[0])
 
-    def list_trials(
-        self,
-        *,
+    @staticmethod
+    def _where(
         experiment: str | Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
         ids: Sequence[str] | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[Trial]:
-        """Trials matching every filter, oldest first (one query)."""
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
         args: list[Any] = []
-
-        def one_of(column: str, value: str | Sequence[str] | None) -> None:
+        for column, value in (("experiment", experiment), ("status", status), ("id", ids)):
             if value is None:
-                return
+                continue
             values = [value] if isinstance(value, str) else list(value)
             where.append(f"{column} IN ({', '.join('?' * len(values))})")
             args.extend(values)
-
-        one_of("experiment", experiment)
-        one_of("status", status)
-        one_of("id", ids)
         if run_id:
             where.append("run_id = ?")
             args.append(run_id)
         for name, value in (params or {}).items():
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
-        sql = _SELECT + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += " ORDER BY created DESC, rowid DESC" if newest_first else " ORDER BY created, rowid"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [_row_to_trial(r) for r in self._query(sql, args)]
+        return (f" WHERE {' AND '.join(where)}" if where else ""), args
+
+    def _select(self, columns: str, filters: dict[str, Any], limit: int | None,
+                newest_first: bool = False) -> list[Any]:
+        """Rows of ``columns`` for the filtered trials; ``limit`` keeps the newest N (oldest first)."""
+        where, args = self._where(**filters)
+        if limit is None:
+            order = "DESC" if newest_first else ""
+            return self._query(f"SELECT {columns} FROM trials{where} "
+                               f"ORDER BY created {order}, rowid {order}", args)
+        inner = (f"SELECT rowid AS rid, * FROM trials{where} ORDER BY created DESC, rowid DESC LIMIT ?")
+        order = "DESC" if newest_first else ""
+        return self._query(f"SELECT {columns} FROM ({inner}) ORDER BY created {order}, rid {order}",
+                           [*args, limit])
+
+    def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
+                    **filters: Any) -> list[Trial]:
+        """Trials matching every filter (experiment, status, params, run_id, ids), oldest first.
+
+        ``limit`` keeps the newest N; ``newest_first`` reverses the order. One query.
+        """
+        rows = self._select(", ".join(_COLUMNS), filters, limit, newest_first)
+        return [_row_to_trial(r) for r in rows]
+
+    def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
+        """The ``trials list --json`` array, built by SQLite (100k trials in ~0.25 s)."""
+        columns = ("json_object('id', id, 'experiment', experiment, 'status', status, 'seed', seed, "
+                   "'params', json(params), 'metrics', json(metrics), 'commit', commit_sha, "
+                   "'dirty', json(CASE WHEN dirty THEN 'true' ELSE 'false' END), 'host', host, "
+                   "'started', started, 'finished', finished, 'duration', duration, "
+                   "'exit_code', exit_code)")
+        rows = self._select(columns, filters, limit)
+        return "[" + ",\n".join(r[0] for r in rows) + "]"
+
+    def key_names(self, *, limit: int | None = None, **filters: Any) -> tuple[list[str], list[str]]:
+        """Every param name and every metric name among the filtered trials."""
+        found: list[list[str]] = []
+        for column in ("params", "metrics"):
+            if limit is None:
+                where, args = self._where(**filters)
+                rows = self._query(f"SELECT DISTINCT j.key FROM (SELECT {column} AS c FROM trials{where}) "
+                                   "AS t, json_each(t.c) AS j", args)
+                found.append([r[0] for r in rows])
+            else:
+                rows = self._select(column, filters, limit)
+                found.append(list(dict.fromkeys(k for (c,) in rows for k in json.loads(c))))
+        return found[0], found[1]
+
+    def count(self, **filters: Any) -> int:
+        """How many trials match the filters."""
+        where, args = self._where(**filters)
+        return int(self._query(f"SELECT COUNT(*) FROM trials{where}", args)[0][0])
+
+    def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
+              limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
+        """Flat rows: id, experiment, status, seed, commit, dirty, host, started, finished,
+        duration, exit_code, then each param and each metric (extracted by SQLite)."""
+        def path(name: str) -> str:
+            return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
+
+        columns = ", ".join(
+            ["id", "experiment", "status", "seed", "commit_sha", "dirty", "host", "started", "finished",
+             "duration", "exit_code"]
+            + [f"json_extract(params, {path(n)})" for n in param_names]
+            + [f"json_extract(metrics, {path(n)})" for n in metric_names])
+        return self._select(columns, filters, limit)
 
     def count_by_status(self) -> dict[str, dict[str, int]]:
         """{experiment: {status: count}} for the status overview."""

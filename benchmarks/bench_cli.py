@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Side-by-side timings of tracker's CLI against the bare script and Guild AI, in one run.
+
+Measures (median of repeated runs, wall clock):
+  1. start-up: `tracker --help` vs `python -c pass`, a bare two-command Typer app's
+     `--help`, and `guild --help` (when Guild is installed);
+  2. per-trial overhead: the same tiny training script run bare N times, as one
+     `tracker run` of N trials, as N separate `tracker run` calls, and as N
+     `guild run` calls;
+  3. listing: `tracker trials list --json` over a store of 100k trials.
+
+Usage: python benchmarks/bench_cli.py [--trials 20] [--repeat 7] [--guild PATH] [--list-size 100000]
+Guild is looked up on PATH, then in /tmp/guildenv (pip install guildai into a venv there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+SCRIPT = textwrap.dedent("""
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=0.1)
+    a = p.parse_args()
+    print(f"loss: {a.lr / (a.seed + 1):.4f}")
+""")
+
+BARE_TYPER = textwrap.dedent('''
+    import typer
+    app = typer.Typer()
+    @app.command()
+    def run(name: str):
+        """Run."""
+    @app.command()
+    def show(name: str):
+        """Show."""
+    app()
+''')
+
+
+def clock(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def median(cmd: list[str], repeat: int, **kw: object) -> float:
+    clock(cmd, **kw)  # warm the page cache
+    return statistics.median(clock(cmd, **kw) for _ in range(repeat))
+
+
+def find_guild(explicit: str | None) -> str | None:
+    for candidate in (explicit, shutil.which("guild"), "/tmp/guildenv/bin/guild"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def make_project(root: Path, seeds: int) -> None:
+    root.mkdir(parents=True)
+    (root / "train.py").write_text(SCRIPT)
+    (root / "tracker.yaml").write_text("name: bench\n")
+    (root / ".gitignore").write_text(".tracker/\n.guild/\n")
+    (root / "experiments").mkdir()
+    (root / "experiments/e.yaml").write_text(f"command: [{sys.executable!r}, train.py]\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b",
+                                                 "commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    subprocess.run(["tracker", "seeds", "generate", str(max(seeds, 10)), "--master-seed", "1"],
+                   cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fill_store(root: Path, n: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tracker.project import Project
+    from tracker.store import Trial, now
+
+    store = Project.load(root).store
+    batch = []
+    for i in range(n):
+        batch.append(Trial(id=f"b{i:011x}", experiment=f"exp{i % 5}", status="completed", seed=i % 10,
+                           params={"lr": 0.1 * (i % 7), "layers": i % 4}, created=now(),
+                           metrics={"train/loss": 1 / (i + 1), "val/acc": (i % 100) / 100},
+                           commit="0" * 40, host="bench"))
+        if len(batch) == 10_000:
+            store.add_trials(batch)
+            batch = []
+    store.add_trials(batch)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--guild")
+    ap.add_argument("--list-size", type=int, default=100_000)
+    args = ap.parse_args()
+    tracker = shutil.which("tracker") or sys.exit("tracker is not installed (pip install -e .)")
+    guild = find_guild(args.guild)
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp:
+        tmpdir = Path(tmp)
+        bare_typer = tmpdir / "bare_typer.py"
+        bare_typer.write_text(BARE_TYPER)
+
+        # 1. start-up
+        py_pass = median([sys.executable, "-c", "pass"], args.repeat)
+        typer_help = median([sys.executable, str(bare_typer), "--help"], args.repeat)
+        tracker_help = median([tracker, "--help"], args.repeat)
+        rows += [("python -c pass", f"{py_pass * 1000:.0f} ms", ""),
+                 ("bare Typer app --help", f"{typer_help * 1000:.0f} ms", ""),
+                 ("tracker --help", f"{tracker_help * 1000:.0f} ms",
+                  f"{tracker_help / typer_help:.2f}x bare Typer (target <= 1.3x)")]
+        if guild:
+            guild_help = median([guild, "--help"], args.repeat)
+            rows.append(("guild --help", f"{guild_help * 1000:.0f} ms", ""))
+
+        # 2. per-trial overhead
+        n = args.trials
+        project = tmpdir / "proj"
+        make_project(project, n)
+        bare = statistics.median(
+            clock([sys.executable, "train.py", f"--seed={i}", "--lr=0.1"], cwd=project) for i in range(n))
+        many = clock([tracker, "run", "e", "--seeds", str(n), "-q"], cwd=project) / n
+        single = statistics.median(
+            clock([tracker, "run", "e", "--seed", str(i), "-q"], cwd=project) for i in range(min(n, 10)))
+        rows += [("bare script, per trial", f"{bare * 1000:.0f} ms", ""),
+                 (f"tracker run of {n} trials, per trial", f"{many * 1000:.0f} ms",
+                  f"overhead {(many - bare) * 1000:.0f} ms/trial (target < 200 ms)"),
+                 ("tracker run, one trial per call", f"{single * 1000:.0f} ms",
+                  f"overhead {(single - bare) * 1000:.0f} ms/trial")]
+        if guild:
+            (tmpdir / "guild-home").mkdir()
+            env = {**os.environ, "GUILD_HOME": str(tmpdir / "guild-home"), "NO_IMPORT_FLAGS_PROGRESS": "1"}
+            guild_run = statistics.median(
+                clock([guild, "run", "-y", "-q", "train.py", f"seed={i}", "lr=0.1"], cwd=project, env=env)
+                for i in range(min(n, 10)))
+            rows.append(("guild run, one trial per call", f"{guild_run * 1000:.0f} ms",
+                         f"overhead {(guild_run - bare) * 1000:.0f} ms/trial; tracker's is "
+                         f"{(single - bare) / (guild_run - bare):.2f}x of it"))
+
+        # 3. listing at scale
+        fill_store(project, args.list_size)
+        lst = median([tracker, "trials", "list", "--json"], 3, cwd=project)
+        csv = median([tracker, "trials", "list", "--csv"], 3, cwd=project)
+        rows += [(f"tracker trials list --json ({args.list_size:,} trials)", f"{lst * 1000:.0f} ms",
+                  "target < 1 s"),
+                 (f"tracker trials list --csv ({args.list_size:,} trials)", f"{csv * 1000:.0f} ms", "")]
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement'.ljust(width)}  {'median':>8}  note")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>8}  {note}")
+
+
+if __name__ == "__main__":
+    main()
