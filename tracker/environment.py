@@ -28,8 +28,15 @@ try:
             pkgs[name.lower()] = d.version
 except Exception:
     pkgs = {}
+import os
+stamp = []
+for d in sys.path:
+    try:
+        stamp.append([d, os.stat(d or ".").st_mtime_ns])
+    except OSError:
+        pass
 print(json.dumps({"python": platform.python_version(), "implementation": platform.python_implementation(),
-                  "executable": sys.executable, "packages": dict(sorted(pkgs.items()))}))
+                  "executable": sys.executable, "packages": dict(sorted(pkgs.items())), "_stamp": stamp}))
 """
 
 
@@ -58,17 +65,52 @@ def gpus() -> list[dict[str, str]]:
     return [dict(zip(("index", "name", "memory", "driver"), r)) for r in rows]
 
 
-def capture(argv: list[str]) -> dict[str, Any]:
-    """Describe the environment the command ``argv`` will run in."""
+def _stamp_matches(stamp: list[list[Any]]) -> bool:
+    """Whether no directory on the interpreter's sys.path changed (no package (un)installed)."""
+    for directory, mtime in stamp:
+        try:
+            if os.stat(directory or ".").st_mtime_ns != mtime:
+                return False
+        except OSError:
+            return False
+    return bool(stamp)
+
+
+def _probe(python: str, cache: Path | None) -> dict[str, Any]:
+    """Python version and packages of ``python``, cached until its sys.path dirs change."""
+    key = os.path.realpath(python)
+    cached: dict[str, Any] = {}
+    if cache is not None and cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+        except ValueError:
+            cached = {}
+        entry = cached.get(key)
+        if entry and _stamp_matches(entry.get("_stamp", [])):
+            return entry
+    try:
+        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+        info = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+    if cache is not None and info:
+        from tracker.yamlio import atomic_write
+
+        cached[key] = info
+        atomic_write(cache, json.dumps(cached))
+    return info
+
+
+def capture(argv: list[str], cache: Path | None = None) -> dict[str, Any]:
+    """Describe the environment the command ``argv`` will run in.
+
+    ``cache`` (a JSON file) keeps the package list of each interpreter until a
+    directory on its sys.path changes, so the probe runs once, not every run.
+    """
     python = _python_of(argv)
     info: dict[str, Any] = {}
     if python:
-        try:
-            proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
-            if proc.returncode == 0:
-                info = json.loads(proc.stdout)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            info = {}
+        info = {k: v for k, v in _probe(python, cache).items() if k != "_stamp"}
     if not info:
         info = {"python": platform.python_version(), "executable": sys.executable, "packages": {}}
     info.update({

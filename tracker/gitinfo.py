@@ -76,11 +76,42 @@ def _committer_args(root: Path) -> list[str]:
     return [] if has_name and has_mail else _IDENTITY
 
 
+def _status(path: Path) -> tuple[str | None, str | None, bool] | None:
+    """(HEAD, branch, clean?) from one ``git status`` call, or None outside a repository."""
+    if shutil.which("git") is None:
+        raise GitError("git is not installed", hint="install git and retry")
+    proc = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=normal"],
+                          cwd=path, capture_output=True)
+    if proc.returncode != 0:
+        return None
+    head = branch = None
+    clean = True
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split()[2]
+            head = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            name = line.split(" ", 2)[2]
+            branch = None if name == "(detached)" else name
+        elif not line.startswith("#"):
+            clean = False
+    return head, branch, clean
+
+
 def capture(path: Path) -> CodeState:
-    """Record the code at ``path``: HEAD, branch, and a snapshot of a dirty tree."""
+    """Record the code at ``path``: HEAD, branch, and a snapshot of a dirty tree.
+
+    A clean tree costs one ``git status``; a dirty one is snapshotted without
+    touching the user's index, branch or work tree.
+    """
+    state = _status(path)
+    if state is None:
+        require_repo(path)  # raises the clear "not inside a git repository" error
+        raise GitError(f"git status failed in {path}")
+    head, branch, clean = state
+    if clean and head:
+        return CodeState(head, branch, False, None, b"")
     top = require_repo(path)
-    head = git(top, "rev-parse", "--verify", "-q", "HEAD", check=False).strip() or None
-    branch = git(top, "symbolic-ref", "--short", "-q", "HEAD", check=False).strip() or None
     with tempfile.TemporaryDirectory(prefix="tracker-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         if head:

@@ -121,7 +121,7 @@ def run_experiment(project: Project, name: str, options: RunOptions,
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")
-    env = environment.capture(config.command_argv())
+    env = environment.capture(config.command_argv(), project.paths.state / "environments.json")
     env_id = environment.env_id(env)
     store = project.store
     store.save_environment(env_id, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -82,62 +83,60 @@ class ConsoleReporter:
     """Streams trial output and shows a progress bar on a terminal; plain lines when piped."""
 
     def __init__(self, stream: bool = True) -> None:
-        from tracker.cli._common import console
-
         self.stream = stream
-        self.console = console(stderr=True)
+        self.tty = is_tty()
         self._lock = threading.Lock()
+        self._console: Any = None
         self._progress: Any = None
         self._task: Any = None
-        self._total = 0
         self._done = 0
-        self._prefix = True
 
-    def _ensure_progress(self, trial: Any) -> None:
-        if self._progress is not None or not is_tty():
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def _rich(self, experiment: str) -> Any:
+        """The rich console and progress bar, made on first use and only on a terminal."""
+        if self._console is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                  transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task(trial.experiment, total=None)
+            from tracker.cli._common import console
+
+            self._console = console(stderr=True)
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=self._console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(experiment, total=None)
+        return self._console
+
+    def _print(self, trial: Any, plain: str, styled: str | None = None) -> None:
+        if self.tty:
+            self._rich(trial.experiment if trial else "tracker").print(
+                styled or plain, markup=styled is not None, highlight=False)
+        else:
+            sys.stderr.write(plain + "\n")
+            sys.stderr.flush()
 
     def started(self, trial: Any) -> None:
         with self._lock:
-            self._ensure_progress(trial)
-            self._total += 1
-            self._print(f"[dim]trial {trial.id} started: seed={trial.seed} {fmt_params(trial.params)}[/dim]",
-                        markup=True)
+            text = f"trial {trial.id} started: seed={trial.seed} {fmt_params(trial.params)}"
+            self._print(trial, text, f"[dim]{text}[/dim]")
 
     def output(self, trial: Any, stream: str, line: str) -> None:
         if self.stream:
             with self._lock:
-                self._print(f"{trial.id[:6]} | {line}", markup=False)
+                self._print(trial, f"{trial.id[:6]} | {line}")
 
     def finished(self, trial: Any) -> None:
         with self._lock:
             self._done += 1
             colour = {"completed": "green", "failed": "red"}.get(trial.status, "yellow")
-            self._print(f"trial {trial.id} [{colour}]{trial.status}[/{colour}] "
-                        f"in {fmt_duration(trial.duration)} {fmt_metrics(trial.metrics)}", markup=True)
+            rest = f"in {fmt_duration(trial.duration)} {fmt_metrics(trial.metrics)}"
+            self._print(trial, f"trial {trial.id} {trial.status} {rest}",
+                        f"trial {trial.id} [{colour}]{trial.status}[/{colour}] {rest}")
             if self._progress is not None:
                 self._progress.update(self._task, completed=self._done)
 
     def message(self, text: str) -> None:
         with self._lock:
-            self._print(text, markup=False)
-
-    def _print(self, text: str, markup: bool) -> None:
-        if is_tty():
-            self.console.print(text, markup=markup, highlight=False)
-        else:
-            from rich.text import Text
-
-            plain = Text.from_markup(text).plain if markup else text
-            self.console.file.write(plain + "\n")
-            self.console.file.flush()
+            self._print(None, text)
 
     def close(self) -> None:
         if self._progress is not None:
