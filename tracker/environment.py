@@ -62,7 +62,7 @@ def gpus() -> list[dict[str, str]]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
-    return [dict(zip(("index", "name", "memory", "driver"), r)) for r in rows]
+    return [dict(zip(("index", "name", "memory", "driver"), r, strict=False)) for r in rows]
 
 
 def _stamp_matches(stamp: list[list[Any]]) -> bool:

@@ -13,8 +13,8 @@ from tracker import seeds as seedlib
 from tracker.config import NAME_RE, ExperimentConfig, load_model, validate_data
 from tracker.errors import ConfigError, NotFoundError, UsageError
 from tracker.project import Project
-from tracker.yamlio import display_path as _display
 from tracker.yamlio import atomic_write, dump_yaml, load_yaml
+from tracker.yamlio import display_path as _display
 
 DEFAULT_COMMAND = "python train.py"
 
@@ -283,7 +283,7 @@ def expand(
     keys = list(full_grid)
     specs = []
     for combo in itertools.product(*(full_grid[k] for k in keys)):
-        trial_params = {**fixed, **dict(zip(keys, combo))}
+        trial_params = {**fixed, **dict(zip(keys, combo, strict=False))}
         for seed in chosen:
             specs.append(TrialSpec(name, trial_params, seed))
     return specs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -192,10 +193,8 @@ def stop(project: Project, ref: str) -> Trial:
         raise UsageError(f"trial {trial.id} runs on {trial.extra.get('runner_host')}",
                          hint="stop it on that machine")
     elif trial.pid:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(trial.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     return project.store.get(trial.id)
 
 

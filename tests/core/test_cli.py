@@ -34,7 +34,7 @@ def cli(*args: str) -> tuple[int, str, str]:
 def test_bad_experiment_file_is_one_line_exit_2(project_dir: Path, text: str, line: int | None,
                                                  words: list[str]) -> None:
     (project_dir / "experiments/bad.yaml").write_text(text)
-    code, out, err = cli("run", "bad")
+    code, _out, err = cli("run", "bad")
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     where = f"experiments/bad.yaml:{line}:" if line else "experiments/bad.yaml:"
@@ -167,7 +167,7 @@ def test_outside_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_every_command_has_help() -> None:
     import typer.main
 
-    def walk(cmd, path):  # noqa: ANN001
+    def walk(cmd, path):
         yield path, cmd
         for name, sub in getattr(cmd, "commands", {}).items():
             yield from walk(sub, [*path, name])

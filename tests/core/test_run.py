@@ -229,7 +229,7 @@ def test_interrupt_cancels_and_leaves_store_consistent(project_dir: Path, sig: s
     proc = _tracker("run", "base", "-p", "sleep=30", "-j", "2", cwd=project_dir)
     _wait_running(project_dir, 2)
     proc.send_signal(getattr(signal, sig))
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     statuses = sorted(t.status for t in Project.load(project_dir).store.list_trials())
     assert statuses == ["cancelled"] * 4

@@ -9,8 +9,16 @@ from typing import Any
 import typer
 
 from tracker.cli._common import (
-    JSON_OPTION, emit_json, emit_table, fmt_duration, fmt_metrics, fmt_params, info, is_tty,
-    parse_assignments, project,
+    JSON_OPTION,
+    emit_json,
+    emit_table,
+    fmt_duration,
+    fmt_metrics,
+    fmt_params,
+    info,
+    is_tty,
+    parse_assignments,
+    project,
 )
 
 

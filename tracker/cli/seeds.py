@@ -26,10 +26,10 @@ def generate(
     from tracker.experiments import write_seeds
 
     proj = project()
-    if proj.config.seeds and not (extend or force):
-        if master_seed is None or master_seed != proj.config.master_seed:
-            raise UsageError("tracker.yaml already has preset seeds; changing them breaks pairing "
-                             "with earlier trials", hint="pass --extend to grow the list, or --force")
+    unchanged = master_seed is not None and master_seed == proj.config.master_seed
+    if proj.config.seeds and not (extend or force or unchanged):
+        raise UsageError("tracker.yaml already has preset seeds; changing them breaks pairing "
+                         "with earlier trials", hint="pass --extend to grow the list, or --force")
     master, values = write_seeds(proj, count, master_seed, extend=extend)
     if as_json:
         emit_json({"master_seed": master, "seeds": values})

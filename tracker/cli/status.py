@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 
 from tracker.cli._common import (
-    JSON_OPTION, emit_json, emit_table, fmt_duration, fmt_metrics, fmt_params, fmt_time, info, project,
+    JSON_OPTION,
+    emit_json,
+    emit_table,
+    fmt_duration,
+    fmt_metrics,
+    fmt_params,
+    fmt_time,
+    info,
+    project,
 )
 
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 import typer
 
 from tracker.cli._common import (
-    JSON_OPTION, emit_json, emit_table, fmt_commit, fmt_duration, fmt_metrics, fmt_params,
-    fmt_time, info, is_tty, parse_assignments, project,
+    JSON_OPTION,
+    emit_json,
+    emit_table,
+    fmt_commit,
+    fmt_duration,
+    fmt_metrics,
+    fmt_params,
+    fmt_time,
+    info,
+    is_tty,
+    parse_assignments,
+    project,
 )
 
 app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)

@@ -6,6 +6,7 @@ runs the trial, so every trial record looks the same.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -115,10 +116,8 @@ def reconcile(project: Project) -> list[Trial]:
         if pid and _proc_start(pid) == trial.extra.get("runner_start") and pid != os.getpid():
             continue
         if trial.pid and _proc_start(trial.pid) is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(trial.pid, 15)
-            except OSError:
-                pass
         if store.transition(trial.id, ["running"], status="lost", finished=now(),
                             error="the tracker process running this trial died; "
                                   "reset it with 'tracker trials reset'"):

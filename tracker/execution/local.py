@@ -8,6 +8,7 @@ cancelled, trials not yet started are marked cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,10 +125,8 @@ class LocalExecutor(BaseExecutor):
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tee(pipe: IO[bytes] | None, sink: IO[bytes], stream: str, trial: Trial,

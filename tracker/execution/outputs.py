@@ -35,7 +35,7 @@ def phase_of(name: str, default: str | None) -> str | None:
 def parse_line(line: str) -> dict[str, float] | None:
     """Parse a line made only of ``name: value`` pairs (``step: 3 val/acc: 0.9``)."""
     text = line.strip()
-    if not text or ":" not in text and "=" not in text:
+    if not text or (":" not in text and "=" not in text):
         return None
     pairs = list(_PAIR.finditer(text))
     if not pairs:

@@ -36,7 +36,7 @@ def now() -> str:
 
 
 def _row_to_trial(row: Sequence[Any]) -> Trial:
-    d = dict(zip(_COLUMNS, row))
+    d = dict(zip(_COLUMNS, row, strict=False))
     return Trial(
         id=d["id"], run_id=d["run_id"], experiment=d["experiment"], status=d["status"],
         seed=d["seed"], params=json.loads(d["params"]), metrics=json.loads(d["metrics"]),

@@ -1,0 +1,38 @@
+# tracker: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test lint bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## venv with tracker, every extra and the dev tools
+
+demo: $(STAMP)  ## create a project from the bundled template and run 3 seeds
+	rm -rf demo && mkdir -p demo
+	printf 'template: default\ncontext:\n  project_name: Digits Demo\n  author: Demo User\n' > demo/conf.yaml
+	cd demo && tracker create conf.yaml --no-input
+	cd demo/digits-demo && tracker run baseline --seeds 3 && tracker trials list
+
+test: $(STAMP)  ## lint, then the whole test suite (starts its own sshd hosts and emulators)
+	$(BIN)/ruff check tracker tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check tracker tests benchmarks
+
+docs: $(STAMP)  ## regenerate docs/cli.md from the commands' --help
+	$(BIN)/python scripts/cli_reference.py > docs/cli.md
+
+bench: $(STAMP)  ## side-by-side timings (see docs/performance.md)
+	$(BIN)/python benchmarks/bench_cli.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache
