@@ -46,7 +46,7 @@ def prepare_dir(project: Project, trial: Trial, patch: bytes, launch: Launch) ->
     return directory
 
 
-def _proc_start(pid: int) -> str | None:
+def proc_start(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (guards against reused pids), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -60,7 +60,7 @@ def start(store: Store, trial: Trial, *, host: str | None = None, pid: int | Non
           extra: dict[str, Any] | None = None) -> bool:
     """Mark a queued trial running; False if it was no longer queued (cancelled, taken)."""
     runner = {"runner_host": socket.gethostname(), "runner_pid": os.getpid(),
-              "runner_start": _proc_start(os.getpid())}
+              "runner_start": proc_start(os.getpid())}
     return store.transition(
         trial.id, ["queued"], status="running", started=now(), heartbeat=now(),
         host=host or socket.gethostname(), pid=pid, extra={**trial.extra, **runner, **(extra or {})},
@@ -113,9 +113,10 @@ def reconcile(project: Project) -> list[Trial]:
         if trial.executor != "local" or trial.extra.get("runner_host") != me:
             continue
         pid = trial.extra.get("runner_pid")
-        if pid and _proc_start(pid) == trial.extra.get("runner_start") and pid != os.getpid():
-            continue
-        if trial.pid and _proc_start(trial.pid) is not None:
+        if pid and proc_start(pid) == trial.extra.get("runner_start"):
+            continue  # its tracker process is alive (this one or another)
+        child_start = trial.extra.get("pid_start")
+        if trial.pid and child_start is not None and proc_start(trial.pid) == child_start:
             with contextlib.suppress(OSError):
                 os.killpg(trial.pid, 15)
         if store.transition(trial.id, ["running"], status="lost", finished=now(),

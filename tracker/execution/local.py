@@ -95,7 +95,8 @@ class LocalExecutor(BaseExecutor):
                     err.write(f"cannot start {launch.argv[0]!r}: {exc.strerror}\n".encode())
                     exit_code = 127
                 else:
-                    project.store.update(trial.id, pid=proc.pid)
+                    project.store.update(trial.id, pid=proc.pid, extra={
+                        **project.store.get(trial.id).extra, "pid_start": lifecycle.proc_start(proc.pid)})
                     with self._lock:
                         self._procs[trial.id] = proc
                     tees = [_tee(proc.stdout, out, "stdout", trial, reporter),
