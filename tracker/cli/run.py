@@ -47,6 +47,7 @@ def run(
     from tracker.runs import RunOptions, run_experiment
 
     proj = project()
+    had_seeds = bool(proj.config.seeds)
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
@@ -57,6 +58,7 @@ def run(
         from tracker.runs import plan
 
         _, specs = plan(proj, experiment, options)
+        _note_new_seeds(proj, had_seeds)
         if as_json:
             emit_json([{"experiment": s.experiment, "seed": s.seed, "params": s.params} for s in specs])
         else:
@@ -68,6 +70,7 @@ def run(
         result = run_experiment(proj, experiment, options, reporter)
     finally:
         reporter.close()
+    _note_new_seeds(proj, had_seeds)
     if as_json:
         emit_json([t.summary() for t in result.trials])
     else:
@@ -80,6 +83,12 @@ def run(
         first = result.failed[0]
         info(f"{len(result.failed)} trial(s) did not complete; see 'tracker trials logs {first.id}'")
         raise typer.Exit(1)
+
+
+def _note_new_seeds(proj: Any, had_seeds: bool) -> None:
+    if not had_seeds and proj.config.seeds:
+        info(f"generated {len(proj.config.seeds)} preset seeds (master seed {proj.config.master_seed}) "
+             "into tracker.yaml; every experiment uses them, so commit tracker.yaml")
 
 
 def _varying(params: list[dict[str, Any]]) -> list[str]:
