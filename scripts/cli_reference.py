@@ -23,7 +23,7 @@ def reference() -> str:
     parts = ["# CLI reference", "",
              "Generated from each command's `--help` by `make docs`; do not edit by hand.", ""]
 
-    def walk(cmd, path):  # noqa: ANN001
+    def walk(cmd, path):
         yield path, cmd
         for name in sorted(getattr(cmd, "commands", {})):
             yield from walk(cmd.commands[name], [*path, name])

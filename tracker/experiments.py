@@ -43,7 +43,8 @@ def _flow(value: Any) -> str:
     """A value in YAML flow style, on one line."""
     import yaml
 
-    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)
+    return text.strip().removesuffix("...").strip()
 
 
 def render(name: str, data: dict[str, Any]) -> str:

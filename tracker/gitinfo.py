@@ -69,7 +69,7 @@ def require_repo(path: Path) -> Path:
     return top
 
 
-def _committer_args(root: Path) -> list[str]:
+def committer_args(root: Path) -> list[str]:
     """Fallback identity for commits git would otherwise refuse to make."""
     has_name = git(root, "config", "user.name", check=False).strip()
     has_mail = git(root, "config", "user.email", check=False).strip()
@@ -126,7 +126,7 @@ def capture(path: Path) -> CodeState:
             patch = subprocess.run(["git", "diff", "--cached", "--binary", head],
                                    cwd=top, capture_output=True, env={**os.environ, **env}).stdout
         parents = ["-p", head] if head else []
-        snapshot = git(top, *_committer_args(top), "commit-tree", tree, *parents,
+        snapshot = git(top, *committer_args(top), "commit-tree", tree, *parents,
                        "-m", "tracker snapshot of uncommitted changes").strip()
     return CodeState(head, branch, True, snapshot, patch)
 
