@@ -40,6 +40,14 @@ class RemoteConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     slots: int = Field(default=1, ge=1)
     gpus: list[int] = Field(default_factory=list)
+    ssh_config: str | None = None  # an OpenSSH config file to read the Host entry from
+    known_hosts: str | None = None  # extra known_hosts file (besides ~/.ssh/known_hosts)
+
+    @model_validator(mode="after")
+    def _gpus_fit_slots(self) -> RemoteConfig:
+        if self.gpus and len(self.gpus) < self.slots:
+            raise ValueError(f"{self.slots} slots need at least {self.slots} gpus, got {self.gpus}")
+        return self
 
 
 class StorageTarget(BaseModel):

@@ -1,0 +1,213 @@
+"""Managing remotes and the trials on them: add, check, trust, status, sync, attach, stop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tracker.config import NAME_RE, RemoteConfig, validate_data
+from tracker.errors import HostKeyError, RemoteError, UsageError
+from tracker.execution.base import Reporter
+from tracker.project import Project
+from tracker.remote import connection, hosts
+from tracker.remote.executor import experiment_config, watch, workspace
+from tracker.store import Trial
+from tracker.yamlio import display_path
+
+
+def add_remote(project: Project, name: str, options: dict[str, Any], *, force: bool = False) -> RemoteConfig:
+    """Write ``remotes.NAME`` in tracker.yaml (validated)."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid remote name {name!r}", hint="use letters, digits, '_', '.', '-'")
+    if name in project.config.remotes and not force:
+        raise UsageError(f"remote {name!r} already exists", hint="remove it first or pass --force")
+    data = {k: v for k, v in options.items() if v not in (None, [], {})}
+    config = validate_data(data, RemoteConfig, f"remote {name}", {})
+    project.set_section("remotes", name, config.model_dump(exclude_defaults=True))
+    return config
+
+
+def remove_remote(project: Project, name: str) -> None:
+    """Delete ``remotes.NAME`` from tracker.yaml."""
+    project.set_section("remotes", name, None)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``tracker remote check``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+_PROBE = r"""
+import json, os, platform, shutil, subprocess, sys
+workdir = os.path.expanduser(sys.argv[1])
+probe = workdir
+while not os.path.exists(probe):
+    probe = os.path.dirname(probe) or "/"
+usage = shutil.disk_usage(probe)
+gpus = []
+if shutil.which("nvidia-smi"):
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout
+    gpus = [line.strip() for line in out.splitlines() if line.strip()]
+import importlib.util
+print(json.dumps({"python": platform.python_version(), "venv": importlib.util.find_spec("venv") is not None,
+                  "rsync": shutil.which("rsync") is not None, "free": usage.free, "writable": os.access(probe, os.W_OK),
+                  "gpus": gpus}))
+"""
+
+
+def check(project: Project, name: str) -> list[Check]:
+    """Connect to a remote and report what it has: python, venv, rsync, free disk, GPUs."""
+    import json
+
+    host = hosts.resolve(project, name)
+    via = f" via {host.proxy_jump}" if host.proxy_jump else ""
+    checks = [Check("address", True, f"{host.user}@{host.address}{via}")]
+    try:
+        conn = connection.connect(host)
+    except RemoteError as exc:
+        return [*checks, Check("connect", False, str(exc))]
+    checks.append(Check("connect", True, "host key verified, key authentication ok"))
+    python = host.config.python
+    result = conn.run([python, "-c", _PROBE, host.config.workdir], check=False)
+    if result.code != 0:
+        return [*checks, Check("python", False, f"{python!r} failed: {(result.err or result.out).strip()[-200:]}; "
+                                                "install Python 3 or set 'python:' for this remote")]
+    info = json.loads(result.out.strip().splitlines()[-1])
+    major, minor = (int(x) for x in info["python"].split(".")[:2])
+    checks += [
+        Check("python", (major, minor) >= (3, 8), f"{python} is Python {info['python']}"
+              + ("" if (major, minor) >= (3, 8) else " (3.8 or newer needed)")),
+        Check("venv", info["venv"], "venv module present" if info["venv"] else "no venv module: install python3-venv"),
+        Check("rsync", True, "present: code syncs with rsync" if info["rsync"]
+              else "absent: code syncs over SFTP (slower; install rsync for faster syncs)"),
+        Check("disk", info["free"] > 1 << 30 and info["writable"],
+              f"{info['free'] / 2**30:.1f} GiB free at {host.config.workdir}"
+              + ("" if info["writable"] else " (not writable!)")),
+        Check("gpus", True, ", ".join(info["gpus"]) if info["gpus"] else "none found (no nvidia-smi)"),
+    ]
+    return checks
+
+
+def trust(project: Project, name: str, *, confirm: Callable[[str], bool], replace: bool = False) -> tuple[str, str]:
+    """Show the host's key fingerprint, and record it in known_hosts if ``confirm`` agrees.
+
+    Returns (fingerprint, known_hosts file).
+    """
+    host = hosts.resolve(project, name)
+    key = connection.scan_key(host)
+    fp = connection.fingerprint(key)
+    known = connection.known_key(host)
+    if known is not None and known == key:
+        return fp, "already trusted"
+    if known is not None and not replace:
+        raise HostKeyError(f"known_hosts has a DIFFERENT key for {name} ({host.address}); offered key is {fp}",
+                           hint="pass --replace only if you know the host was reinstalled")
+    if not confirm(f"{name} ({host.address}) offers {key.get_name()} key {fp}. Trust it?"):
+        raise UsageError("not trusted; nothing was changed")
+    path = connection.trust(host, key, replace=replace)
+    return fp, display_path(path)
+
+
+def remote_trials(project: Project, statuses: tuple[str, ...] = ("running",)) -> list[Trial]:
+    """Trials that ran on remotes with these statuses."""
+    trials = project.store.list_trials(status=list(statuses))
+    return [t for t in trials if t.executor == "ssh" and t.extra.get("remote")]
+
+
+@dataclass(frozen=True)
+class RemoteTrialState:
+    """A trial on a remote as ``tracker remote status`` shows it."""
+
+    trial: Trial
+    host: str
+    state: str  # running, finished, dead, unreachable
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.trial.id, "experiment": self.trial.experiment, "host": self.host,
+                "status": self.trial.status, "remote_state": self.state, "started": self.trial.started}
+
+
+def status(project: Project) -> list[RemoteTrialState]:
+    """What runs where, as the remotes report it (running trials in the store)."""
+    out = []
+    for trial in remote_trials(project):
+        host_name = trial.extra["remote"]["host"]
+        try:
+            ws = workspace(project, hosts.resolve(project, host_name))
+            state = ws.call("status", trial.extra["remote"]["dir"], timeout=30)
+            label = "finished" if state.get("exit_code") is not None else (
+                "running" if state.get("alive") else "dead")
+        except RemoteError:
+            label = "unreachable"
+        out.append(RemoteTrialState(trial, host_name, label))
+    return out
+
+
+def attach(project: Project, reporter: Reporter | None = None, ids: list[str] | None = None,
+           *, follow: bool = True) -> list[Trial]:
+    """Re-attach to remote trials: pull logs and outputs, finalize finished ones, mark dead ones lost.
+
+    With ``follow`` it waits for running ones to finish (``tracker remote attach``); without, it
+    makes one pass (``tracker remote sync``). Trials marked lost because a host was unreachable
+    are picked up again when the host is back.
+    """
+    reporter = reporter or Reporter()
+    store = project.store
+    trials = [store.get(i) for i in ids] if ids else remote_trials(project, ("running", "lost"))
+    results: list[Trial] = []
+    lock = threading.Lock()
+
+    def one(trial: Trial) -> None:
+        remote = trial.extra.get("remote")
+        if not remote:
+            return
+        try:
+            ws = workspace(project, hosts.resolve(project, remote["host"]))
+            state = ws.call("status", remote["dir"], timeout=30)
+        except RemoteError as exc:
+            reporter.message(f"{trial.id}: {remote['host']} is unreachable: {exc}")
+            return
+        if trial.status == "lost":
+            if state.get("exit_code") is None and not state.get("alive"):
+                return  # really gone
+            store.transition(trial.id, ["lost"], status="running", finished=None, error=None,
+                             event="re-attached")
+        if not follow and state.get("exit_code") is None and state.get("alive"):
+            from tracker.remote.executor import _Tail
+
+            sftp = ws.conn.sftp()
+            try:
+                _Tail(project, trial, remote["dir"], reporter).pull(sftp)
+            finally:
+                sftp.close()
+            final = store.get(trial.id)
+        else:
+            final = watch(project, experiment_config(project, trial), trial.id, ws, reporter)
+        with lock:
+            results.append(final)
+        reporter.finished(final)
+
+    threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in trials]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    return results
+
+
+def stop_trial(project: Project, trial: Trial) -> None:
+    """Stop a remote trial's process; a watcher (or this call) then records it as cancelled."""
+    remote = trial.extra.get("remote") or {}
+    ws = workspace(project, hosts.resolve(project, remote["host"]))
+    ws.call("stop", remote["dir"])
+    state = ws.call("status", remote["dir"])
+    if state.get("exit_code") is not None:
+        watch(project, experiment_config(project, trial), trial.id, ws, Reporter())

@@ -1,0 +1,220 @@
+"""Code and trial-directory sync between this machine and a remote.
+
+Code goes to ``<project>/code/<code id>`` (one directory per commit or dirty
+snapshot). The file list is ``git ls-files`` (tracked + untracked, minus
+.gitignore and .trackerignore); ``.git`` is never copied. With rsync on both
+ends it is rsync over SSH with ``--link-dest`` to the previous code directory,
+so unchanged files are hard links and move no data; otherwise an SFTP delta
+against a sha256 manifest. A code directory that is already complete is not
+touched at all: an unchanged re-sync moves 0 bytes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracker.errors import RemoteError
+from tracker.execution.outputs import sha256_file
+from tracker.remote.hosts import RemoteHost
+from tracker.remote.workspace import Workspace
+
+SYNCED = ".tracker-synced"
+IGNORE_FILE = ".trackerignore"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync did."""
+
+    path: str
+    method: str  # "rsync", "sftp" or "unchanged"
+    files: int
+    bytes_sent: int
+    seconds: float
+
+
+def _patterns(root: Path) -> list[str]:
+    path = root / IGNORE_FILE
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def ignored(name: str, patterns: list[str]) -> bool:
+    """Whether a relative path matches a .trackerignore pattern (gitignore-style globs).
+
+    ``*.ipynb`` matches at any depth, ``data/`` matches a directory anywhere,
+    ``/big`` or ``a/b`` are anchored at the project root; ``!`` re-includes.
+    """
+    parts = name.split("/")
+    result = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = raw[1:] if negate else raw
+        is_dir = pattern.endswith("/")
+        pattern = pattern.strip("/") if is_dir else pattern.lstrip("/")
+        anchored = "/" in pattern or raw.lstrip("!").startswith("/")
+        if anchored:
+            depth = pattern.count("/") + 1
+            candidates = ["/".join(parts[:depth])] if len(parts) > depth or not is_dir else []
+            hit = any(fnmatch.fnmatchcase(c, pattern) for c in candidates) or (
+                not is_dir and fnmatch.fnmatchcase(name, pattern))
+        else:
+            segments = parts[:-1] if is_dir else parts
+            hit = any(fnmatch.fnmatchcase(seg, pattern) for seg in segments)
+        if hit:
+            result = not negate
+    return result
+
+
+def file_list(root: Path) -> list[str]:
+    """Project files to sync: tracked and untracked, minus .gitignore'd, .trackerignore'd and .tracker/."""
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                          cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise RemoteError(f"cannot list the project's files: {proc.stderr.decode().strip()}")
+    patterns = _patterns(root)
+    names = dict.fromkeys(n for n in proc.stdout.decode().split("\0") if n)
+    return [n for n in names if not n.startswith(".tracker/") and (root / n).is_file()
+            and not ignored(n, patterns)]
+
+
+def ssh_command(host: RemoteHost) -> list[str]:
+    """The OpenSSH client command for rsync's -e, with the same host-key checking."""
+    cmd = ["ssh"]
+    if host.ssh_config:
+        cmd += ["-F", host.ssh_config]
+    cmd += ["-p", str(host.port), "-l", host.user, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    if host.known_hosts:
+        cmd += ["-o", "UserKnownHostsFile=" + " ".join(host.known_hosts)]
+    for key in host.key_files:
+        cmd += ["-i", key, "-o", "IdentitiesOnly=yes"]
+    if host.proxy_jump:
+        cmd += ["-J", host.proxy_jump]
+    return cmd
+
+
+def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None) -> int:
+    """Run rsync over SSH; return the bytes of file data it sent or received."""
+    proc = subprocess.run(["rsync", "-s", "--stats", "-e", shlex.join(ssh_command(host)), *args],
+                          input="\0".join(files).encode() if files is not None else None, capture_output=True)
+    if proc.returncode != 0:
+        raise RemoteError(f"rsync to {host.name} failed (exit {proc.returncode}): "
+                          f"{proc.stderr.decode(errors='replace').strip()[-400:]}")
+    match = re.search(r"Total transferred file size: ([\d,.]+)", proc.stdout.decode())
+    literal = re.search(r"Literal data: ([\d,.]+)", proc.stdout.decode())
+    found = literal or match
+    return int(found.group(1).replace(",", "").replace(".", "")) if found else 0
+
+
+def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None = None) -> SyncResult:
+    """Make ``<project>/code/<code_id>`` on the remote hold the project's files."""
+    start = time.monotonic()
+    dest = ws.code_dir(code_id)
+    q = shlex.quote
+    if ws.conn.run(f"test -f {q(posixpath.join(dest, SYNCED))}", check=False).code == 0:
+        return SyncResult(dest, "unchanged", 0, 0, round(time.monotonic() - start, 3))
+    files = file_list(root)
+    code_root = posixpath.dirname(dest)
+    previous = ws.conn.run(f"ls -1t {q(code_root)} 2>/dev/null | grep -v '[.]tmp$' | head -1",
+                           check=False).out.strip()
+    tmp = dest + ".tmp"
+    ws.conn.run(f"mkdir -p {q(tmp)}")
+    if use_rsync is None:
+        use_rsync = shutil.which("rsync") is not None and ws.has_rsync
+    if use_rsync:
+        link = [f"--link-dest={posixpath.join(code_root, previous)}"] if previous else []
+        sent = _rsync(ws.host, ["-a", "--delete", "--from0", "--files-from=-", *link, f"{root}/",
+                                f"{ws.host.hostname}:{tmp}/"], files)
+        method = "rsync"
+    else:
+        sent = _sftp_delta(ws, root, files, posixpath.join(code_root, previous) if previous else None, tmp)
+        method = "sftp"
+    ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
+    return SyncResult(dest, method, len(files), sent, round(time.monotonic() - start, 3))
+
+
+def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | None, dest: str) -> int:
+    """Upload only files whose sha256 differs from the previous code directory; link the rest."""
+    remote = ws.call("manifest", previous) if previous else {}
+    same, changed = [], []
+    for name in files:
+        path = root / name
+        entry = remote.get(name)
+        if entry and entry[0] == path.stat().st_size and entry[1] == sha256_file(path):
+            same.append(name)
+        else:
+            changed.append(name)
+    if same and previous:
+        ws.call("link-from", previous, dest, stdin="\0".join(same).encode())
+    sent = 0
+    sftp = ws.conn.sftp()
+    try:
+        made: set[str] = set()
+        for name in changed:
+            target = posixpath.join(dest, name)
+            _makedirs(sftp, posixpath.dirname(target), made)
+            sftp.put(str(root / name), target)
+            sftp.chmod(target, stat.S_IMODE((root / name).stat().st_mode))
+            sent += (root / name).stat().st_size
+    finally:
+        sftp.close()
+    return sent
+
+
+def _makedirs(sftp: Any, path: str, made: set[str]) -> None:
+    if path in made or path in ("", "/"):
+        return
+    _makedirs(sftp, posixpath.dirname(path), made)
+    try:
+        sftp.stat(path)
+    except OSError:
+        sftp.mkdir(path)
+    made.add(path)
+
+
+def pull_dir(ws: Workspace, remote_dir: str, local_dir: Path, *, use_rsync: bool = False) -> int:
+    """Copy a remote directory (a trial's outputs) into ``local_dir``; return bytes received.
+
+    SFTP over the open connection by default (a trial directory is small and a new
+    OpenSSH connection for rsync costs more than the copy); files already here with
+    the same size and mtime are skipped.
+    """
+    local_dir.mkdir(parents=True, exist_ok=True)
+    if use_rsync:
+        return _rsync(ws.host, ["-a", f"{ws.host.hostname}:{remote_dir}/", f"{local_dir}/"])
+    received = 0
+    sftp = ws.conn.sftp()
+    try:
+        stack = [("", remote_dir)]
+        while stack:
+            rel, path = stack.pop()
+            for entry in sftp.listdir_attr(path):
+                child_rel = posixpath.join(rel, entry.filename)
+                if stat.S_ISDIR(entry.st_mode or 0):
+                    (local_dir / child_rel).mkdir(parents=True, exist_ok=True)
+                    stack.append((child_rel, posixpath.join(path, entry.filename)))
+                elif stat.S_ISREG(entry.st_mode or 0):
+                    local = local_dir / child_rel
+                    if local.exists() and local.stat().st_size == entry.st_size and \
+                            int(local.stat().st_mtime) == entry.st_mtime:
+                        continue
+                    sftp.get(posixpath.join(path, entry.filename), str(local))
+                    if entry.st_mtime is not None:
+                        os.utime(local, (entry.st_atime or entry.st_mtime, entry.st_mtime))
+                    received += entry.st_size or 0
+    finally:
+        sftp.close()
+    return received
