@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Remote sync and per-trial overhead, side by side with plain rsync and ssh, in one run.
+
+Starts two test sshd hosts on loopback (tests/infra/sshd-hosts.sh), makes a
+project of ~2,000 small files, then measures:
+  1. first sync and unchanged re-sync: tracker's sync vs `rsync -a` over the same SSH;
+  2. a sync after a one-file change (rsync --link-dest) and the SFTP fallback;
+  3. per-trial remote overhead: `tracker run --remote` vs `ssh host python train.py`.
+
+Usage: python benchmarks/bench_remote.py [--files 2000] [--trials 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import TRAIN_SCRIPT  # noqa: E402
+
+
+def sh(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def timed(func) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = func()
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--trials", type=int, default=5)
+    args = ap.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-remote-") as tmp:
+        tmpdir = Path(tmp)
+        sshd = tmpdir / "sshd"
+        out = sh(str(ROOT / "tests/infra/sshd-hosts.sh"), "start", str(sshd), "2")
+        env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        try:
+            project = tmpdir / "proj"
+            (project / "src").mkdir(parents=True)
+            for i in range(args.files):
+                (project / "src" / f"m{i:04d}.py").write_text(f"VALUE_{i} = {i}\n" + "# padding\n" * 40)
+            (project / "train.py").write_text(TRAIN_SCRIPT)
+            (project / "tracker.yaml").write_text("name: bench\nseeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n")
+            (project / ".gitignore").write_text(".tracker/\n")
+            (project / "experiments").mkdir()
+            (project / "experiments/e.yaml").write_text("command: [python3, train.py]\nparams: {lr: 0.1}\n")
+            for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+                sh("git", "-c", "user.name=b", "-c", "user.email=b@b", *cmd, cwd=project)
+            os.chdir(project)
+            from tracker.project import Project
+            from tracker.remote import hosts, sync
+            from tracker.remote.executor import workspace
+
+            proj = Project.load(project)
+            for i in (1, 2):
+                proj.set_section("remotes", f"gpu{i}", {
+                    "host": env[f"SSH_GPU{i}_ADDR"], "port": int(env["SSH_PORT"]), "user": env["SSH_USER"],
+                    "key": env["SSH_KEY"], "workdir": env[f"SSH_GPU{i}_BASE"], "known_hosts": env["SSH_KNOWN_HOSTS"]})
+            sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "remotes", cwd=project)
+            proj = Project.load(project)
+            head = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
+            ws = workspace(proj, hosts.resolve(proj, "gpu1"))
+            files = sync.file_list(project)
+            size = sum((project / f).stat().st_size for f in files)
+
+            plain_dest = f"{env['SSH_GPU2_BASE']}/plain/"
+            rsync = ["rsync", "-a", "-e", env["RSYNC_RSH"], f"{project}/", f"gpu2:{plain_dest}"]
+            sh("ssh", "-F", env["SSH_CONFIG"], "gpu2", f"mkdir -p {plain_dest}")
+            t_plain1, _ = timed(lambda: sh(*rsync))
+            t_ours1, first = timed(lambda: sync.sync_code(ws, project, head))
+            t_plain2 = statistics.median(timed(lambda: sh(*rsync))[0] for _ in range(5))
+            t_ours2 = statistics.median(timed(lambda: sync.sync_code(ws, project, head))[0] for _ in range(5))
+            again = sync.sync_code(ws, project, head)
+            rows += [
+                (f"first sync, {len(files)} files ({size / 1e6:.1f} MB): plain rsync -a", f"{t_plain1:.2f} s", ""),
+                ("first sync: tracker", f"{t_ours1:.2f} s", f"{first.bytes_sent:,} bytes ({first.method})"),
+                ("unchanged re-sync: plain rsync -a", f"{t_plain2:.2f} s", ""),
+                ("unchanged re-sync: tracker", f"{t_ours2:.2f} s",
+                 f"{again.bytes_sent} bytes moved; {t_ours2 / t_plain2:.2f}x plain rsync (target <= 1.5x)"),
+            ]
+            (project / "src/m0000.py").write_text("VALUE_0 = 'changed'\n")
+            sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "one", cwd=project)
+            head2 = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
+            t_delta, delta = timed(lambda: sync.sync_code(ws, project, head2))
+            rows.append(("new commit, one file changed: tracker (rsync --link-dest)", f"{t_delta:.2f} s",
+                         f"{delta.bytes_sent:,} bytes"))
+            (project / "src/m0001.py").write_text("VALUE_1 = 'changed'\n")
+            sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "two", cwd=project)
+            head3 = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
+            t_sftp, sftp = timed(lambda: sync.sync_code(ws, project, head3, use_rsync=False))
+            rows.append(("new commit, one file changed: tracker (SFTP fallback, sha256 manifest)",
+                         f"{t_sftp:.2f} s", f"{sftp.bytes_sent:,} bytes"))
+
+            # per-trial overhead
+            code_dir = first.path
+            bare = statistics.median(timed(lambda: sh(
+                "ssh", "-F", env["SSH_CONFIG"], "gpu1", f"cd {code_dir} && python3 train.py --lr=0.1 --seed=1"))[0]
+                for _ in range(args.trials))
+            n = args.trials
+            t_run, _ = timed(lambda: sh("tracker", "run", "e", "--remote", "gpu1", "--seeds", str(n), "-q",
+                                        cwd=project))
+            t_one = statistics.median(timed(lambda: sh("tracker", "run", "e", "--remote", "gpu1", "--seed", "1",
+                                                       "-q", cwd=project))[0] for _ in range(3))
+            rows += [
+                ("ssh gpu1 python train.py (bare, incl. SSH handshake)", f"{bare * 1000:.0f} ms", ""),
+                (f"tracker run --remote gpu1, {n} trials, per trial", f"{t_run / n * 1000:.0f} ms",
+                 f"overhead {(t_run / n - bare) * 1000:+.0f} ms/trial (target < 1 s)"),
+                ("tracker run --remote gpu1, one trial per call", f"{t_one * 1000:.0f} ms",
+                 f"overhead {(t_one - bare) * 1000:+.0f} ms (connect, code check, env check, run, pull)"),
+            ]
+        finally:
+            sh(str(ROOT / "tests/infra/sshd-hosts.sh"), "stop", str(sshd))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement'.ljust(width)}  {'median':>8}  note")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>8}  {note}")
+
+
+if __name__ == "__main__":
+    main()
