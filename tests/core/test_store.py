@@ -22,7 +22,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     Store.open(path).close()
     Store.open(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial"]
+    assert names == ["0001_initial", "0002_file_hashes"]
 
 
 def test_newer_store_is_refused_not_corrupted(tmp_path: Path) -> None:

@@ -99,8 +99,24 @@ def _m0001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0002_file_hashes(conn: sqlite3.Connection) -> None:
+    """A sha256 cache keyed by path, size and mtime: unchanged files are not re-hashed."""
+    _script(
+        conn,
+        """
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
+    ("0002_file_hashes", _m0002_file_hashes),
 ]
 
 

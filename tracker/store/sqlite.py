@@ -378,6 +378,22 @@ class Store:
         return [tuple(r) for r in self._query(
             "SELECT path, size, sha256 FROM artifacts WHERE trial_id = ? ORDER BY path", (trial_id,))]
 
+    def cached_hashes(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """{path: (size, mtime_ns, sha256)} of paths hashed before."""
+        out: dict[str, tuple[int, int, str]] = {}
+        for start in range(0, len(paths), 500):
+            chunk = list(paths[start:start + 500])
+            rows = self._query(f"SELECT path, size, mtime_ns, sha256 FROM file_hashes "
+                               f"WHERE path IN ({', '.join('?' * len(chunk))})", chunk)
+            out.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        return out
+
+    def cache_hashes(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Remember (path, size, mtime_ns, sha256) rows."""
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+                          list(rows))
+
     def add_event(self, trial_id: str, kind: str, message: str) -> None:
         """Log something that happened to a trial."""
         with self.transaction() as c:

@@ -1,0 +1,306 @@
+"""One conformance suite, run against every storage backend's real server or emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import git
+from tests.storage.conftest import unique
+from tracker.cli import app
+from tracker.errors import StorageError
+from tracker.project import Project
+from tracker.runs import RunOptions, run_experiment
+from tracker.storage import backup as bk
+from tracker.storage.registry import open_target
+
+MiB = 1024 * 1024
+runner = CliRunner()
+
+
+class StorageContract:
+    """Subclasses provide ``target`` (storage options) and may override the hooks."""
+
+    large_size = 6 * MiB  # above the multipart threshold the subclasses configure
+    has_credentials = True
+    has_buckets = True
+
+    @pytest.fixture
+    def target(self, *args: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def project(self, project_dir: Path, target: dict[str, Any]) -> Project:
+        project = Project.load(project_dir)
+        project.set_section("storage", "t", target)
+        git(project_dir, "commit", "-qam", "storage target")
+        result = run_experiment(Project.load(project_dir), "base", RunOptions())
+        assert all(t.status == "completed" for t in result.trials)
+        return Project.load(project_dir)
+
+    def assert_multipart(self, storage: Any, key: str) -> None:
+        """Backend-specific evidence that a large upload used the multipart/resumable path."""
+
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        raise NotImplementedError
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ tests
+
+    def test_primitives(self, project: Project) -> None:
+        storage = open_target(project, "t")
+        assert storage.info("x/none") is None
+        storage.put_bytes("x/a.txt", b"hello")
+        assert storage.get_bytes("x/a.txt") == b"hello"
+        assert storage.info("x/a.txt").size == 5
+        assert [o.key for o in storage.list("x/")] == ["x/a.txt"]
+        storage.delete("x/a.txt")
+        storage.delete("x/a.txt")  # deleting twice is fine
+        assert storage.info("x/a.txt") is None
+        assert all(ok for _, ok, _ in storage.probe())
+
+    def test_round_trip_rebackup_and_verify(self, project: Project, tmp_path: Path) -> None:
+        trials = project.store.list_trials()
+        first = bk.backup(project, "t", experiment=["base"])
+        assert sorted(first.trials) == sorted(t.id for t in trials) and first.bytes_uploaded > 0
+        again = bk.backup(project, "t", experiment=["base"])
+        assert again.bytes_uploaded == 0 and again.uploaded == 0
+        assert again.bytes_skipped == first.bytes_uploaded + first.bytes_skipped
+        listed = bk.list_backups(project, "t")
+        assert sorted(r["id"] for r in listed) == sorted(t.id for t in trials)
+        assert bk.verify(project, "t").ok
+        dest = tmp_path / "restored"
+        result = bk.restore(project, trials[0].id[:8], "t", dest)
+        assert result.trial_id == trials[0].id and not result.imported
+        original = project.paths.trial_dir(trials[0].id)
+        for path in original.rglob("*"):
+            if path.is_file():
+                assert (dest / path.relative_to(original)).read_bytes() == path.read_bytes()
+
+    def test_large_file_uses_multipart_and_round_trips(self, project: Project, tmp_path: Path) -> None:
+        trial = project.store.list_trials()[0]
+        big = project.paths.trial_dir(trial.id) / "weights.bin"
+        big.write_bytes(os.urandom(self.large_size))
+        result = bk.backup(project, "t", [trial.id], include=["*.bin"])
+        assert result.files == 1 and result.bytes_uploaded == self.large_size
+        storage = open_target(project, "t")
+        sha = bk.sha256_file(big)
+        self.assert_multipart(storage, storage.key(bk.object_key(sha)))
+        restored = bk.restore(project, trial.id, "t", tmp_path / "r")
+        assert (tmp_path / "r" / "weights.bin").read_bytes() == big.read_bytes() and restored.files == 1
+
+    def test_restore_into_a_fresh_clone(self, project: Project, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        trial = project.store.list_trials()[0]
+        bk.backup(project, "t", all_=True)
+        clone = tmp_path / "clone"
+        subprocess.run(["git", "clone", "-q", str(project.root), str(clone)], check=True)
+        monkeypatch.chdir(clone)
+        assert Project.load(clone).store.list_trials() == []
+        result = runner.invoke(app, ["restore", trial.id[:8], "--from", "t", "--json"])
+        assert result.exit_code == 0, result.stderr
+        restored = json.loads(result.stdout)
+        fresh = Project.load(clone)
+        assert restored["imported"] and restored["directory"] == str(fresh.paths.trial_dir(trial.id).resolve())
+        back = fresh.store.get(trial.id)
+        assert fresh.store.environment(back.env_id)["python"] == project.store.environment(trial.env_id)["python"]
+        assert (back.params, back.seed, back.commit, back.status) == (trial.params, trial.seed, trial.commit,
+                                                                       trial.status)
+        assert back.metrics == trial.metrics
+        assert [p.value for p in fresh.store.metrics(trial.id, "train/loss")] == \
+            [p.value for p in project.store.metrics(trial.id, "train/loss")]
+        assert (fresh.paths.trial_dir(trial.id) / "model.json").read_text() == \
+            (project.paths.trial_dir(trial.id) / "model.json").read_text()
+
+    def test_tampered_object_is_detected(self, project: Project, tmp_path: Path) -> None:
+        trial = project.store.list_trials()[0]
+        bk.backup(project, "t", [trial.id])
+        sha = bk.sha256_file(project.paths.trial_dir(trial.id) / "model.json")
+        storage = open_target(project, "t")
+        storage.put_bytes(bk.object_key(sha), b'{"lr": 999}')
+        result = bk.verify(project, "t")
+        assert not result.ok and result.corrupt == [(trial.id, "model.json")]
+        with pytest.raises(StorageError, match="corrupt"):
+            bk.restore(project, trial.id, "t", tmp_path / "r")
+        assert not (tmp_path / "r" / "model.json").exists()
+        storage.delete(bk.object_key(sha))
+        assert bk.verify(project, "t").missing == [(trial.id, "model.json")]
+        cli = runner.invoke(app, ["backup", "verify", "--from", "t"])
+        assert cli.exit_code == 1 and "MISSING" in cli.stderr
+
+    @pytest.mark.parametrize("evil", ["../../evil.txt", "/tmp/evil-abs.txt", "a/../../evil.txt", "C:/evil"])
+    def test_malicious_manifest_is_refused(self, project: Project, tmp_path: Path, evil: str) -> None:
+        storage = open_target(project, "t")
+        payload = b"owned"
+        sha = __import__("hashlib").sha256(payload).hexdigest()
+        storage.put_bytes(bk.object_key(sha), payload)
+        record = project.store.list_trials()[0].as_dict() | {"id": "badbadbadbad"}
+        manifest = {"format": 1, "project": "x", "trial": record, "metrics": [],
+                    "files": [{"path": evil, "size": len(payload), "sha256": sha}]}
+        storage.put_bytes(bk.manifest_key("badbadbadbad"), json.dumps(manifest).encode())
+        dest = tmp_path / "deep" / "er" / "dest"
+        with pytest.raises(StorageError, match="refusing to restore"):
+            bk.restore(project, "badbadbadbad", "t", dest)
+        assert not list(tmp_path.rglob("evil*")) and not Path("/tmp/evil-abs.txt").exists()
+
+    def test_missing_credentials_are_a_clear_error(self, project: Project,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        if not self.has_credentials:
+            pytest.skip("this backend has no credentials")
+        self.break_credentials(monkeypatch)
+        result = runner.invoke(app, ["backup", "--to", "t", "--all"])
+        assert result.exit_code == 1 and "credentials" in result.stderr and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1
+
+    def test_missing_bucket_is_a_clear_error(self, project: Project, target: dict[str, Any]) -> None:
+        if not self.has_buckets:
+            pytest.skip("this backend has no buckets")
+        project.set_section("storage", "gone", self.missing_bucket(target))
+        result = runner.invoke(app, ["backup", "--to", "gone", "--all"])
+        assert result.exit_code == 1 and "does not exist" in result.stderr, result.stderr
+        check = runner.invoke(app, ["storage", "check", "gone"])
+        assert check.exit_code == 1 and "does not exist" in check.stdout
+
+    def test_run_backs_up_each_completed_trial(self, project: Project) -> None:
+        result = run_experiment(project, "base", RunOptions(backup_to="t", seeds=[99]))
+        ids = {t.id for t in result.trials}
+        stored = {r["id"] for r in bk.list_backups(project, "t")}
+        assert ids <= stored
+
+
+class TestLocal(StorageContract):
+    has_credentials = False
+    has_buckets = False
+
+    @pytest.fixture
+    def target(self, tmp_path: Path) -> dict[str, Any]:
+        return {"type": "local", "path": str(tmp_path / "backups"), "multipart_threshold": MiB}
+
+
+@pytest.mark.ssh
+class TestSSH(StorageContract):
+    has_credentials = False
+    has_buckets = False
+
+    @pytest.fixture
+    def target(self, ssh_hosts: dict[str, str], project_dir: Path, tmp_path: Path) -> dict[str, Any]:
+        Project.load(project_dir).set_section("remotes", "gpu1", {
+            "host": ssh_hosts["SSH_GPU1_ADDR"], "port": int(ssh_hosts["SSH_PORT"]), "user": ssh_hosts["SSH_USER"],
+            "key": ssh_hosts["SSH_KEY"], "known_hosts": ssh_hosts["SSH_KNOWN_HOSTS"],
+            "workdir": ssh_hosts["SSH_GPU1_BASE"]})
+        return {"type": "ssh", "remote": "gpu1", "path": f"{ssh_hosts['SSH_GPU1_BASE']}/{unique('backups')}"}
+
+
+@pytest.mark.cloud
+class TestS3(StorageContract):
+    @pytest.fixture
+    def target(self, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        for key, value in s3_env.items():
+            monkeypatch.setenv(key, value)
+        import boto3
+
+        bucket = unique("bk")
+        boto3.client("s3", endpoint_url=s3_env["S3_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+        return {"type": "s3", "bucket": bucket, "endpoint_url": s3_env["S3_ENDPOINT_URL"],
+                "multipart_threshold": 5 * MiB, "chunk_size": 5 * MiB}
+
+    def assert_multipart(self, storage: Any, key: str) -> None:
+        head = storage._client.head_object(Bucket=storage.options.bucket, Key=key)
+        assert head["ETag"].strip('"').endswith("-2")  # two 5 MiB parts
+
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        return {**target, "bucket": unique("no-such-bucket")}
+
+
+@pytest.mark.cloud
+class TestAzure(StorageContract):
+    large_size = 3 * MiB
+
+    @pytest.fixture
+    def target(self, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        monkeypatch.setenv("TRACKER_TEST_AZURE", azure_env["AZURE_STORAGE_CONNECTION_STRING"])
+        from azure.storage.blob import BlobServiceClient
+
+        container = unique("bk")
+        BlobServiceClient.from_connection_string(azure_env["AZURE_STORAGE_CONNECTION_STRING"]) \
+            .create_container(container)
+        return {"type": "azure", "container": container, "connection_string_env": "TRACKER_TEST_AZURE",
+                "multipart_threshold": MiB, "chunk_size": MiB}
+
+    def assert_multipart(self, storage: Any, key: str) -> None:
+        committed, _ = storage._container.get_blob_client(key).get_block_list()
+        assert len(committed) == 3  # three 1 MiB blocks
+
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("TRACKER_TEST_AZURE")
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        return {**target, "container": unique("nope")}
+
+
+@pytest.mark.cloud
+class TestGCS(StorageContract):
+    large_size = 3 * MiB
+
+    @pytest.fixture
+    def target(self, gcs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_env["STORAGE_EMULATOR_HOST"])
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        bucket = unique("bk")
+        storage.Client(project=gcs_env["GOOGLE_CLOUD_PROJECT"], credentials=AnonymousCredentials()) \
+            .create_bucket(bucket)
+        return {"type": "gcs", "bucket": bucket, "project": gcs_env["GOOGLE_CLOUD_PROJECT"],
+                "multipart_threshold": MiB, "chunk_size": MiB}
+
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any = None) -> None:
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+        monkeypatch.setenv("NO_GCE_CHECK", "True")  # never ask a metadata server
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        return {**target, "bucket": unique("nope")}
+
+
+@pytest.mark.cloud
+class TestB2(StorageContract):
+    large_size = 3 * MiB
+
+    @pytest.fixture
+    def target(self, b2_sim: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        from b2_simulator import make_b2_api
+
+        from tracker.storage.b2 import B2Storage
+
+        api = make_b2_api(b2_sim)[0]
+        monkeypatch.setattr(B2Storage, "api_factory", lambda: api)
+        bucket = unique("bk")
+        api.create_bucket(bucket, "allPrivate")
+        return {"type": "b2", "bucket": bucket, "multipart_threshold": MiB, "chunk_size": MiB}
+
+    def assert_multipart(self, storage: Any, key: str) -> None:
+        version = storage._bucket.get_file_info_by_name(key)
+        assert "large_file_sha1" in (version.file_info or {})  # uploaded as a B2 large file
+
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tracker.storage.b2 import B2Storage
+
+        monkeypatch.setattr(B2Storage, "api_factory", None)
+        monkeypatch.delenv("B2_APPLICATION_KEY_ID", raising=False)
+        monkeypatch.delenv("B2_APPLICATION_KEY", raising=False)
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        return {**target, "bucket": unique("nope")}

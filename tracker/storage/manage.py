@@ -1,0 +1,24 @@
+"""Adding storage targets to tracker.yaml, validated by their backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracker.config import NAME_RE
+from tracker.errors import UsageError
+from tracker.project import Project
+from tracker.storage.registry import validate_options
+
+
+def add_target(project: Project, name: str, kind: str, options: dict[str, Any], *, force: bool = False) -> None:
+    """Write ``storage.NAME`` to tracker.yaml after the backend has validated its options."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid storage name {name!r}", hint="use letters, digits, '_', '.', '-'")
+    if name in project.config.storage and not force:
+        raise UsageError(f"storage target {name!r} already exists", hint="remove it first or pass --force")
+    data = {k: v for k, v in options.items() if v is not None}
+    validated = validate_options(kind, data, f"storage target {name}")
+    if kind == "ssh" and validated.remote not in project.config.remotes:
+        raise UsageError(f"remote {validated.remote!r} is not in tracker.yaml",
+                         hint=f"add it first: tracker remote add {validated.remote} --host ...")
+    project.set_section("storage", name, {"type": kind, **data})
