@@ -33,7 +33,8 @@ from tracker.storage.registry import open_target
 from tracker.store import FINISHED, MetricPoint, Trial, now
 
 MANIFEST_FORMAT = 1
-WORKERS = 4
+WORKERS = 8
+INDEX_THRESHOLD = 64
 Progress = Callable[[int], None]
 
 
@@ -118,30 +119,51 @@ def select_trials(project: Project, refs: Iterable[str] = (), *, experiment: lis
     raise UsageError("say what to back up: trial ids, --experiment NAME or --all")
 
 
-def trial_files(project: Project, trial: Trial, include: list[str] | None = None) -> list[tuple[Path, FileEntry]]:
-    """Every file of a trial's directory with its sha256 (cached by path, size and mtime)."""
+def _listing(project: Project, trial: Trial, include: list[str] | None) -> list[tuple[Path, str]]:
+    """(path, relative name) of a trial's files, filtered by ``include`` globs."""
     directory = project.paths.trial_dir(trial.id)
-    paths = [p for p in sorted(directory.rglob("*")) if p.is_file() and not p.is_symlink()]
-    rels = [p.relative_to(directory).as_posix() for p in paths]
-    if include:
-        keep = [any(fnmatch.fnmatch(r, pat) or fnmatch.fnmatch(PurePosixPath(r).name, pat) for pat in include)
-                for r in rels]
-        paths = [p for p, k in zip(paths, keep, strict=True) if k]
-        rels = [r for r, k in zip(rels, keep, strict=True) if k]
-    store = project.store
-    cache = store.cached_hashes([str(p) for p in paths])
-    out, fresh = [], []
-    for path, rel in zip(paths, rels, strict=True):
+    out = []
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        rel = path.relative_to(directory).as_posix()
+        if include and not any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in include):
+            continue
+        out.append((path, rel))
+    return out
+
+
+class _Hasher:
+    """sha256 of files, cached in the store by path, size and mtime (unchanged files are not re-read)."""
+
+    def __init__(self, project: Project, paths: list[Path]) -> None:
+        self.store = project.store
+        self.cache = self.store.cached_hashes([str(p) for p in paths])
+        self.fresh: list[tuple[str, int, int, str]] = []
+        self.lock = threading.Lock()
+
+    def entry(self, path: Path, rel: str) -> FileEntry:
         st = path.stat()
-        hit = cache.get(str(path))
+        hit = self.cache.get(str(path))
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            sha = hit[2]
-        else:
-            sha = sha256_file(path)
-            fresh.append((str(path), st.st_size, st.st_mtime_ns, sha))
-        out.append((path, FileEntry(rel, st.st_size, sha)))
-    if fresh:
-        store.cache_hashes(fresh)
+            return FileEntry(rel, st.st_size, hit[2])
+        sha = sha256_file(path)
+        with self.lock:
+            self.fresh.append((str(path), st.st_size, st.st_mtime_ns, sha))
+        return FileEntry(rel, st.st_size, sha)
+
+    def save(self) -> None:
+        if self.fresh:
+            self.store.cache_hashes(self.fresh)
+            self.fresh = []
+
+
+def trial_files(project: Project, trial: Trial, include: list[str] | None = None) -> list[tuple[Path, FileEntry]]:
+    """Every file of a trial's directory with its sha256."""
+    listing = _listing(project, trial, include)
+    hasher = _Hasher(project, [p for p, _ in listing])
+    out = [(path, hasher.entry(path, rel)) for path, rel in listing]
+    hasher.save()
     return out
 
 
@@ -160,58 +182,68 @@ def manifest(project: Project, trial: Trial, files: list[FileEntry]) -> bytes:
 def backup(project: Project, target: str, refs: Iterable[str] = (), *, experiment: list[str] | None = None,
            all_: bool = False, include: list[str] | None = None, dry_run: bool = False,
            progress: Progress | None = None, storage: BaseStorage | None = None) -> BackupResult:
-    """Back up trials to storage target ``target``; return what was uploaded and skipped."""
+    """Back up trials to storage target ``target``; return what was uploaded and skipped.
+
+    Each worker hashes a file (or takes its cached hash), skips it when the object
+    is already stored, else uploads it; the trial's manifest is written last.
+    """
     start = time.monotonic()
     storage = storage or open_target(project, target)
     trials = select_trials(project, refs, experiment=experiment, all_=all_)
     busy = [t.id for t in trials if t.status in ("running", "queued")]
     trials = [t for t in trials if t.status not in ("running", "queued")]
-    uploaded = bytes_up = bytes_skipped = files = 0
-    done: set[str] = set()
+    counts = {"uploaded": 0, "bytes_up": 0, "skipped": 0, "files": 0}
+    claimed: set[str] = set()
     lock = threading.Lock()
+    listings = [_listing(project, t, include) for t in trials]
+    # many files: one listing of the object index (1 request per 1,000 objects) beats a HEAD per file
+    known = ({PurePosixPath(o.key).name: o.size for o in storage.list("objects/")}
+             if sum(map(len, listings)) > INDEX_THRESHOLD else None)
 
-    def upload(path: Path, entry: FileEntry) -> None:
-        nonlocal uploaded, bytes_up, bytes_skipped
-        key = object_key(entry.sha256)
-        stored = storage.info(key)
-        if stored is not None and stored.size == entry.size:
+    def process(hasher: _Hasher, path: Path, rel: str) -> FileEntry:
+        entry = hasher.entry(path, rel)
+        with lock:
+            first = entry.sha256 not in claimed
+            claimed.add(entry.sha256)
+        if not first:
+            stored_size = entry.size
+        elif known is not None:
+            stored_size = known.get(entry.sha256)
+        else:
+            info = storage.info(object_key(entry.sha256))
+            stored_size = info.size if info else None
+        if stored_size == entry.size:
             with lock:
-                bytes_skipped += entry.size
+                counts["skipped"] += entry.size
             if progress:
                 progress(entry.size)
-            return
-        if not dry_run:
-            storage.put_file(key, path, progress)
-        elif progress:
-            progress(entry.size)
+            return entry
+        if dry_run:
+            if progress:
+                progress(entry.size)
+        else:
+            storage.put_file(object_key(entry.sha256), path, progress)
         with lock:
-            uploaded += 1
-            bytes_up += entry.size
+            counts["uploaded"] += 1
+            counts["bytes_up"] += entry.size
+        return entry
 
-    for trial in trials:
-        entries = trial_files(project, trial, include)
-        files += len(entries)
-        body = manifest(project, trial, [e for _, e in entries])
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            futures = []
-            for path, entry in entries:
-                if entry.sha256 in done:
-                    bytes_skipped += entry.size
-                    if progress:
-                        progress(entry.size)
-                    continue
-                done.add(entry.sha256)
-                futures.append(pool.submit(upload, path, entry))
-            for fut in futures:
-                fut.result()
-        if not dry_run:
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for trial, listing in zip(trials, listings, strict=True):
+            hasher = _Hasher(project, [p for p, _ in listing])
+            entries = list(pool.map(lambda item, h=hasher: process(h, *item), listing))
+            hasher.save()
+            counts["files"] += len(entries)
+            if dry_run:
+                continue
+            body = manifest(project, trial, entries)
             key = manifest_key(trial.id)
             stored = storage.info(key)
             if stored is None or stored.size != len(body) or storage.get_bytes(key) != body:
                 storage.put_bytes(key, body)
             project.store.add_event(trial.id, "backup", f"backed up to {target}")
-    return BackupResult(target, [t.id for t in trials], files, uploaded, bytes_up, bytes_skipped,
-                        round(time.monotonic() - start, 3), dry_run, busy)
+    return BackupResult(target, [t.id for t in trials], counts["files"], counts["uploaded"], counts["bytes_up"],
+                        counts["skipped"], round(time.monotonic() - start, 3), dry_run, busy)
 
 
 def planned_bytes(project: Project, refs: Iterable[str] = (), *, experiment: list[str] | None = None,
