@@ -84,3 +84,17 @@ def test_listing_100k_trials_is_one_fast_query(tmp_path: Path) -> None:
     assert all(t.experiment == "e1" and t.params["lr"] == 0.0 for t in filtered)
     assert len(filtered) == len([i for i in range(100_000) if i % 4 == 1 and i % 3 == 0])
     assert elapsed < 5  # generous bound for slow CI; benchmarks/ measures the real figure
+
+
+def test_old_store_fixture_is_upgraded_in_place(tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-0001.db", path)
+    store = Store.open(path)
+    trial = store.get("0ld0ld")
+    assert (trial.seed, trial.params, trial.metrics) == (7, {"lr": 0.1}, {"val/acc": 0.9})
+    assert store.list_trials(params={"lr": 0.1})[0].id == trial.id
+    store.cache_hashes([("/x", 1, 2, "ab")])  # the table added by 0002 exists
+    names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM schema_migrations ORDER BY name")]
+    assert names == ["0001_initial", "0002_file_hashes"]
