@@ -28,8 +28,6 @@ class StorageContract:
     """Subclasses provide ``target`` (storage options) and may override the hooks."""
 
     large_size = 6 * MiB  # above the multipart threshold the subclasses configure
-    has_credentials = True
-    has_buckets = True
 
     @pytest.fixture
     def target(self, *args: Any) -> dict[str, Any]:
@@ -46,12 +44,6 @@ class StorageContract:
 
     def assert_multipart(self, storage: Any, key: str) -> None:
         """Backend-specific evidence that a large upload used the multipart/resumable path."""
-
-    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        raise NotImplementedError
-
-    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ tests
 
@@ -151,24 +143,6 @@ class StorageContract:
             bk.restore(project, "badbadbadbad", "t", dest)
         assert not list(tmp_path.rglob("evil*")) and not Path("/tmp/evil-abs.txt").exists()
 
-    def test_missing_credentials_are_a_clear_error(self, project: Project,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-        if not self.has_credentials:
-            pytest.skip("this backend has no credentials")
-        self.break_credentials(monkeypatch)
-        result = runner.invoke(app, ["backup", "--to", "t", "--all"])
-        assert result.exit_code == 1 and "credentials" in result.stderr and "Traceback" not in result.stderr
-        assert result.stderr.count("\n") == 1
-
-    def test_missing_bucket_is_a_clear_error(self, project: Project, target: dict[str, Any]) -> None:
-        if not self.has_buckets:
-            pytest.skip("this backend has no buckets")
-        project.set_section("storage", "gone", self.missing_bucket(target))
-        result = runner.invoke(app, ["backup", "--to", "gone", "--all"])
-        assert result.exit_code == 1 and "does not exist" in result.stderr, result.stderr
-        check = runner.invoke(app, ["storage", "check", "gone"])
-        assert check.exit_code == 1 and "does not exist" in check.stdout
-
     def test_run_backs_up_each_completed_trial(self, project: Project) -> None:
         result = run_experiment(project, "base", RunOptions(backup_to="t", seeds=[99]))
         ids = {t.id for t in result.trials}
@@ -176,10 +150,31 @@ class StorageContract:
         assert ids <= stored
 
 
-class TestLocal(StorageContract):
-    has_credentials = False
-    has_buckets = False
+class CloudContract(StorageContract):
+    """Cloud backends also have credentials and buckets that can be missing."""
 
+    def break_credentials(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        raise NotImplementedError
+
+    def missing_bucket(self, target: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def test_missing_credentials_are_a_clear_error(self, project: Project,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        self.break_credentials(monkeypatch)
+        result = runner.invoke(app, ["backup", "--to", "t", "--all"])
+        assert result.exit_code == 1 and "credentials" in result.stderr and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1
+
+    def test_missing_bucket_is_a_clear_error(self, project: Project, target: dict[str, Any]) -> None:
+        project.set_section("storage", "gone", self.missing_bucket(target))
+        result = runner.invoke(app, ["backup", "--to", "gone", "--all"])
+        assert result.exit_code == 1 and "does not exist" in result.stderr, result.stderr
+        check = runner.invoke(app, ["storage", "check", "gone"])
+        assert check.exit_code == 1 and "does not exist" in check.stdout
+
+
+class TestLocal(StorageContract):
     @pytest.fixture
     def target(self, tmp_path: Path) -> dict[str, Any]:
         return {"type": "local", "path": str(tmp_path / "backups"), "multipart_threshold": MiB}
@@ -187,9 +182,6 @@ class TestLocal(StorageContract):
 
 @pytest.mark.ssh
 class TestSSH(StorageContract):
-    has_credentials = False
-    has_buckets = False
-
     @pytest.fixture
     def target(self, ssh_hosts: dict[str, str], project_dir: Path, tmp_path: Path) -> dict[str, Any]:
         Project.load(project_dir).set_section("remotes", "gpu1", {
@@ -200,7 +192,7 @@ class TestSSH(StorageContract):
 
 
 @pytest.mark.cloud
-class TestS3(StorageContract):
+class TestS3(CloudContract):
     @pytest.fixture
     def target(self, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         for key, value in s3_env.items():
@@ -225,7 +217,7 @@ class TestS3(StorageContract):
 
 
 @pytest.mark.cloud
-class TestAzure(StorageContract):
+class TestAzure(CloudContract):
     large_size = 3 * MiB
 
     @pytest.fixture
@@ -251,7 +243,7 @@ class TestAzure(StorageContract):
 
 
 @pytest.mark.cloud
-class TestGCS(StorageContract):
+class TestGCS(CloudContract):
     large_size = 3 * MiB
 
     @pytest.fixture
@@ -276,7 +268,7 @@ class TestGCS(StorageContract):
 
 
 @pytest.mark.cloud
-class TestB2(StorageContract):
+class TestB2(CloudContract):
     large_size = 3 * MiB
 
     @pytest.fixture
