@@ -21,6 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -106,10 +109,7 @@ def main() -> None:
         ("tracker backup (unchanged re-backup)", f"{re_backup:.2f} s",
          f"{again.bytes_uploaded} bytes uploaded (target 0 bytes, < 2 s)"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement'.ljust(width)}  {'time':>8}  note")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>8}  {note}")
+    print_table(rows, "time")
 
 
 if __name__ == "__main__":

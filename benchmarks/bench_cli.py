@@ -26,6 +26,9 @@ import textwrap
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import print_table
+
 SCRIPT = textwrap.dedent("""
     import argparse
     p = argparse.ArgumentParser()
@@ -158,10 +161,7 @@ def main() -> None:
                   "target < 1 s"),
                  (f"tracker trials list --csv ({args.list_size:,} trials)", f"{csv * 1000:.0f} ms", "")]
 
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement'.ljust(width)}  {'median':>8}  note")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>8}  {note}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -124,10 +127,7 @@ def main() -> None:
             ]
         finally:
             sh(str(ROOT / "tests/infra/sshd-hosts.sh"), "stop", str(sshd))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement'.ljust(width)}  {'median':>8}  note")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>8}  {note}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
