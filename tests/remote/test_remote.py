@@ -279,3 +279,22 @@ def test_unreachable_host_is_a_clear_error(remote_project: Project) -> None:
     result = runner.invoke(app, ["run", "base", "--remote", "gpu1", "--seed", "1", "-p", "lr=0.1"])
     assert result.exit_code == 1 and "cannot connect to gpu1 (127.0.0.2:1)" in result.stderr
     assert [t.status for t in Project.find().store.list_trials()] == ["failed"]
+
+
+def test_large_sync_reports_progress(remote_project: Project) -> None:
+    root = remote_project.root
+    (root / "many").mkdir()
+    for i in range(600):
+        (root / "many" / f"m{i}.py").write_text(f"X = {i}\n" * 50)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "many files")
+    calls: list[tuple[int, int]] = []
+    ws = workspace(remote_project, hosts.resolve(remote_project, "gpu1"))
+    result = sync.sync_code(ws, root, git(root, "rev-parse", "HEAD").strip()[:12],
+                            progress=lambda done, total: calls.append((done, total)))
+    total = sum((root / f).stat().st_size for f in sync.file_list(root))
+    assert result.method == "rsync" and calls and calls[-1] == (total, total)
+    assert all(0 <= d <= t == total for d, t in calls)
+    calls.clear()
+    sync.sync_code(ws, root, "sftp-copy", use_rsync=False, progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) >= 2 and calls[-1] == (total, total)  # linked bytes count as done

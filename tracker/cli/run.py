@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 import typer
@@ -107,20 +108,26 @@ class ConsoleReporter:
         self._progress: Any = None
         self._task: Any = None
         self._done = 0
+        self._transfers: dict[str, Any] = {}
 
     def _rich(self, experiment: str) -> Any:
         """The rich console and progress bar, made on first use and only on a terminal."""
         if self._console is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             from tracker.cli._common import console
 
             self._console = console(stderr=True)
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=self._console, transient=True)
             self._progress.start()
-            self._task = self._progress.add_task(experiment, total=None)
+            self._task = self._progress.add_task(experiment, total=None, detail="")
         return self._console
 
     def _print(self, trial: Any, plain: str, styled: str | None = None) -> None:
@@ -149,11 +156,27 @@ class ConsoleReporter:
             self._print(trial, f"trial {trial.id} {trial.status} {rest}",
                         f"trial {trial.id} [{colour}]{trial.status}[/{colour}] {rest}")
             if self._progress is not None:
-                self._progress.update(self._task, completed=self._done)
+                self._progress.update(self._task, completed=self._done, detail=f"{self._done} trial(s) done")
 
     def message(self, text: str) -> None:
         with self._lock:
             self._print(None, text)
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """A bytes/rate bar per label on a terminal (large code syncs); nothing when piped."""
+        if not self.tty:
+            return
+        with self._lock:
+            self._rich(label)
+            tasks = self._transfers
+            if label not in tasks:
+                tasks[label] = (self._progress.add_task(label, total=total, detail=""), time.monotonic())
+            task, started = tasks[label]
+            rate = done / max(time.monotonic() - started, 1e-3) / 1e6
+            self._progress.update(task, completed=done, total=total,
+                                  detail=f"{done / 1e6:.1f}/{total / 1e6:.1f} MB at {rate:.1f} MB/s")
+            if done >= total:
+                self._progress.remove_task(tasks.pop(label)[0])
 
     def close(self) -> None:
         if self._progress is not None:

@@ -34,6 +34,9 @@ class Reporter:
     def message(self, text: str) -> None:
         """Something worth telling the user (a host failed, a sync finished)."""
 
+    def progress(self, label: str, done: int, total: int) -> None:
+        """Bytes done of a long transfer (a large code sync); ``done == total`` ends it."""
+
 
 @dataclass
 class Batch:

@@ -82,7 +82,8 @@ class SSHExecutor(BaseExecutor):
         first = batch.trials[0]
         code_id = (first.snapshot or first.commit or "worktree")[:12]
         ws = workspace(batch.project, host)
-        result = sync.sync_code(ws, batch.project.root, code_id)
+        result = sync.sync_code(ws, batch.project.root, code_id,
+                                progress=lambda done, total: reporter.progress(f"sync to {host.name}", done, total))
         if result.method == "unchanged":
             reporter.message(f"{host.name}: code {code_id} already there")
         else:

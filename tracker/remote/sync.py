@@ -20,6 +20,7 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,27 +107,65 @@ def ssh_command(host: RemoteHost) -> list[str]:
     return cmd
 
 
-def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None) -> int:
-    """Run rsync over SSH; return the bytes of file data it sent or received."""
-    proc = subprocess.run(["rsync", "-s", "--stats", "-e", shlex.join(ssh_command(host)), *args],
-                          input="\0".join(files).encode() if files is not None else None, capture_output=True)
+_PROGRESS2 = re.compile(rb"^\s*([\d,.]+)\s+\d+%")
+
+
+def _number(text: bytes | str) -> int:
+    raw = text.decode() if isinstance(text, bytes) else text
+    return int(raw.replace(",", "").replace(".", ""))
+
+
+def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None,
+           progress: Callable[[int], None] | None = None) -> int:
+    """Run rsync over SSH; return the bytes of file data it sent or received.
+
+    With ``progress``, rsync's ``--info=progress2`` totals are passed on as they come.
+    """
+    extra = ["--info=progress2", "--no-inc-recursive"] if progress else []
+    output = bytearray()
+    with subprocess.Popen(["rsync", "-s", "--stats", *extra, "-e", shlex.join(ssh_command(host)), *args],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        if files is not None:
+            proc.stdin.write("\0".join(files).encode())
+        proc.stdin.close()
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            output += chunk
+            if progress:
+                for piece in reversed(re.split(rb"[\r\n]", bytes(chunk))):
+                    match = _PROGRESS2.match(piece)
+                    if match:
+                        progress(_number(match.group(1)))
+                        break
+        err = proc.stderr.read()
     if proc.returncode != 0:
         raise RemoteError(f"rsync to {host.name} failed (exit {proc.returncode}): "
-                          f"{proc.stderr.decode(errors='replace').strip()[-400:]}")
-    match = re.search(r"Total transferred file size: ([\d,.]+)", proc.stdout.decode())
-    literal = re.search(r"Literal data: ([\d,.]+)", proc.stdout.decode())
-    found = literal or match
-    return int(found.group(1).replace(",", "").replace(".", "")) if found else 0
+                          f"{err.decode(errors='replace').strip()[-400:]}")
+    text = output.decode(errors="replace")
+    found = re.search(r"Literal data: ([\d,.]+)", text) or re.search(r"Total transferred file size: ([\d,.]+)", text)
+    return _number(found.group(1)) if found else 0
 
 
-def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None = None) -> SyncResult:
-    """Make ``<project>/code/<code_id>`` on the remote hold the project's files."""
+LARGE_SYNC = (10_000_000, 500)  # bytes, files: above either, progress is reported
+
+
+def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None = None,
+              progress: Callable[[int, int], None] | None = None) -> SyncResult:
+    """Make ``<project>/code/<code_id>`` on the remote hold the project's files.
+
+    ``progress(done, total)`` is called with bytes for large syncs.
+    """
     start = time.monotonic()
     dest = ws.code_dir(code_id)
     q = shlex.quote
     if ws.conn.run(f"test -f {q(posixpath.join(dest, SYNCED))}", check=False).code == 0:
         return SyncResult(dest, "unchanged", 0, 0, round(time.monotonic() - start, 3))
     files = file_list(root)
+    total = sum((root / f).stat().st_size for f in files)
+    report = None
+    if progress and (total > LARGE_SYNC[0] or len(files) > LARGE_SYNC[1]):
+        def report(done: int) -> None:
+            progress(min(done, total), total)
     code_root = posixpath.dirname(dest)
     previous = ws.conn.run(f"ls -1t {q(code_root)} 2>/dev/null | grep -v '[.]tmp$' | head -1",
                            check=False).out.strip()
@@ -137,16 +176,19 @@ def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None
     if use_rsync:
         link = [f"--link-dest={posixpath.join(code_root, previous)}"] if previous else []
         sent = _rsync(ws.host, ["-a", "--delete", "--from0", "--files-from=-", *link, f"{root}/",
-                                f"{ws.host.hostname}:{tmp}/"], files)
+                                f"{ws.host.hostname}:{tmp}/"], files, report)
         method = "rsync"
     else:
-        sent = _sftp_delta(ws, root, files, posixpath.join(code_root, previous) if previous else None, tmp)
+        sent = _sftp_delta(ws, root, files, posixpath.join(code_root, previous) if previous else None, tmp, report)
         method = "sftp"
+    if progress and report:
+        progress(total, total)
     ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
     return SyncResult(dest, method, len(files), sent, round(time.monotonic() - start, 3))
 
 
-def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | None, dest: str) -> int:
+def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | None, dest: str,
+                progress: Callable[[int], None] | None = None) -> int:
     """Upload only files whose sha256 differs from the previous code directory; link the rest."""
     remote = ws.call("manifest", previous) if previous else {}
     same, changed = [], []
@@ -159,6 +201,9 @@ def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | Non
             changed.append(name)
     if same and previous:
         ws.call("link-from", previous, dest, stdin="\0".join(same).encode())
+    linked = sum((root / name).stat().st_size for name in same)
+    if progress:
+        progress(linked)
     sent = 0
     sftp = ws.conn.sftp()
     try:
@@ -169,6 +214,8 @@ def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | Non
             sftp.put(str(root / name), target)
             sftp.chmod(target, stat.S_IMODE((root / name).stat().st_mode))
             sent += (root / name).stat().st_size
+            if progress:
+                progress(linked + sent)
     finally:
         sftp.close()
     return sent
