@@ -20,19 +20,33 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 def svc(script: str, *args: object) -> dict[str, str]:
     """Run tests/infra/SCRIPT with args; return the KEY=VALUE lines it printed."""
-    out = subprocess.run([str(INFRA / script), *map(str, args)], check=True,
-                         stdout=subprocess.PIPE, text=True, timeout=900).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    proc = subprocess.run([str(INFRA / script), *map(str, args)], capture_output=True,
+                          text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(map(str, args[:1]))} failed (exit {proc.returncode}): "
+                           + " | ".join(proc.stderr.strip().splitlines()[-8:]))
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
 
 def start_service(script: str, *args: object) -> dict[str, str]:
-    """Start a service; skip (laptop) or fail (CI) when it cannot start."""
-    try:
-        return svc(script, "start", *args)
-    except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as exc:
-        if IN_CI:
-            pytest.fail(f"service {script} did not start under CI: {exc}")
-        pytest.skip(f"service {script} unavailable: {exc}")
+    """Start a service; skip (laptop) or fail (CI) when it cannot start.
+
+    One retry after a pause: a daemon stopped just before may hold its port until
+    PID 1 reaps it (about 2 s here, see tests/infra/README.md).
+    """
+    import time
+
+    error: Exception | None = None
+    for attempt in range(2):
+        try:
+            return svc(script, "start", *args)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            error = exc
+            if attempt == 0:
+                time.sleep(3)
+    if IN_CI:
+        pytest.fail(f"service {script} did not start under CI: {error}")
+    pytest.skip(f"service {script} unavailable: {error}")
 
 
 @pytest.fixture(autouse=True)
