@@ -14,7 +14,7 @@ from tracker import gitinfo
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
-from tracker.store import FINISHED, RESETTABLE, STATUSES, MetricPoint, Trial
+from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class TrialDetail:
     environment: dict[str, Any] | None
     artifacts: list[tuple[str, int, str]]
     directory: Path
+    events: list[Event]
 
     def as_dict(self) -> dict[str, Any]:
         series: dict[str, list[dict[str, Any]]] = {}
@@ -37,6 +38,7 @@ class TrialDetail:
             "metric_series": series,
             "environment": self.environment,
             "artifacts": [{"path": a, "size": s, "sha256": h} for a, s, h in self.artifacts],
+            "events": [{"ts": e.ts, "kind": e.kind, "message": e.message} for e in self.events],
         }
 
 
@@ -98,7 +100,7 @@ def show(project: Project, ref: str) -> TrialDetail:
     trial = store.get(ref)
     return TrialDetail(trial, store.metrics(trial.id),
                        store.environment(trial.env_id) if trial.env_id else None,
-                       store.artifacts(trial.id), project.paths.trial_dir(trial.id))
+                       store.artifacts(trial.id), project.paths.trial_dir(trial.id), store.events(trial.id))
 
 
 def log_path(project: Project, ref: str, stream: str = "stdout") -> tuple[Trial, Path]:
@@ -196,11 +198,6 @@ def stop(project: Project, ref: str) -> Trial:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(trial.pid, signal.SIGTERM)
     return project.store.get(trial.id)
-
-
-def queued_for_rerun(project: Project, experiment: str) -> list[Trial]:
-    """Queued trials of ``experiment`` (what a reset left to run)."""
-    return project.store.list_trials(experiment=experiment, status="queued")
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ def test_show_logs_delete_reset_and_status(project_dir: Path) -> None:
     assert [p["step"] for p in detail["metric_series"]["train/loss"]] == [0, 1, 2]
     assert detail["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert "numpy" in detail["environment"]["packages"]
+    assert [e["message"] for e in detail["events"]] == ["queued", "running", "failed"]
     code, out, _ = cli("trials", "show", tid)
     assert "exit code 3" in out and "seed        1" in out
     assert "val/acc: " in cli("trials", "logs", tid)[1]

@@ -101,6 +101,7 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
         lines.append("outputs     " + ", ".join(f"{a} ({s} B)" for a, s, _ in detail.artifacts))
     if t.error:
         lines.append("error       " + t.error.replace("\n", "\n            "))
+    lines.append("history     " + "; ".join(f"{e.ts[11:19]} {e.message}" for e in detail.events))
     typer.echo("\n".join(lines))
 
 
