@@ -18,17 +18,35 @@ INFRA = Path(__file__).resolve().parent / "infra"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def svc(script: str, *args: object) -> dict[str, str]:
+def free_port(*hosts: str) -> int:
+    """A TCP port free on every one of ``hosts`` (so a leftover daemon never blocks a run)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0] if hosts else "127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def svc(script: str, *args: object, env: dict[str, str] | None = None) -> dict[str, str]:
     """Run tests/infra/SCRIPT with args; return the KEY=VALUE lines it printed."""
     proc = subprocess.run([str(INFRA / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise RuntimeError(f"{script} {' '.join(map(str, args[:1]))} failed (exit {proc.returncode}): "
                            + " | ".join(proc.stderr.strip().splitlines()[-8:]))
     return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
 
-def start_service(script: str, *args: object) -> dict[str, str]:
+def start_service(script: str, *args: object, env: dict[str, str] | None = None) -> dict[str, str]:
     """Start a service; skip (laptop) or fail (CI) when it cannot start.
 
     One retry after a pause: a daemon stopped just before may hold its port until
@@ -39,7 +57,7 @@ def start_service(script: str, *args: object) -> dict[str, str]:
     error: Exception | None = None
     for attempt in range(2):
         try:
-            return svc(script, "start", *args)
+            return svc(script, "start", *args, env=env)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             error = exc
             if attempt == 0:
@@ -137,12 +155,13 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two real sshd hosts, gpu1 (127.0.0.2) and gpu2 (127.0.0.3), key-only, with known_hosts.
 
-    The port comes from SSHD_HOSTS_PORT (default 2222). Returns the script's
+    The port comes from SSHD_HOSTS_PORT, else a free one. Returns the script's
     KEY=VALUE facts: SSH_CONFIG, SSH_KNOWN_HOSTS, SSH_KEY, SSH_USER, SSH_PORT,
     SSH_GPU1_ADDR, SSH_GPU1_BASE, ...
     """
     d = tmp_path_factory.mktemp("sshd")
-    env = start_service("sshd-hosts.sh", d, 2)
+    port = os.environ.get("SSHD_HOSTS_PORT") or str(free_port("127.0.0.2", "127.0.0.3"))
+    env = start_service("sshd-hosts.sh", d, 2, env={"SSHD_HOSTS_PORT": port})
     env["SSHD_DIR"] = str(d)
     yield env
     svc("sshd-hosts.sh", "stop", d)

@@ -70,4 +70,4 @@ def restart_hosts(ssh_hosts: dict[str, str]) -> None:
     from tests.conftest import INFRA
 
     subprocess.run([str(INFRA / "sshd-hosts.sh"), "start", ssh_hosts["SSHD_DIR"], "2"], check=True,
-                   capture_output=True, env={**os.environ}, timeout=120)
+                   capture_output=True, env={**os.environ, "SSHD_HOSTS_PORT": ssh_hosts["SSH_PORT"]}, timeout=120)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INFRA, start_service, svc
+from tests.conftest import INFRA, free_port, start_service, svc
 
 
 @pytest.fixture(scope="session")
 def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("s3")
-    env = start_service("s3.sh", d)
+    env = start_service("s3.sh", d, env={"S3_PORT": str(free_port())})
     yield env
     svc("s3.sh", "stop", d)
 
@@ -23,7 +23,7 @@ def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 @pytest.fixture(scope="session")
 def azure_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("azurite")
-    env = start_service("azure.sh", d)
+    env = start_service("azure.sh", d, env={"AZURITE_PORT": str(free_port())})
     yield env
     svc("azure.sh", "stop", d)
 
@@ -31,7 +31,7 @@ def azure_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 @pytest.fixture(scope="session")
 def gcs_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("gcs")
-    env = start_service("gcs.sh", d)
+    env = start_service("gcs.sh", d, env={"GCS_PORT": str(free_port())})
     yield env
     svc("gcs.sh", "stop", d)
 
