@@ -66,6 +66,15 @@ def test_dry_run_and_json_summary(project_dir: Path, tmp_path: Path) -> None:
     assert real["trials"] == [trial] and real["bytes_uploaded"] > 0
     listed = json.loads(runner.invoke(app, ["backup", "list", "--from", "disk", "--json"]).stdout)
     assert [r["id"] for r in listed] == [trial]
+    again = runner.invoke(app, ["backup", trial[:8], "--to", "disk", "--json"])  # trial ids before or after --to
+    assert again.exit_code == 0 and json.loads(again.stdout)["bytes_uploaded"] == 0
+    table = runner.invoke(app, ["backup", "list", "--from", "disk"])
+    assert table.exit_code == 0 and trial in table.stdout
+    verified = runner.invoke(app, ["backup", "verify", trial[:8], "--from", "disk", "--json"])
+    assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"]
+    unknown = runner.invoke(app, ["backup", "verify", "ffffffff", "--from", "disk"])
+    assert unknown.exit_code == 2 and "is not in local target disk" in unknown.stderr
+    assert runner.invoke(app, ["restore", "ffffffff", "--from", "disk"]).exit_code == 2
 
 
 def test_missing_extra_gives_install_advice(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

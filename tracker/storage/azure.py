@@ -39,7 +39,11 @@ class AzureStorage(BaseStorage):
         limits = {"max_single_put_size": self.options.multipart_threshold, "max_block_size": self.options.chunk_size}
         conn_str = os.environ.get(self.options.connection_string_env)
         if conn_str:
-            service = blob.BlobServiceClient.from_connection_string(conn_str, **limits)
+            try:
+                service = blob.BlobServiceClient.from_connection_string(conn_str, **limits)
+            except ValueError as exc:  # the SDK's message never echoes the string; neither do we
+                raise StorageError(f"${self.options.connection_string_env} does not hold a valid Azure "
+                                   f"connection string ({self.describe()})") from exc
         elif self.options.account_url:
             service = blob.BlobServiceClient(self.options.account_url, credential=self._credential(), **limits)
         else:

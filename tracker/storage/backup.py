@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -35,6 +36,7 @@ from tracker.store import FINISHED, MetricPoint, Trial, now
 MANIFEST_FORMAT = 1
 WORKERS = 8
 INDEX_THRESHOLD = 64
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 Progress = Callable[[int], None]
 
 
@@ -277,8 +279,23 @@ def _load_manifest(storage: BaseStorage, trial_id: str) -> dict[str, Any]:
         data = json.loads(storage.get_bytes(manifest_key(trial_id)))
     except ValueError as exc:
         raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} is not valid JSON") from exc
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or "files" not in data:
+    if (not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), list)
+            or not isinstance(data.get("trial"), dict)):
         raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} is not a tracker manifest")
+    if data["trial"].get("id") != trial_id:
+        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} describes trial "
+                           f"{data['trial'].get('id')!r}", hint="the backup may have been tampered with")
+    try:
+        data["files"] = [FileEntry(**f) for f in data["files"]]
+    except TypeError as exc:
+        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} has a malformed file entry",
+                           hint="the backup may have been tampered with") from exc
+    for entry in data["files"]:
+        if (not isinstance(entry.path, str) or not isinstance(entry.size, int) or entry.size < 0
+                or not isinstance(entry.sha256, str)
+                or not SHA256_RE.fullmatch(entry.sha256)):
+            raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} lists {entry.path!r} "
+                               "with an invalid size or sha256", hint="the backup may have been tampered with")
     return data
 
 
@@ -319,7 +336,7 @@ def restore(project: Project, ref: str, target: str, dest: Path | None = None, *
     storage = storage or open_target(project, target)
     trial_id = resolve_trial(storage, ref)
     data = _load_manifest(storage, trial_id)
-    entries = [FileEntry(**f) for f in data["files"]]
+    entries: list[FileEntry] = data["files"]
     root = (dest or project.paths.trial_dir(trial_id)).resolve()
     targets = [(safe_path(root, e.path), e) for e in entries]  # every path checked before any write
     root.mkdir(parents=True, exist_ok=True)
@@ -359,7 +376,7 @@ def _import_record(project: Project, data: dict[str, Any]) -> bool:
         else:
             trial = Trial(**{**trial.as_dict(), "env_id": None})
     points = [MetricPoint(**p) for p in data.get("metrics", [])]
-    store.import_trial(trial, points, [(f["path"], f["size"], f["sha256"]) for f in data["files"]])
+    store.import_trial(trial, points, [(f.path, f.size, f.sha256) for f in data["files"]])
     store.add_event(trial.id, "restore", f"restored from backup at {now()}")
     return True
 
@@ -378,7 +395,7 @@ def list_backups(project: Project, target: str, *, storage: BaseStorage | None =
         record = data["trial"]
         out.append({"id": record["id"], "experiment": record.get("experiment"), "status": record.get("status"),
                     "seed": record.get("seed"), "files": len(data["files"]),
-                    "bytes": sum(f["size"] for f in data["files"]), "finished": record.get("finished")})
+                    "bytes": sum(f.size for f in data["files"]), "finished": record.get("finished")})
     return sorted(out, key=lambda r: (r["finished"] or "", r["id"]))
 
 
@@ -394,13 +411,12 @@ def verify(project: Project, target: str, refs: Iterable[str] = (), *,
     corrupt: list[tuple[str, str]] = []
     for trial_id in ids:
         for f in _load_manifest(storage, trial_id)["files"]:
-            sha = f["sha256"]
-            if sha not in checked:
-                checked[sha] = _check_object(storage, sha, f["size"])
-            if checked[sha] == "missing":
-                missing.append((trial_id, f["path"]))
-            elif checked[sha] == "corrupt":
-                corrupt.append((trial_id, f["path"]))
+            if f.sha256 not in checked:
+                checked[f.sha256] = _check_object(storage, f.sha256, f.size)
+            if checked[f.sha256] == "missing":
+                missing.append((trial_id, f.path))
+            elif checked[f.sha256] == "corrupt":
+                corrupt.append((trial_id, f.path))
     return VerifyResult(len(ids), len(checked), missing, corrupt)
 
 

@@ -38,7 +38,7 @@ class LocalStorage(BaseStorage):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         dest = self._path(key)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp)

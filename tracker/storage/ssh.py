@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import stat
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ class SSHStorage(BaseStorage):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         dest = posixpath.join(self.root, key)
-        tmp = f"{dest}.tmp"
+        tmp = f"{dest}.{os.getpid()}-{os.urandom(4).hex()}.tmp"  # unique: concurrent backups never share one
         sftp = self._sftp()
         try:
             self._mkdirs(sftp, posixpath.dirname(dest))
