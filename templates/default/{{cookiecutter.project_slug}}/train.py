@@ -1,7 +1,7 @@
 """Train a linear classifier on scikit-learn's digits data set (it ships with scikit-learn).
 
 Runs with or without tracker: `python train.py --lr 0.01 --epochs 10 --seed 3`.
-Each epoch prints `step: N train/acc: ... val/acc: ...`; tracker records such
+Each epoch prints `step: N train/loss: ... val/acc: ...`; tracker records such
 `name: value` lines as metrics. The model and metrics.json are written to
 $TRACKER_TRIAL_DIR (or outputs/ when run by hand).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score, hinge_loss, log_loss
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
@@ -55,12 +55,14 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(x_train))
         model.partial_fit(x_train[order], y_train[order], classes=classes)
+        if args.loss == "hinge":  # no probabilities: report the hinge loss itself
+            loss = hinge_loss(y_train, model.decision_function(x_train), labels=classes)
+        else:
+            loss = log_loss(y_train, model.predict_proba(x_train), labels=classes)
         train_acc = accuracy_score(y_train, model.predict(x_train))
         val_acc = accuracy_score(y_val, model.predict(x_val))
-        line = f"step: {epoch} train/acc: {train_acc:.4f} val/acc: {val_acc:.4f}"
-        if args.loss != "hinge":
-            line += f" train/loss: {log_loss(y_train, model.predict_proba(x_train), labels=classes):.4f}"
-        print(line, flush=True)
+        print(f"step: {epoch} train/loss: {loss:.4f} train/acc: {train_acc:.4f} val/acc: {val_acc:.4f}",
+              flush=True)
 
     test_acc = accuracy_score(y_test, model.predict(x_test))
     print(f"val/acc: {val_acc:.4f}")
