@@ -27,7 +27,7 @@ from _table import print_table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import TRAIN_SCRIPT  # noqa: E402
+from tests.conftest import TRAIN_SCRIPT, free_port  # noqa: E402
 
 
 def sh(*args: str, cwd: Path | None = None) -> str:
@@ -49,6 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tracker-bench-remote-") as tmp:
         tmpdir = Path(tmp)
         sshd = tmpdir / "sshd"
+        os.environ.setdefault("SSHD_HOSTS_PORT", str(free_port("127.0.0.2", "127.0.0.3")))
         out = sh(str(ROOT / "tests/infra/sshd-hosts.sh"), "start", str(sshd), "2")
         env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         try:
@@ -88,12 +89,20 @@ def main() -> None:
             t_plain2 = statistics.median(timed(lambda: sh(*rsync))[0] for _ in range(5))
             t_ours2 = statistics.median(timed(lambda: sync.sync_code(ws, project, head))[0] for _ in range(5))
             again = sync.sync_code(ws, project, head)
+            # the same files into a new code directory (e.g. a dirty tree's new snapshot id): a full rsync
+            # comparison against the previous directory, with --link-dest instead of copies
+            ids = iter(range(100))
+            t_same = statistics.median(timed(lambda: sync.sync_code(ws, project, f"same{next(ids)}"))[0]
+                                       for _ in range(5))
+            same = sync.sync_code(ws, project, "same-last")
             rows += [
                 (f"first sync, {len(files)} files ({size / 1e6:.1f} MB): plain rsync -a", f"{t_plain1:.2f} s", ""),
                 ("first sync: tracker", f"{t_ours1:.2f} s", f"{first.bytes_sent:,} bytes ({first.method})"),
                 ("unchanged re-sync: plain rsync -a", f"{t_plain2:.2f} s", ""),
                 ("unchanged re-sync: tracker", f"{t_ours2:.2f} s",
                  f"{again.bytes_sent} bytes moved; {t_ours2 / t_plain2:.2f}x plain rsync (target <= 1.5x)"),
+                ("same files, new code dir: tracker (rsync --link-dest)", f"{t_same:.2f} s",
+                 f"{same.bytes_sent} bytes of file data; {t_same / t_plain2:.2f}x plain rsync"),
             ]
             (project / "src/m0000.py").write_text("VALUE_0 = 'changed'\n")
             sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "one", cwd=project)

@@ -19,6 +19,7 @@ from tests.conftest import git
 from tests.remote.conftest import restart_hosts, sshd_pids
 from tracker.cli import app
 from tracker.errors import HostKeyError
+from tracker.execution.base import Reporter
 from tracker.project import Project
 from tracker.remote import connection, control, hosts, sync
 from tracker.remote.executor import workspace
@@ -28,8 +29,16 @@ pytestmark = pytest.mark.ssh
 runner = CliRunner()
 
 
-def run(project: Project, remotes: str, **kw: object):
-    return run_experiment(project, kw.pop("name", "base"), RunOptions(remote=remotes.split(","), **kw))
+def run(project: Project, remotes: str, reporter: Reporter | None = None, **kw: object):
+    return run_experiment(project, kw.pop("name", "base"), RunOptions(remote=remotes.split(","), **kw), reporter)
+
+
+class _Messages(Reporter):
+    def __init__(self, into: list[str]) -> None:
+        self.into = into
+
+    def message(self, text: str) -> None:
+        self.into.append(text)
 
 
 def test_fan_out_over_two_hosts(remote_project: Project) -> None:
@@ -41,6 +50,39 @@ def test_fan_out_over_two_hosts(remote_project: Project) -> None:
         assert json.loads((remote_project.paths.trial_dir(t.id) / "model.json").read_text())["seed"] == t.seed
         assert [p.step for p in remote_project.store.metrics(t.id, "train/loss")] == [0, 1, 2]
         assert "val/acc" in (remote_project.paths.trial_dir(t.id) / "stdout.log").read_text()
+
+
+def test_slots_get_their_own_gpu(remote_project: Project) -> None:
+    data = remote_project.raw()
+    data["remotes"]["gpu1"].update(slots=2, gpus=[3, 5])
+    remote_project.save_raw(data)
+    (remote_project.root / "experiments/gpus.yaml").write_text(
+        "command: [sh, -c, 'echo \"cuda: $CUDA_VISIBLE_DEVICES\"; exec python3 train.py \"$@\"', sh]\n"
+        "params: {epochs: 1, sleep: 0.5}\ngrid: {lr: [0.1, 0.2, 0.3, 0.4]}\nseeds: 1\n")
+    git(remote_project.root, "add", "-A")
+    git(remote_project.root, "commit", "-qm", "gpus")
+    trials = run(Project.find(), "gpu1", name="gpus").trials
+    assert [t.status for t in trials] == ["completed"] * 4, [t.error for t in trials]
+    assert {t.metrics["cuda"] for t in trials} == {3, 5}  # both slots ran, each with its own GPU
+    assert all(t.metrics["cuda"] == t.extra["remote"]["gpu"] for t in trials)
+
+
+def test_dirty_tree_runs_as_it_is(remote_project: Project) -> None:
+    root = remote_project.root
+    with (root / "train.py").open("a") as fh:
+        fh.write("print('dirty: 1')\n")
+    (root / "helper.py").write_text("X = 1\n")  # untracked, not ignored: goes along
+    trial = run(remote_project, "gpu1", seeds=[1], params={"lr": 0.1}).trials[0]
+    assert trial.status == "completed" and trial.dirty and trial.metrics["dirty"] == 1
+    code_dir = Path(trial.extra["remote"]["code_dir"])
+    assert code_dir.name == git(root, "rev-parse", f"{trial.snapshot}^{{tree}}")[:12]
+    assert (code_dir / "helper.py").read_text() == "X = 1\n"
+    # a re-run from the same dirty tree has a new snapshot commit but the same files: nothing to sync
+    messages: list[str] = []
+    again = run(remote_project, "gpu1", seeds=[2], params={"lr": 0.1}, reporter=_Messages(messages)).trials[0]
+    assert again.status == "completed" and again.snapshot != trial.snapshot
+    assert again.extra["remote"]["code_dir"] == str(code_dir)
+    assert any("already there" in m for m in messages), messages
 
 
 def test_parameter_with_shell_metacharacters_arrives_intact(remote_project: Project, tmp_path: Path) -> None:
@@ -68,6 +110,12 @@ def test_unchanged_resync_moves_nothing_and_delta_moves_only_changes(remote_proj
     assert not Path(first.path, "notes.ipynb").exists() and not Path(first.path, ".git").exists()
     again = sync.sync_code(ws, root, head)
     assert (again.method, again.bytes_sent) == ("unchanged", 0)
+    # the same files into a new code directory: rsync --link-dest and the SFTP manifest send no file data
+    same = sync.sync_code(ws, root, "same-rsync")
+    assert (same.method, same.files, same.bytes_sent) == ("rsync", 55, 0)
+    same = sync.sync_code(ws, root, "same-sftp", use_rsync=False)
+    assert (same.method, same.files, same.bytes_sent) == ("sftp", 55, 0)
+    assert Path(same.path, "data/f1.txt").stat().st_ino == Path(first.path, "data/f1.txt").stat().st_ino
     # a new commit changing one file: rsync --link-dest sends only that file's data
     (root / "data" / "f0.txt").write_text("changed\n")
     git(root, "commit", "-qam", "one change")
@@ -194,6 +242,27 @@ def test_detached_trial_survives_killing_the_client_and_is_reattached(remote_pro
     assert final.status == "completed" and final.metrics["val/acc"] > 0
     assert (root / ".tracker/trials" / trial.id / "model.json").exists()
     assert "1 trial(s) finished" in result.stderr
+
+
+def test_dead_remote_process_is_marked_lost_by_sync(remote_project: Project,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tracker.remote.executor.STALE_SECONDS", 0.5)
+    root = remote_project.root
+    proc = _tracker(["run", "base", "--remote", "gpu1", "--seed", "1", "-p", "lr=0.1", "-p", "sleep=30"], root)
+    store = Project.load(root).store
+    _wait(lambda: [t.status for t in store.list_trials()] == ["running"] and store.list_trials()[0].pid)
+    proc.kill()
+    proc.communicate()
+    trial = store.list_trials()[0]
+    pids = json.loads(Path(trial.extra["remote"]["dir"], "pid.json").read_text())
+    os.kill(pids["monitor"], signal.SIGKILL)  # the host "rebooted": monitor and command are gone
+    os.killpg(pids["pid"], signal.SIGKILL)
+    _wait(lambda: [s.state for s in control.status(Project.load(root))] == ["dead"])
+    time.sleep(0.6)  # the heartbeat goes stale
+    result = runner.invoke(app, ["remote", "sync"])
+    assert result.exit_code == 1, result.stderr
+    final = Project.load(root).store.get(trial.id)
+    assert final.status == "lost" and "died without an exit code" in final.error
 
 
 def test_logs_follow_and_stop_a_remote_trial(remote_project: Project) -> None:

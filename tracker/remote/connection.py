@@ -9,10 +9,12 @@ the SSH agent are used; no password is read or stored.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import shlex
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +128,14 @@ class Connection:
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
+            # read stderr alongside stdout: an unread stream fills the SSH window and stalls the command
+            err_bytes = bytearray()
+            reader = threading.Thread(target=lambda: err_bytes.extend(chan.makefile_stderr("rb").read()),
+                                      daemon=True)
+            reader.start()
             out = chan.makefile("rb").read().decode(errors="replace")
-            err = chan.makefile_stderr("rb").read().decode(errors="replace")
+            reader.join(timeout)
+            err = err_bytes.decode(errors="replace")
             code = chan.recv_exit_status()
             chan.close()
         except (paramiko.SSHException, OSError, AttributeError, EOFError) as exc:
@@ -164,6 +172,17 @@ class Connection:
         self.client.close()
         if self._jump is not None:
             self._jump.close()
+
+
+@contextlib.contextmanager
+def translated(host: RemoteHost, what: str) -> Iterator[None]:
+    """Turn paramiko and socket errors raised inside the block into RemoteError."""
+    import paramiko
+
+    try:
+        yield
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise RemoteError(f"{what} on {host.name} ({host.address}) failed: {exc or type(exc).__name__}") from exc
 
 
 def _jump_host(host: RemoteHost) -> RemoteHost:

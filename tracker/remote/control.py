@@ -9,10 +9,11 @@ from typing import Any
 
 from tracker.config import NAME_RE, RemoteConfig, validate_data
 from tracker.errors import HostKeyError, RemoteError, UsageError
+from tracker.execution import lifecycle
 from tracker.execution.base import Reporter
 from tracker.project import Project
 from tracker.remote import connection, hosts
-from tracker.remote.executor import experiment_config, watch, workspace
+from tracker.remote.executor import experiment_config, pull_quietly, run_seconds, watch, workspace
 from tracker.store import Trial
 from tracker.yamlio import display_path
 
@@ -184,12 +185,12 @@ def attach(project: Project, reporter: Reporter | None = None, ids: list[str] | 
 
             sftp = ws.conn.sftp()
             try:
-                _Tail(project, trial, remote["dir"], reporter).pull(sftp)
+                _Tail(project, trial, ws.host, remote["dir"], reporter).pull(sftp)
             finally:
                 sftp.close()
             final = store.get(trial.id)
         else:
-            final = watch(project, experiment_config(project, trial), trial.id, ws, reporter)
+            final = watch(project, experiment_config(project, trial), trial.id, ws, reporter, check_now=True)
         with lock:
             results.append(final)
         reporter.finished(final)
@@ -203,11 +204,15 @@ def attach(project: Project, reporter: Reporter | None = None, ids: list[str] | 
     return results
 
 
-def stop_trial(project: Project, trial: Trial) -> None:
-    """Stop a remote trial's process; a watcher (or this call) then records it as cancelled."""
+def stop_trial(project: Project, trial: Trial) -> Trial:
+    """Stop a remote trial's process and wait until it is recorded (as cancelled unless it had ended)."""
     remote = trial.extra.get("remote") or {}
     ws = workspace(project, hosts.resolve(project, remote["host"]))
     ws.call("stop", remote["dir"])
     state = ws.call("status", remote["dir"])
-    if state.get("exit_code") is not None:
-        watch(project, experiment_config(project, trial), trial.id, ws, Reporter())
+    config = experiment_config(project, trial)
+    if state.get("exit_code") is None and not state.get("alive"):  # nothing was left to stop
+        pull_quietly(ws, remote["dir"], project, trial.id)
+        return lifecycle.finalize(project, config, trial.id, exit_code=None, duration=run_seconds(trial),
+                                  cancelled=True)
+    return watch(project, config, trial.id, ws, Reporter(), check_now=True)

@@ -32,7 +32,8 @@ from tracker.remote import connection, hosts, sync
 from tracker.remote.workspace import RemoteEnv, Workspace
 from tracker.store import Trial, now
 
-POLL_SECONDS = (0.1, 1.0)  # first poll interval, doubling up to the second
+POLL_SECONDS = (0.1, 0.5)  # first poll interval (logs, exit code: SFTP reads), doubling up to the second
+LIVENESS_SECONDS = 5.0  # how often the runner is asked whether the process still runs
 STALE_SECONDS = 30.0  # no heartbeat for this long and no process: the trial is lost
 RECONNECT_SECONDS = 20.0
 
@@ -58,6 +59,20 @@ def workspace(project: Project, host: hosts.RemoteHost) -> Workspace:
     return Workspace(connection.connect(host), host, remote_name(project))
 
 
+def code_id(project: Project, trial: Trial) -> str:
+    """Name of the trial's code directory on remotes: its git tree id.
+
+    Content-addressed, so the same files (a re-run from an unchanged dirty tree, whose
+    snapshot commit is new each time) find their directory already there.
+    """
+    from tracker.gitinfo import git
+
+    ref = trial.snapshot or trial.commit
+    if not ref:
+        raise UsageError("remote runs need the project in git", hint="run 'git init' and commit your code")
+    return git(project.root, "rev-parse", f"{ref}^{{tree}}").strip()[:12]
+
+
 def experiment_config(project: Project, trial: Trial) -> ExperimentConfig:
     """The trial's experiment settings (deliverables), or a minimal one if the file is gone."""
     try:
@@ -78,9 +93,7 @@ class SSHExecutor(BaseExecutor):
             raise UsageError(f"--remote names a host twice: {','.join(names)}")
         self.hosts = [hosts.resolve(project, n) for n in names]
 
-    def _prepare(self, batch: Batch, host: hosts.RemoteHost, reporter: Reporter) -> HostRun:
-        first = batch.trials[0]
-        code_id = (first.snapshot or first.commit or "worktree")[:12]
+    def _prepare(self, batch: Batch, host: hosts.RemoteHost, reporter: Reporter, code_id: str) -> HostRun:
         ws = workspace(batch.project, host)
         result = sync.sync_code(ws, batch.project.root, code_id,
                                 progress=lambda done, total: reporter.progress(f"sync to {host.name}", done, total))
@@ -95,10 +108,11 @@ class SSHExecutor(BaseExecutor):
     def run(self, batch: Batch, reporter: Reporter) -> None:
         prepared: list[HostRun] = []
         errors: dict[str, Exception] = {}
+        code = code_id(batch.project, batch.trials[0])
 
         def prepare(host: hosts.RemoteHost) -> None:
             try:
-                prepared.append(self._prepare(batch, host, reporter))
+                prepared.append(self._prepare(batch, host, reporter, code))
             except (RemoteError, OSError) as exc:
                 errors[host.name] = exc
 
@@ -174,7 +188,7 @@ class SSHExecutor(BaseExecutor):
             todo.put(trial)
         elif status == "running":
             lifecycle.finalize(batch.project, batch.config, trial.id, exit_code=None,
-                               duration=_duration(batch.project.store.get(trial.id)), lost=reason)
+                               duration=run_seconds(batch.project.store.get(trial.id)), lost=reason)
 
     def _run_trial(self, batch: Batch, run: HostRun, trial: Trial, gpu: int | None, reporter: Reporter) -> None:
         project, config = batch.project, batch.config
@@ -188,15 +202,16 @@ class SSHExecutor(BaseExecutor):
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         spec = {"argv": argv, "env": env, "cwd": run.code_dir, "trial_dir": remote_dir,
                 "path_prefix": f"{run.env.path}/bin"}
-        run.ws.conn.run(["mkdir", "-p", remote_dir])
         files = {"spec.json": json.dumps(spec)}
         if launch.params_file:
             files[launch.params_file[0]] = launch.params_file[1]
         sftp = run.ws.conn.sftp()
         try:
-            for name, content in files.items():
-                with sftp.open(f"{remote_dir}/{name}", "w") as fh:
-                    fh.write(content)
+            with connection.translated(run.host, f"writing the spec of trial {trial.id}"):
+                sync.makedirs(sftp, remote_dir)
+                for name, content in files.items():
+                    with sftp.open(f"{remote_dir}/{name}", "w") as fh:
+                        fh.write(content)
         finally:
             sftp.close()
         remote = {"host": run.host.name, "dir": remote_dir, "code_dir": run.code_dir, "gpu": gpu}
@@ -210,7 +225,8 @@ class SSHExecutor(BaseExecutor):
         reporter.finished(watch(project, config, trial.id, run.ws, reporter, batch.cancel))
 
 
-def _duration(trial: Trial) -> float | None:
+def run_seconds(trial: Trial) -> float | None:
+    """Seconds since the trial started (None if it never did)."""
     if not trial.started:
         return None
     started = datetime.fromisoformat(trial.started.replace("Z", "+00:00"))
@@ -220,22 +236,28 @@ def _duration(trial: Trial) -> float | None:
 class _Tail:
     """Appends new bytes of the remote logs to the local ones, line by line to the reporter."""
 
-    def __init__(self, project: Project, trial: Trial, remote_dir: str, reporter: Reporter) -> None:
+    def __init__(self, project: Project, trial: Trial, host: hosts.RemoteHost, remote_dir: str,
+                 reporter: Reporter) -> None:
         self.local = project.paths.trial_dir(trial.id)
+        self.host = host
         self.local.mkdir(parents=True, exist_ok=True)
         self.trial = trial
         self.remote_dir = remote_dir
         self.reporter = reporter
         self.partial = {"stdout": "", "stderr": ""}
 
-    def pull(self, sftp: Any) -> None:
-        """Fetch what the remote logs gained since the last call (RemoteError if the link fails)."""
-        import paramiko
+    def pull(self, sftp: Any) -> int | None:
+        """Fetch what the remote logs gained since the last call; return the exit code once written.
 
-        try:
+        RemoteError if the link fails.
+        """
+        with connection.translated(self.host, "reading the trial's logs"):
             self._pull(sftp)
-        except (paramiko.SSHException, EOFError, ConnectionError, TimeoutError) as exc:
-            raise RemoteError(f"reading the trial's logs failed: {exc or type(exc).__name__}") from exc
+            try:
+                with sftp.open(f"{self.remote_dir}/exit_code", "rb") as fh:
+                    return int(fh.read().strip())
+            except (FileNotFoundError, ValueError):  # still running
+                return None
 
     def _pull(self, sftp: Any) -> None:
         for stream, name in (("stdout", outputs.STDOUT), ("stderr", outputs.STDERR)):
@@ -258,28 +280,37 @@ class _Tail:
 
 
 def watch(project: Project, config: ExperimentConfig, trial_id: str, ws: Workspace, reporter: Reporter,
-          cancel: threading.Event | None = None) -> Trial:
-    """Follow a remote trial until it ends; pull its directory back and finalize it."""
+          cancel: threading.Event | None = None, *, check_now: bool = False) -> Trial:
+    """Follow a remote trial until it ends; pull its directory back and finalize it.
+
+    Each poll is a few SFTP reads (new log bytes, the exit code file); the runner is
+    asked about the process itself every ``LIVENESS_SECONDS`` (and first at once with
+    ``check_now``, when re-attaching).
+    """
     store = project.store
     trial = store.get(trial_id)
     remote_dir = trial.extra["remote"]["dir"]
-    tail = _Tail(project, trial, remote_dir, reporter)
+    tail = _Tail(project, trial, ws.host, remote_dir, reporter)
     sftp = None
     stopping = False
     lost_since: float | None = None
     pause = POLL_SECONDS[0]
+    next_check = 0.0 if check_now else time.monotonic() + LIVENESS_SECONDS
     while True:
         try:
             if sftp is None:
                 sftp = ws.conn.sftp()
-            tail.pull(sftp)
-            state = ws.call("status", remote_dir, timeout=60)
+            code = tail.pull(sftp)
+            state: dict[str, Any] = {"exit_code": code, "alive": True, "heartbeat_age": 0.0}
+            if code is None and time.monotonic() >= next_check:
+                state = ws.call("status", remote_dir, timeout=60)
+                next_check = time.monotonic() + LIVENESS_SECONDS
             lost_since = None
         except RemoteError as exc:
             sftp = None
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since > RECONNECT_SECONDS:
-                return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=_duration(trial),
+                return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=run_seconds(trial),
                                           lost=f"lost contact with {ws.host.name}: {exc}; if the host comes "
                                                f"back, 'tracker remote attach' collects the result")
             time.sleep(2)
@@ -293,8 +324,8 @@ def watch(project: Project, config: ExperimentConfig, trial_id: str, ws: Workspa
             break
         age = state.get("heartbeat_age")
         if not state.get("alive") and (age is None or age > STALE_SECONDS):
-            _pull_quietly(ws, remote_dir, project, trial_id)
-            return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=_duration(trial),
+            pull_quietly(ws, remote_dir, project, trial_id)
+            return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=run_seconds(trial),
                                       lost=f"the remote process on {ws.host.name} died without an exit code")
         if cancel is not None and cancel.is_set() and not stopping:
             stopping = True
@@ -305,9 +336,10 @@ def watch(project: Project, config: ExperimentConfig, trial_id: str, ws: Workspa
         sftp.close()
     sync.pull_dir(ws, remote_dir, project.paths.trial_dir(trial_id))
     return lifecycle.finalize(project, config, trial_id, exit_code=int(state["exit_code"]),
-                              duration=_duration(trial), cancelled=stopping)
+                              duration=run_seconds(trial), cancelled=stopping)
 
 
-def _pull_quietly(ws: Workspace, remote_dir: str, project: Project, trial_id: str) -> None:
+def pull_quietly(ws: Workspace, remote_dir: str, project: Project, trial_id: str) -> None:
+    """Copy what is left of a trial's remote directory back, if the host answers."""
     with contextlib.suppress(RemoteError):
         sync.pull_dir(ws, remote_dir, project.paths.trial_dir(trial_id))

@@ -5,7 +5,8 @@ Subcommands (each prints one JSON line):
   start SPEC.json  start a trial detached (setsid + double fork): the monitor writes pid.json,
                    refreshes `heartbeat` every few seconds and writes `exit_code` when the
                    command ends; stdout/stderr go to stdout.log/stderr.log in the trial dir
-  status DIR       {"exit_code": int|null, "alive": bool, "heartbeat_age": seconds|null}
+  status DIR       {"exit_code": int|null, "alive": bool, "heartbeat_age": seconds|null}; alive
+                   while the monitor or the command runs (pids checked against boot id and start time)
   stop DIR         SIGTERM to the trial's process group, SIGKILL after a grace period
   manifest DIR     {relative path: [size, sha256]} of every file under DIR
   link-from PREV DEST   hard-link the relative paths read from stdin from PREV into DEST
@@ -31,16 +32,46 @@ def _write(path, text):
     os.replace(tmp, path)
 
 
-def _alive(pid):
+def _boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _start_time(pid):
+    """The process's start time in clock ticks since boot (None without /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, start=None, boot=None):
+    """Whether ``pid`` runs and is still the process recorded (same boot, same start time)."""
+    if not pid or (boot and boot != _boot_id()):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0] != "Z" and (start is None or int(fields[19]) == start)
     except OSError:
         try:
             os.kill(pid, 0)
             return True
         except OSError:
             return False
+
+
+def _recorded(trial_dir):
+    """pid.json of a trial, or {}."""
+    try:
+        with open(os.path.join(trial_dir, "pid.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
 
 
 def start(spec_path):
@@ -92,7 +123,9 @@ def _monitor(spec, trial_dir, pid_file):
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        _write(pid_file, json.dumps({"pid": child.pid, "monitor": os.getpid()}))
+        me = os.getpid()
+        _write(pid_file, json.dumps({"pid": child.pid, "start": _start_time(child.pid), "monitor": me,
+                                     "monitor_start": _start_time(me), "boot": _boot_id()}))
         while True:
             _write(heartbeat, str(time.time()))
             try:
@@ -111,12 +144,11 @@ def status(trial_dir):
             result["exit_code"] = int(fh.read().strip())
     except (OSError, ValueError):
         pass
-    try:
-        with open(os.path.join(trial_dir, "pid.json")) as fh:
-            pids = json.load(fh)
-        result["alive"] = bool(pids.get("monitor")) and _alive(pids["monitor"])
-    except (OSError, ValueError):
-        pass
+    pids = _recorded(trial_dir)
+    boot = pids.get("boot")
+    # the command may outlive a killed monitor: the trial runs while either does
+    result["alive"] = _alive(pids.get("monitor"), pids.get("monitor_start"), boot) or \
+        _alive(pids.get("pid"), pids.get("start"), boot)
     with contextlib.suppress(OSError):
         result["heartbeat_age"] = round(time.time() - os.stat(os.path.join(trial_dir, "heartbeat")).st_mtime, 1)
     print(json.dumps(result))
@@ -124,10 +156,9 @@ def status(trial_dir):
 
 
 def stop(trial_dir):
-    try:
-        with open(os.path.join(trial_dir, "pid.json")) as fh:
-            pid = json.load(fh)["pid"]
-    except (OSError, ValueError, KeyError):
+    pids = _recorded(trial_dir)
+    pid, start, boot = pids.get("pid"), pids.get("start"), pids.get("boot")
+    if not _alive(pid, start, boot):  # never signal a pid that now belongs to another process
         print(json.dumps({"stopped": False, "reason": "no running process"}))
         return 0
     try:
@@ -136,9 +167,9 @@ def stop(trial_dir):
         print(json.dumps({"stopped": False, "reason": "process already gone"}))
         return 0
     deadline = time.time() + GRACE_SECONDS
-    while time.time() < deadline and _alive(pid):
+    while time.time() < deadline and _alive(pid, start, boot):
         time.sleep(0.1)
-    if _alive(pid):
+    if _alive(pid, start, boot):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
     print(json.dumps({"stopped": True}))

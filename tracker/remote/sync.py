@@ -27,6 +27,7 @@ from typing import Any
 
 from tracker.errors import RemoteError
 from tracker.execution.outputs import sha256_file
+from tracker.remote.connection import translated
 from tracker.remote.hosts import RemoteHost
 from tracker.remote.workspace import Workspace
 
@@ -206,29 +207,38 @@ def _sftp_delta(ws: Workspace, root: Path, files: list[str], previous: str | Non
         progress(linked)
     sent = 0
     sftp = ws.conn.sftp()
-    try:
-        made: set[str] = set()
-        for name in changed:
-            target = posixpath.join(dest, name)
-            _makedirs(sftp, posixpath.dirname(target), made)
-            sftp.put(str(root / name), target)
-            sftp.chmod(target, stat.S_IMODE((root / name).stat().st_mode))
-            sent += (root / name).stat().st_size
-            if progress:
-                progress(linked + sent)
-    finally:
-        sftp.close()
+    with translated(ws.host, "uploading code"):
+        try:
+            made: set[str] = set()
+            for name in changed:
+                target = posixpath.join(dest, name)
+                makedirs(sftp, posixpath.dirname(target), made)
+                sftp.put(str(root / name), target)
+                sftp.chmod(target, stat.S_IMODE((root / name).stat().st_mode))
+                sent += (root / name).stat().st_size
+                if progress:
+                    progress(linked + sent)
+        finally:
+            sftp.close()
     return sent
 
 
-def _makedirs(sftp: Any, path: str, made: set[str]) -> None:
+def makedirs(sftp: Any, path: str, made: set[str] | None = None) -> None:
+    """``mkdir -p`` over SFTP (``made`` remembers directories known to exist)."""
+    made = set() if made is None else made
     if path in made or path in ("", "/"):
         return
-    _makedirs(sftp, posixpath.dirname(path), made)
+    makedirs(sftp, posixpath.dirname(path), made)
     try:
         sftp.stat(path)
     except OSError:
-        sftp.mkdir(path)
+        try:
+            sftp.mkdir(path)
+        except OSError as exc:  # fine if another slot made it meanwhile
+            try:
+                sftp.stat(path)
+            except OSError:
+                raise exc from None
     made.add(path)
 
 
@@ -244,24 +254,25 @@ def pull_dir(ws: Workspace, remote_dir: str, local_dir: Path, *, use_rsync: bool
         return _rsync(ws.host, ["-a", f"{ws.host.hostname}:{remote_dir}/", f"{local_dir}/"])
     received = 0
     sftp = ws.conn.sftp()
-    try:
-        stack = [("", remote_dir)]
-        while stack:
-            rel, path = stack.pop()
-            for entry in sftp.listdir_attr(path):
-                child_rel = posixpath.join(rel, entry.filename)
-                if stat.S_ISDIR(entry.st_mode or 0):
-                    (local_dir / child_rel).mkdir(parents=True, exist_ok=True)
-                    stack.append((child_rel, posixpath.join(path, entry.filename)))
-                elif stat.S_ISREG(entry.st_mode or 0):
-                    local = local_dir / child_rel
-                    if local.exists() and local.stat().st_size == entry.st_size and \
-                            int(local.stat().st_mtime) == entry.st_mtime:
-                        continue
-                    sftp.get(posixpath.join(path, entry.filename), str(local))
-                    if entry.st_mtime is not None:
-                        os.utime(local, (entry.st_atime or entry.st_mtime, entry.st_mtime))
-                    received += entry.st_size or 0
-    finally:
-        sftp.close()
+    with translated(ws.host, f"copying {remote_dir} back"):
+        try:
+            stack = [("", remote_dir)]
+            while stack:
+                rel, path = stack.pop()
+                for entry in sftp.listdir_attr(path):
+                    child_rel = posixpath.join(rel, entry.filename)
+                    if stat.S_ISDIR(entry.st_mode or 0):
+                        (local_dir / child_rel).mkdir(parents=True, exist_ok=True)
+                        stack.append((child_rel, posixpath.join(path, entry.filename)))
+                    elif stat.S_ISREG(entry.st_mode or 0):
+                        local = local_dir / child_rel
+                        if local.exists() and local.stat().st_size == entry.st_size and \
+                                int(local.stat().st_mtime) == entry.st_mtime:
+                            continue
+                        sftp.get(posixpath.join(path, entry.filename), str(local))
+                        if entry.st_mtime is not None:
+                            os.utime(local, (entry.st_atime or entry.st_mtime, entry.st_mtime))
+                        received += entry.st_size or 0
+        finally:
+            sftp.close()
     return received
