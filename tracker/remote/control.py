@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tracker.config import NAME_RE, RemoteConfig, validate_data
+from tracker.config import RemoteConfig, validate_data
 from tracker.errors import HostKeyError, RemoteError, UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import Reporter
@@ -20,10 +20,7 @@ from tracker.yamlio import display_path
 
 def add_remote(project: Project, name: str, options: dict[str, Any], *, force: bool = False) -> RemoteConfig:
     """Write ``remotes.NAME`` in tracker.yaml (validated)."""
-    if not NAME_RE.match(name):
-        raise UsageError(f"invalid remote name {name!r}", hint="use letters, digits, '_', '.', '-'")
-    if name in project.config.remotes and not force:
-        raise UsageError(f"remote {name!r} already exists", hint="remove it first or pass --force")
+    project.check_new_entry("remotes", name, "remote", force=force)
     data = {k: v for k, v in options.items() if v not in (None, [], {})}
     config = validate_data(data, RemoteConfig, f"remote {name}", {})
     project.set_section("remotes", name, config.model_dump(exclude_defaults=True))

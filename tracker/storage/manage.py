@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker.config import NAME_RE
 from tracker.errors import UsageError
 from tracker.project import Project
 from tracker.storage.registry import validate_options
@@ -12,10 +11,7 @@ from tracker.storage.registry import validate_options
 
 def add_target(project: Project, name: str, kind: str, options: dict[str, Any], *, force: bool = False) -> None:
     """Write ``storage.NAME`` to tracker.yaml after the backend has validated its options."""
-    if not NAME_RE.match(name):
-        raise UsageError(f"invalid storage name {name!r}", hint="use letters, digits, '_', '.', '-'")
-    if name in project.config.storage and not force:
-        raise UsageError(f"storage target {name!r} already exists", hint="remove it first or pass --force")
+    project.check_new_entry("storage", name, "storage target", force=force)
     data = {k: v for k, v in options.items() if v is not None}
     validated = validate_options(kind, data, f"storage target {name}")
     if kind == "ssh" and validated.remote not in project.config.remotes:
