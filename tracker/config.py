@@ -67,6 +67,8 @@ class Defaults(_Strict):
 
     seeds: int = Field(default=3, ge=1)
     parallel: int = Field(default=1, ge=1)
+    lease: float = Field(default=60, ge=2)  # a running trial whose heartbeat is older than this is lost
+    grace: float = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL when a trial is stopped
 
 
 class ProjectConfig(_Strict):
@@ -78,7 +80,14 @@ class ProjectConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
-    store: str | None = None
+    store: str | None = None  # the store's URL (sqlite:///path, relative to the project); default .tracker/tracker.db
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, v: str | None) -> str | None:
+        if v is not None and "://" not in v:
+            raise ValueError(f"store must be a URL like sqlite:///path/to/tracker.db, got {v!r}")
+        return v
 
     @field_validator("seeds")
     @classmethod

@@ -41,6 +41,11 @@ class ProjectPaths:
         return self.state / "tracker.db"
 
     @property
+    def hash_cache(self) -> Path:
+        """sha256 cache of this machine's files (never in a shared store)."""
+        return self.state / "hashes.db"
+
+    @property
     def trials(self) -> Path:
         return self.state / "trials"
 

@@ -51,11 +51,25 @@ class Project:
     def name(self) -> str:
         return self.config.name or self.root.name
 
-    @cached_property
-    def store(self):  # -> Store (imported lazily: sqlite3 is not needed for --help)
-        from tracker.store import Store
+    def store_url(self) -> tuple[str, str]:
+        """The store's URL and where it came from: tracker.yaml ``store:``, ``TRACKER_STORE``, or the default."""
+        import os
 
-        return Store.open(self.paths.db)
+        if self.config.store:
+            url, source = self.config.store, "tracker.yaml"
+        elif os.environ.get("TRACKER_STORE"):
+            url, source = os.environ["TRACKER_STORE"], "TRACKER_STORE"
+        else:
+            return f"sqlite:///{self.paths.db}", "default"
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            url = f"sqlite:///{self.root / url[len('sqlite:///'):]}"  # relative to the project
+        return url, source
+
+    @cached_property
+    def store(self):  # -> BaseStore (imported lazily: sqlite3 is not needed for --help)
+        from tracker.store import open_store
+
+        return open_store(self.store_url()[0])
 
     def raw(self) -> dict[str, Any]:
         """tracker.yaml as plain data (to edit and save)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Any
 from tracker import environment, experiments, gitinfo
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
-from tracker.execution.base import BaseExecutor, Batch, Reporter
+from tracker.execution.base import BaseExecutor, Reporter
+from tracker.execution.driver import drive
 from tracker.execution.launch import build
 from tracker.experiments import TrialSpec
 from tracker.project import Project
@@ -71,26 +73,26 @@ def plan(project: Project, name: str, options: RunOptions) -> tuple[Any, list[Tr
 
 def make_executor(project: Project, options: RunOptions) -> BaseExecutor:
     """The executor for a run: local, or SSH when remotes are named."""
-    parallel = options.parallel or project.config.defaults.parallel
+    from tracker.execution.registry import open_executor
+
     if options.remote:
-        from tracker.remote.executor import SSHExecutor
-
-        return SSHExecutor(project, options.remote)
-    from tracker.execution.local import LocalExecutor
-
-    return LocalExecutor(parallel)
+        return open_executor(project, "ssh", remotes=options.remote)
+    return open_executor(project, "local", parallel=options.parallel)
 
 
 def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpec],
                   code: gitinfo.CodeState, env_id: str, executor: str) -> tuple[str, list[Trial]]:
-    """Insert queued trials for ``specs`` and prepare their directories."""
+    """Insert queued trials for ``specs``, owned by this process, and prepare their directories."""
     run_id = new_id()
     created = now()
+    me = lifecycle.owner()
+    beat = time.time()
+    lease = project.config.defaults.lease
     trials = [
         Trial(id=new_id(), experiment=name, status="queued", seed=s.seed, params=s.params,
               created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
               commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
-              executor=executor, env_id=env_id)
+              executor=executor, env_id=env_id, owner=me, heartbeat=beat, lease=lease)
         for s in specs
     ]
     project.store.add_trials(trials)
@@ -127,9 +129,8 @@ def run_experiment(project: Project, name: str, options: RunOptions,
     store.save_environment(env_id, env)
     store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
     run_id, trials = create_trials(project, name, config, specs, code, env_id, executor.name)
-    batch = Batch(project, config, trials)
     with _sigterm_as_interrupt():
-        executor.run(batch, reporter)
+        drive(project, executor, trials, reporter)
     final = store.list_trials(run_id=run_id)
     if backup_to:
         from tracker.storage.backup import backup_completed
@@ -156,19 +157,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | None = None,
-                 parallel: int | None = None) -> list[Trial]:
-    """Run queued trials again (after ``trials reset``), each with its recorded code and params.
+                 parallel: int | None = None, remote: list[str] | None = None) -> list[Trial]:
+    """Run queued trials again (after ``trials reset``), each with its recorded params and seed.
 
-    Trials run against the current checkout; the commit they originally ran on is
-    kept in the record, and a warning is given when the code has moved on.
+    Trials run against the current checkout, locally or on ``remote`` hosts, and are
+    recorded where they actually ran; the commit they originally ran on is kept in the
+    record's history, and a note is given when the code has moved on.
     """
-    from tracker.execution.local import LocalExecutor
-
     reporter = reporter or Reporter()
     store = project.store
     trials = [store.get(t) for t in trial_ids]
     code = gitinfo.capture(project.root)
-    by_experiment: dict[str, list[Trial]] = {}
     for t in trials:
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
@@ -176,13 +175,10 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
             reporter.message(f"note: trial {t.id} was made at {(t.commit or '?')[:8]}; "
                              f"it now runs on {(code.commit or '?')[:8]}{'*' if code.dirty else ''}")
             store.update(t.id, commit=code.commit, branch=code.branch, dirty=code.dirty,
-                         snapshot=code.snapshot)
+                         snapshot=code.snapshot, event=f"re-run on {(code.commit or '?')[:8]}")
             if code.snapshot:
                 gitinfo.pin(project.root, t.id, code.snapshot)
-        by_experiment.setdefault(t.experiment, []).append(store.get(t.id))
+    executor = make_executor(project, RunOptions(parallel=parallel, remote=remote or []))
     with _sigterm_as_interrupt():
-        for name, group in by_experiment.items():
-            config = experiments.load(project, name)
-            LocalExecutor(parallel or project.config.defaults.parallel).run(
-                Batch(project, config, group), reporter)
+        drive(project, executor, [store.get(t.id) for t in trials], reporter)
     return [store.get(t.id) for t in trials]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import gitinfo
+from tracker.api import AUTOLOG_FILE, METRICS_FILE
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
@@ -147,57 +147,71 @@ def delete(project: Project, refs: list[str], *, force: bool = False) -> list[Tr
     return trials
 
 
+RUN_FILES = (outputs.STDOUT, outputs.STDERR, METRICS_FILE, AUTOLOG_FILE, lifecycle.EXIT_FILE,
+             lifecycle.PID_FILE, "heartbeat")
+
+
 def reset(project: Project, refs: list[str] | None = None, *, experiment: list[str] | None = None,
           status: list[str] | None = None) -> list[Trial]:
-    """Put failed / lost / cancelled trials back to ``queued`` (outputs cleared)."""
+    """Put failed, lost or cancelled trials (pruned ones when named) back to ``queued``, outputs cleared.
+
+    Whoever ran them before is forgotten (executor handle, owner, host), so a re-run is
+    recorded where it actually runs.
+    """
     store = project.store
+    lifecycle.reconcile(project)
+    allowed = RESETTABLE | {"pruned"}
     wanted = set(status or RESETTABLE)
-    bad = wanted - RESETTABLE
+    bad = wanted - allowed
     if bad:
-        raise UsageError(f"cannot reset {sorted(bad)[0]} trials", hint="only failed, lost or cancelled")
+        raise UsageError(f"cannot reset {sorted(bad)[0]} trials", hint="only failed, lost, cancelled or pruned")
     if refs:
         trials = [store.get(r) for r in refs]
-        not_resettable = [t for t in trials if t.status not in RESETTABLE]
+        not_resettable = [t for t in trials if t.status not in allowed]
         if not_resettable:
             t = not_resettable[0]
-            raise UsageError(f"trial {t.id} is {t.status}", hint="only failed, lost or cancelled trials reset")
+            raise UsageError(f"trial {t.id} is {t.status}",
+                             hint="only failed, lost, cancelled or pruned trials reset")
     else:
         trials = store.list_trials(experiment=experiment or None, status=sorted(wanted))
     done = []
     for t in trials:
-        if store.transition(t.id, RESETTABLE, status="queued", started=None, finished=None,
-                            duration=None, exit_code=None, error=None, pid=None, heartbeat=None):
-            store.add_metrics(t.id, [], replace=True)
+        if store.transition(t.id, "queued", expected=allowed, started=None, finished=None, duration=None,
+                            exit_code=None, error=None, pid=None, heartbeat=None, host=None, handle={},
+                            owner={}, stop_requested=None):
+            store.append_metrics(t.id, [], replace=True)
             directory = project.paths.trial_dir(t.id)
-            for name in (outputs.STDOUT, outputs.STDERR, "metrics.jsonl", "autolog.json"):
+            for name in RUN_FILES:
                 (directory / name).unlink(missing_ok=True)
             done.append(store.get(t.id))
     return done
 
 
-def stop(project: Project, ref: str) -> Trial:
-    """Stop a running trial: its process group here, or its remote process over SSH."""
-    import os
-    import signal
-    import socket
+def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
+    """Stop a running trial, wherever it runs, and wait until it has ended (``wait`` s at most).
 
-    trial = project.store.get(ref)
+    The stop request is recorded in the store; the process that drives the trial (this
+    machine's or another's) stops it: SIGTERM to everything it started, SIGKILL after the
+    grace period. A trial on an SSH host whose client is gone is stopped over SSH from here.
+    """
+    from tracker.execution.driver import adopt_and_stop
+
+    store = project.store
+    lifecycle.reconcile(project)
+    trial = store.get(ref)
     if trial.status != "running":
         raise UsageError(f"trial {trial.id} is {trial.status}, not running")
-    project.store.update(trial.id, extra={**trial.extra, "stop_requested": True},
-                         event="stop requested")
-    trial = project.store.get(trial.id)
-    if trial.executor == "ssh":
-        from tracker.remote.control import stop_trial
-
-        stop_trial(project, trial)
-    elif trial.extra.get("runner_host") != socket.gethostname():
-        raise UsageError(f"trial {trial.id} runs on {trial.extra.get('runner_host')}",
-                         hint="stop it on that machine")
-    elif trial.pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(trial.pid, signal.SIGTERM)
-    return project.store.get(trial.id)
+    store.request_stop(trial.id, "cancelled by the user")
+    grace = project.config.defaults.grace
+    deadline = time.monotonic() + (wait if wait is not None else grace + 15)
+    while time.monotonic() < deadline:
+        current = store.get(trial.id)
+        if current.status != "running":
+            return current
+        if not lifecycle.owner_alive(current):
+            return adopt_and_stop(project, current)
+        time.sleep(0.2)
+    return store.get(trial.id)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tracker.errors import NotFoundError, StoreError, UsageError
-from tracker.store import MetricPoint, Store, Trial, now
+from tracker.store import MetricPoint, SQLiteStore, Trial, now
 
 
 def trial(i: int, **kw: object) -> Trial:
@@ -19,32 +19,32 @@ def trial(i: int, **kw: object) -> Trial:
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
-    Store.open(path).close()
-    Store.open(path).close()
+    SQLiteStore.open(path).close()
+    SQLiteStore.open(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial", "0002_file_hashes"]
+    assert names == ["0001_initial", "0002_file_hashes", "0003_lifecycle"]
 
 
 def test_newer_store_is_refused_not_corrupted(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
-    Store.open(path).close()
+    SQLiteStore.open(path).close()
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO schema_migrations VALUES ('9999_future', 'now')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer tracker"):
-        Store.open(path)
+        SQLiteStore.open(path)
 
 
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     path.write_text("this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the store"):
-        Store.open(path)
+        SQLiteStore.open(path)
 
 
 def test_prefix_lookup_and_ambiguity() -> None:
-    store = Store.memory()
+    store = SQLiteStore.memory()
     store.add_trials([Trial(id="abc111", experiment="e", status="queued", seed=1, params={}, created=now()),
                       Trial(id="abc222", experiment="e", status="queued", seed=2, params={}, created=now())])
     assert store.get("abc1").id == "abc111"
@@ -55,25 +55,25 @@ def test_prefix_lookup_and_ambiguity() -> None:
 
 
 def test_transition_only_from_expected_status() -> None:
-    store = Store.memory()
+    store = SQLiteStore.memory()
     store.add_trials([trial(1)])
-    assert store.transition(trial(1).id, ["queued"], status="running")
-    assert not store.transition(trial(1).id, ["queued"], status="running")
+    assert store.transition(trial(1).id, "running", expected=["queued"])
+    assert not store.transition(trial(1).id, "running", expected=["queued"])
     assert [e.message for e in store.events(trial(1).id)] == ["queued", "running"]
 
 
 def test_metrics_summary_is_last_value() -> None:
-    store = Store.memory()
+    store = SQLiteStore.memory()
     store.add_trials([trial(1)])
-    store.add_metrics(trial(1).id, [MetricPoint("loss", 1.0, 0), MetricPoint("loss", 0.5, 1)])
+    store.append_metrics(trial(1).id, [MetricPoint("loss", 1.0, 0), MetricPoint("loss", 0.5, 1)])
     assert store.get(trial(1).id).metrics == {"loss": 0.5}
-    store.add_metrics(trial(1).id, [MetricPoint("acc", 0.9)], replace=True)
+    store.append_metrics(trial(1).id, [MetricPoint("acc", 0.9)], replace=True)
     assert store.get(trial(1).id).metrics == {"acc": 0.9}
     assert [p.name for p in store.metrics(trial(1).id)] == ["acc"]
 
 
 def test_listing_100k_trials_is_one_fast_query(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "big.db")
+    store = SQLiteStore.open(tmp_path / "big.db")
     store.add_trials(trial(i, experiment=f"e{i % 4}", status="completed",
                            metrics={"val/acc": i / 1e5}) for i in range(100_000))
     start = time.perf_counter()
@@ -91,10 +91,10 @@ def test_old_store_fixture_is_upgraded_in_place(tmp_path: Path) -> None:
 
     path = tmp_path / "old.db"
     shutil.copy(Path(__file__).parent / "fixtures" / "store-0001.db", path)
-    store = Store.open(path)
+    store = SQLiteStore.open(path)
     trial = store.get("0ld0ld")
     assert (trial.seed, trial.params, trial.metrics) == (7, {"lr": 0.1}, {"val/acc": 0.9})
     assert store.list_trials(params={"lr": 0.1})[0].id == trial.id
-    store.cache_hashes([("/x", 1, 2, "ab")])  # the table added by 0002 exists
-    names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM schema_migrations ORDER BY name")]
-    assert names == ["0001_initial", "0002_file_hashes"]
+    assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle"]
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "file_hashes" not in tables  # machine-local: moved out of the store

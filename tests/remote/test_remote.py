@@ -64,7 +64,7 @@ def test_slots_get_their_own_gpu(remote_project: Project) -> None:
     trials = run(Project.find(), "gpu1", name="gpus").trials
     assert [t.status for t in trials] == ["completed"] * 4, [t.error for t in trials]
     assert {t.metrics["cuda"] for t in trials} == {3, 5}  # both slots ran, each with its own GPU
-    assert all(t.metrics["cuda"] == t.extra["remote"]["gpu"] for t in trials)
+    assert all(t.metrics["cuda"] == t.handle["gpu"] for t in trials)
 
 
 def test_dirty_tree_runs_as_it_is(remote_project: Project) -> None:
@@ -74,14 +74,14 @@ def test_dirty_tree_runs_as_it_is(remote_project: Project) -> None:
     (root / "helper.py").write_text("X = 1\n")  # untracked, not ignored: goes along
     trial = run(remote_project, "gpu1", seeds=[1], params={"lr": 0.1}).trials[0]
     assert trial.status == "completed" and trial.dirty and trial.metrics["dirty"] == 1
-    code_dir = Path(trial.extra["remote"]["code_dir"])
+    code_dir = Path(trial.handle["code_dir"])
     assert code_dir.name == git(root, "rev-parse", f"{trial.snapshot}^{{tree}}")[:12]
     assert (code_dir / "helper.py").read_text() == "X = 1\n"
     # a re-run from the same dirty tree has a new snapshot commit but the same files: nothing to sync
     messages: list[str] = []
     again = run(remote_project, "gpu1", seeds=[2], params={"lr": 0.1}, reporter=_Messages(messages)).trials[0]
     assert again.status == "completed" and again.snapshot != trial.snapshot
-    assert again.extra["remote"]["code_dir"] == str(code_dir)
+    assert again.handle["code_dir"] == str(code_dir)
     assert any("already there" in m for m in messages), messages
 
 
@@ -254,7 +254,7 @@ def test_dead_remote_process_is_marked_lost_by_sync(remote_project: Project,
     proc.kill()
     proc.communicate()
     trial = store.list_trials()[0]
-    pids = json.loads(Path(trial.extra["remote"]["dir"], "pid.json").read_text())
+    pids = json.loads(Path(trial.handle["dir"], "pid.json").read_text())
     os.kill(pids["monitor"], signal.SIGKILL)  # the host "rebooted": monitor and command are gone
     os.killpg(pids["pid"], signal.SIGKILL)
     _wait(lambda: [s.state for s in control.status(Project.load(root))] == ["dead"])

@@ -101,8 +101,10 @@ def test_third_party_backend_via_entry_point(project_dir: Path, tmp_path: Path,
             '''A third-party backend: a local directory under another name.'''
     """))
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_registry", dict(registry.BUILTIN))
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    from tracker.plugins import Registry
+
+    monkeypatch.setattr(registry, "_registry", Registry("storage type", registry.BaseStorage,
+                                                        registry.ENTRY_POINT_GROUP, registry.BUILTIN))
     assert "mirror" in registry.types()
     result = runner.invoke(app, ["storage", "add", "m", "--type", "mirror", "--path", str(tmp_path / "m")])
     assert result.exit_code == 0, result.stderr

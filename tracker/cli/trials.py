@@ -158,26 +158,39 @@ def delete(
 
 @app.command("stop")
 def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) -> None:
-    """Stop a running trial (local or remote); it ends as cancelled."""
+    """Stop a running trial, local or remote, from any shell; it ends as cancelled.
+
+    The trial gets SIGTERM (its whole process tree), then SIGKILL after the grace
+    period (defaults.grace in tracker.yaml). Re-run it with 'tracker trials reset ID --run'.
+    """
     from tracker import trials
 
     trial = trials.stop(project(), ref)
-    info(f"asked trial {trial.id} to stop")
+    if trial.status == "running":
+        info(f"asked trial {trial.id} to stop; it is still ending")
+    else:
+        info(f"trial {trial.id} is {trial.status}")
 
 
 @app.command("reset")
 def reset(
     refs: list[str] = typer.Argument(None, help="Trial ids; default: every failed/lost/cancelled one."),
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
-    status: list[str] = typer.Option(None, "--status", help="Only failed, lost or cancelled."),
+    status: list[str] = typer.Option(None, "--status", help="Only failed, lost, cancelled or pruned."),
     run_now: bool = typer.Option(False, "--run", help="Run the reset trials right away."),
+    parallel: int = typer.Option(None, "--parallel", "-j", help="With --run: trials at once (local)."),
+    remote: str = typer.Option(None, "--remote", "-r", help="With --run: run on named remotes: gpu1,gpu2."),
 ) -> None:
-    """Put failed, lost or cancelled trials back to queued, ready to run again.
+    """Put failed, lost or cancelled trials (pruned ones if named) back to queued, ready to run again.
 
     Example: tracker trials reset --experiment baseline --run
     """
     from tracker import trials
 
+    if (parallel or remote) and not run_now:
+        from tracker.errors import UsageError
+
+        raise UsageError("--parallel and --remote only apply with --run", hint="add --run")
     proj = project()
     done = trials.reset(proj, refs, experiment=experiment, status=status)
     info(f"reset {len(done)} trial(s) to queued")
@@ -187,7 +200,8 @@ def reset(
 
         reporter = ConsoleReporter()
         try:
-            final = rerun_queued(proj, [t.id for t in done], reporter)
+            final = rerun_queued(proj, [t.id for t in done], reporter, parallel=parallel,
+                                 remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else None)
         finally:
             reporter.close()
         failed = [t for t in final if t.status != "completed"]

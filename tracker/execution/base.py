@@ -1,17 +1,22 @@
-"""The executor interface: where a batch of prepared trials runs.
+"""The executor interface: four verbs that own a trial's whole life wherever it runs.
 
-An executor takes trials already in the store (status ``queued``), starts each
-with :func:`tracker.execution.lifecycle.start`, and ends each with
-:func:`~tracker.execution.lifecycle.finalize`, so local, SSH (and later queue
-and SLURM) trials end up as the same record.
+An executor **submits** a prepared trial and returns a handle (stored with the
+trial, so any later command can find it), **polls** it (running / exited with a
+code / gone, bringing new log bytes home on the way), **stops** it (SIGTERM to
+everything it started, SIGKILL after the grace period) and **collects** its
+outputs into the local trial directory. It never changes a trial's status: the
+driver (:mod:`tracker.execution.driver`) does, through the store.
+
+Executors register by name (``local``, ``ssh``; third parties through the
+``tracker.executors`` entry-point group) and are built as ``cls(project, **options)``.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from tracker.config import ExperimentConfig
@@ -20,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class Reporter:
-    """Receives progress from executors; the CLI renders it, the library ignores it."""
+    """Receives progress from the driver; the CLI renders it, the library ignores it."""
 
     def started(self, trial: Trial) -> None:
         """A trial's process started."""
@@ -38,24 +43,70 @@ class Reporter:
         """Bytes done of a long transfer (a large code sync); ``done == total`` ends it."""
 
 
-@dataclass
-class Batch:
-    """Trials of one run, with what an executor needs to launch them."""
+@dataclass(frozen=True)
+class Job:
+    """A trial ready to start: its record, its experiment's settings and the stop grace period."""
 
-    project: Project
+    trial: Trial
     config: ExperimentConfig
-    trials: list[Trial]
-    cancel: threading.Event = field(default_factory=threading.Event)
+    grace: float
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What an executor knows of a submitted trial.
+
+    ``state``: ``running``; ``exited`` (``exit_code``, and ``reason`` when the runner ended it
+    early: ``stopped``, ``timeout``, ``orphaned`` or a fault such as "disk full while
+    writing ..."); or ``gone`` (no process and no exit record; ``detail`` says why).
+    """
+
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+    pid: int | None = None
+    duration: float | None = None
 
 
 class BaseExecutor(ABC):
-    """Runs the trials of a batch somewhere."""
+    """Where trials run. Subclasses implement submit, poll, stop and collect."""
 
-    name: str = "base"
+    name: ClassVar[str] = "base"
+
+    def __init__(self, project: Project, **options: Any) -> None:
+        self.project = project
+
+    @property
+    def capacity(self) -> int:
+        """How many trials may run at once now (0: nothing more can start)."""
+        return 1
+
+    def prepare(self, jobs: list[Job], reporter: Reporter) -> None:  # noqa: B027 - optional hook
+        """Get ready for these trials before the first submit (sync code, build environments)."""
 
     @abstractmethod
-    def run(self, batch: Batch, reporter: Reporter) -> None:
-        """Run every trial of ``batch``; return when all are final or ``batch.cancel`` is set.
+    def submit(self, job: Job, reporter: Reporter) -> dict[str, Any]:
+        """Start a prepared trial; return its handle (JSON-able, stored with the trial)."""
 
-        Must leave no trial it started in ``running`` when it returns.
-        """
+    @abstractmethod
+    def poll(self, trial: Trial) -> Poll:
+        """The trial's state; new bytes of its logs and metrics reach the local trial directory."""
+
+    @abstractmethod
+    def stop(self, trial: Trial, grace: float) -> None:
+        """Ask the trial to end: SIGTERM to everything it started, SIGKILL after ``grace`` s."""
+
+    @abstractmethod
+    def collect(self, trial: Trial) -> None:
+        """Bring the trial's outputs into its local directory (after it ended)."""
+
+    def release(self, trial: Trial) -> None:  # noqa: B027 - optional hook
+        """The driver is done with the trial: free its slot."""
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until something may have changed (a trial exited), at most ``timeout`` s."""
+        time.sleep(timeout)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and processes held for the run."""

@@ -1,16 +1,19 @@
-"""A trial's life in the store: prepared, started, finalized, or found lost.
+"""A trial's life in the store: prepared, owned, ended, or found lost.
 
-These functions are the only place trial statuses change, whichever executor
-runs the trial, so every trial record looks the same.
+Statuses change only through the store's transition table (see
+:mod:`tracker.store.models`); this module decides *which* final status a trial
+gets from what its executor saw, and writes it with everything else the trial
+produced (metrics, artifacts, record) in one transaction.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,12 @@ from tracker.config import ExperimentConfig
 from tracker.execution import outputs
 from tracker.execution.launch import Launch
 from tracker.project import Project
-from tracker.store import Store, Trial, now
+from tracker.store import MetricPoint, Trial, now
 
 RECORD_FILE = "trial.json"
 PATCH_FILE = "code.patch"
+EXIT_FILE = "exit.json"
+PID_FILE = "pid.json"
 
 
 def write_record(project: Project, trial: Trial) -> None:
@@ -46,84 +51,169 @@ def prepare_dir(project: Project, trial: Trial, patch: bytes, launch: Launch) ->
     return directory
 
 
-def proc_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (guards against reused pids), or None."""
+# ---------------------------------------------------------------------------- processes on this machine
+
+
+def proc_start(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` in clock ticks (guards against reused pids), or None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]
+    return None if fields[0] == "Z" else int(fields[19])
 
 
-def start(store: Store, trial: Trial, *, host: str | None = None, pid: int | None = None,
-          extra: dict[str, Any] | None = None) -> bool:
-    """Mark a queued trial running; False if it was no longer queued (cancelled, taken)."""
-    runner = {"runner_host": socket.gethostname(), "runner_pid": os.getpid(),
-              "runner_start": proc_start(os.getpid())}
-    return store.transition(
-        trial.id, ["queued"], status="running", started=now(), heartbeat=now(),
-        host=host or socket.gethostname(), pid=pid, extra={**trial.extra, **runner, **(extra or {})},
-    )
+_BOOT: list[str | None] = []
 
 
-def finalize(project: Project, config: ExperimentConfig, trial_id: str, *, exit_code: int | None,
-             duration: float | None, cancelled: bool = False, lost: str | None = None) -> Trial:
-    """Read the trial's outputs and give it its final status.
+def boot_id() -> str | None:
+    """This machine's boot id (pids and start times are only comparable within one boot)."""
+    if not _BOOT:
+        try:
+            _BOOT.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        except OSError:
+            _BOOT.append(None)
+    return _BOOT[0]
 
-    failed: non-zero exit or a missing deliverable; cancelled: stopped by the
-    user; lost: the process vanished (``lost`` says why); else completed.
+
+def owner() -> dict[str, Any]:
+    """Who this process is, as recorded on the trials it drives."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": proc_start(pid), "boot": boot_id()}
+
+
+def owner_dead(record: dict[str, Any]) -> bool:
+    """True only when ``record`` names a process of this machine and boot that is provably gone."""
+    if not record or record.get("host") != socket.gethostname() or record.get("boot") != boot_id():
+        return False
+    if record.get("boot") is None or record.get("start") is None:
+        return False
+    return proc_start(int(record["pid"])) != record["start"]
+
+
+def owner_alive(trial: Trial) -> bool:
+    """Whether someone still drives ``trial``: a fresh heartbeat from an owner not provably dead."""
+    if not trial.owner or trial.heartbeat is None or owner_dead(trial.owner):
+        return False
+    return trial.heartbeat + (trial.lease or 60) >= time.time()
+
+
+def read_pids(directory: Path) -> dict[str, Any]:
+    """The runner's pid.json in a local trial directory, or {}."""
+    try:
+        return json.loads((directory / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def exit_record(directory: Path) -> dict[str, Any] | None:
+    """The runner's exit.json once written, else None."""
+    try:
+        text = (directory / EXIT_FILE).read_text().strip()
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- expiry
+
+
+def reconcile(project: Project) -> tuple[list[str], list[str]]:
+    """Expire what nobody runs any more: the one write read commands make.
+
+    Running trials whose heartbeat is older than their lease become ``lost``, queued
+    ones of a dead run ``cancelled``. A trial whose owner is a process of this machine
+    that is provably gone is expired at once instead of after its lease. Nothing is
+    signalled: a trial's runner stops its script by itself when its owner dies.
     """
+    store = project.store
+    lost, cancelled = store.expire()
+    # a detached trial (an SSH runner) outlives its client: only its lease says when it is lost
+    dead = [t.id for t in store.list_trials(status=["queued", "running"])
+            if owner_dead(t.owner) and not t.handle.get("detached")]
+    if dead:
+        more_lost, more_cancelled = store.expire(at=math.inf, ids=dead, reason="the tracker process running "
+                                                 "this trial died")
+        lost += more_lost
+        cancelled += more_cancelled
+    return lost, cancelled
+
+
+# ---------------------------------------------------------------------------- the end of a trial
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ended, as its driver saw it."""
+
+    exit_code: int | None
+    reason: str | None = None  # from the runner: stopped, timeout, orphaned, or a fault text
+    gone: str | None = None  # no exit record: why the trial is lost
+    timeout: float | None = None
+
+
+def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Outcome) -> tuple[str, str | None,
+                                                                                              dict[str, Any]]:
+    """(status, error, extra) for a trial that ended as ``outcome`` says."""
+    directory = project.paths.trial_dir(trial.id)
+    stop = trial.stop_requested
+    reason = outcome.reason
+    extra: dict[str, Any] = {}
+    if outcome.gone:
+        return "lost", outcome.gone, extra
+    if reason and reason not in ("stopped", "timeout", "orphaned"):
+        return "failed", reason, extra  # a fault of tracker's own I/O (disk full)
+    if reason == "timeout":
+        return "failed", f"timed out after {outcome.timeout or config.timeout or 0:g} s", extra
+    if stop and stop.startswith("pruned"):
+        step = stop.rsplit(" ", 1)[-1]
+        extra["pruned_step"] = int(step) if step.lstrip("-").isdigit() else None
+        return "pruned", stop, extra
+    if stop or reason == "stopped":
+        return "cancelled", stop or "cancelled", extra
+    if reason == "orphaned":
+        return "lost", "the tracker process running this trial died", extra
+    if outcome.exit_code != 0:
+        tail = outputs.tail(directory / outputs.STDERR) or outputs.tail(directory / outputs.STDOUT)
+        return "failed", f"exit code {outcome.exit_code}" + (f"\n{tail}" if tail else ""), extra
+    problems = outputs.check_deliverables(directory, config.deliverables)
+    return ("failed", "; ".join(problems), extra) if problems else ("completed", None, extra)
+
+
+def finalize(project: Project, config: ExperimentConfig, trial_id: str, outcome: Outcome,
+             points: list[MetricPoint], *, replace_metrics: bool = False, duration: float | None = None) -> Trial:
+    """Give a running trial its final status, with its last metrics, artifacts and record, in one transaction."""
     store = project.store
     trial = store.get(trial_id)
     directory = project.paths.trial_dir(trial_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    points = outputs.collect_metrics(directory, trial.phase)
-    store.add_metrics(trial_id, points, replace=True)
-    error = None
-    if lost:
-        status, error = "lost", lost
-    elif cancelled or (exit_code != 0 and trial.extra.get("stop_requested")):
-        status, error = "cancelled", "cancelled by the user"
-    elif exit_code != 0:
-        status = "failed"
-        error = outputs.tail(directory / outputs.STDERR) or outputs.tail(directory / outputs.STDOUT)
-        error = f"exit code {exit_code}" + (f"\n{error}" if error else "")
-    else:
-        problems = outputs.check_deliverables(directory, config.deliverables)
-        status, error = ("failed", "; ".join(problems)) if problems else ("completed", None)
-    extra = dict(trial.extra)
+    status, error, extra = decide(project, config, trial, outcome)
     captured = outputs.autologged(directory)
     if captured:
         extra["autolog"] = captured
-    store.transition(trial_id, ["running", "queued"], status=status, finished=now(),
-                     duration=duration, exit_code=exit_code, error=error, extra=extra)
+    artifacts = outputs.scan_artifacts(directory) if directory.is_dir() else []
+    fields = {"finished": now(), "duration": duration if duration is not None else run_seconds(trial),
+              "exit_code": outcome.exit_code, "error": error}
+    for _ in range(2):
+        if store.finalize(trial_id, status, metrics=points, replace_metrics=replace_metrics,
+                          artifacts=artifacts, extra=extra, **fields):
+            break
+        if store.get(trial_id).status != "lost":
+            break
+        # expired while its owner was slow (a suspended laptop): the owner has the real result
+        store.transition(trial_id, "running", expected=["lost"], event="its owner was alive after all")
     final = store.get(trial_id)
     write_record(project, final)
-    store.set_artifacts(trial_id, outputs.scan_artifacts(directory))
     return final
 
 
-def reconcile(project: Project) -> list[Trial]:
-    """Mark local trials whose tracker process died (kill -9, crash) as lost; return them."""
-    store = project.store
-    me = socket.gethostname()
-    lost = []
-    for trial in store.list_trials(status="running"):
-        if trial.executor != "local" or trial.extra.get("runner_host") != me:
-            continue
-        pid = trial.extra.get("runner_pid")
-        if pid and proc_start(pid) == trial.extra.get("runner_start"):
-            continue  # its tracker process is alive (this one or another)
-        child_start = trial.extra.get("pid_start")
-        if trial.pid and child_start is not None and proc_start(trial.pid) == child_start:
-            with contextlib.suppress(OSError):
-                os.killpg(trial.pid, 15)
-        if store.transition(trial.id, ["running"], status="lost", finished=now(),
-                            error="the tracker process running this trial died; "
-                                  "reset it with 'tracker trials reset'"):
-            lost.append(store.get(trial.id))
-    return lost
+def run_seconds(trial: Trial) -> float | None:
+    """Seconds since the trial started (None if it never did)."""
+    if not trial.started:
+        return None
+    from datetime import datetime, timezone
+
+    started = datetime.fromisoformat(trial.started.replace("Z", "+00:00"))
+    return round((datetime.now(timezone.utc) - started).total_seconds(), 3)
 
 
 def elapsed(start: float) -> float:

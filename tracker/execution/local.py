@@ -1,145 +1,143 @@
-"""Run trials as local subprocesses, ``parallel`` at a time.
+"""The local executor: each trial under its own runner process on this machine.
 
-Each trial runs in its own process group (so Ctrl-C stops its children too),
-its stdout/stderr are written to the trial directory and streamed to the
-reporter line by line. Ctrl-C / SIGTERM: running trials are stopped and marked
-cancelled, trials not yet started are marked cancelled.
+The runner (:mod:`tracker.execution.runner`, started as ``python -I -S runner.py run``)
+owns the trial's processes: it writes their output into the trial directory, ends
+descendants that detached, enforces the timeout and the grace period, and stops
+the trial if this process dies (kill -9 included), so nothing is left behind.
+The driver wakes as soon as a runner exits (a pidfd per runner where Linux has it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import subprocess
-import threading
+import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import IO
+from pathlib import Path
+from typing import Any
 
-from tracker.errors import ExecutionError
-from tracker.execution import lifecycle, outputs
-from tracker.execution.base import BaseExecutor, Batch, Reporter
+from tracker.errors import ExecutionError, UsageError
+from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
 from tracker.execution.launch import build
-from tracker.store import Trial, now
+from tracker.execution.lifecycle import boot_id, exit_record, proc_start, read_pids
+from tracker.project import Project
+from tracker.store import Trial
 
-GRACE_SECONDS = 5.0
+RUNNER = Path(__file__).with_name("runner.py")
+
+
+def _runner_alive(handle: dict[str, Any]) -> bool:
+    """Whether a local trial's runner, as its handle records it, still runs on this machine."""
+    return (handle.get("host") == socket.gethostname() and handle.get("boot") == boot_id()
+            and handle.get("runner_start") is not None
+            and proc_start(handle.get("runner_pid") or 0) == handle["runner_start"])
 
 
 class LocalExecutor(BaseExecutor):
-    """Runs trials on this machine."""
+    """Runs trials on this machine, ``parallel`` at a time."""
 
     name = "local"
 
-    def __init__(self, parallel: int = 1) -> None:
+    def __init__(self, project: Project, parallel: int | None = None, **options: Any) -> None:
+        super().__init__(project)
+        if options:
+            raise UsageError(f"the local executor takes no option {sorted(options)[0]!r}")
+        parallel = parallel or project.config.defaults.parallel
         if parallel < 1:
             raise ExecutionError(f"--parallel must be at least 1, got {parallel}")
         self.parallel = parallel
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
+        self._pidfds: dict[str, int] = {}
 
-    def run(self, batch: Batch, reporter: Reporter) -> None:
-        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="trial")
-        futures: dict[Future[None], Trial] = {}
+    @property
+    def capacity(self) -> int:
+        return self.parallel
+
+    def submit(self, job: Job, reporter: Reporter) -> dict[str, Any]:
+        trial = job.trial
+        directory = self.project.paths.trial_dir(trial.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        launch = build(trial, job.config, directory, self.project.root)
+        argv = [sys.executable, "-I", "-S", str(RUNNER), "run", str(directory),
+                str(launch.timeout or 0), str(job.grace), "--", *launch.argv]
         try:
-            for trial in batch.trials:
-                futures[pool.submit(self._run_one, batch, trial, reporter)] = trial
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    fut.result()
-        except BaseException:
-            batch.cancel.set()
-            self._stop_all()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for trial in batch.trials:  # never started: cancelled, re-runnable with 'trials reset'
-                batch.project.store.transition(trial.id, ["queued"], status="cancelled",
-                                               finished=now(), error="cancelled before it started")
-            raise
-        pool.shutdown(wait=True)
+            proc = subprocess.Popen(argv, cwd=self.project.root, env={**os.environ, **launch.env},
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise ExecutionError(f"cannot start the trial runner: {exc}") from exc
+        self._procs[trial.id] = proc
+        if hasattr(os, "pidfd_open"):
+            with contextlib.suppress(OSError):  # an old kernel: wait() polls instead
+                self._pidfds[trial.id] = os.pidfd_open(proc.pid)
+        return {"host": socket.gethostname(), "boot": boot_id(), "runner_pid": proc.pid,
+                "runner_start": proc_start(proc.pid), "dir": str(directory)}
 
-    def _stop_all(self) -> None:
-        with self._lock:
-            procs = list(self._procs.values())
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_SECONDS
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+    def poll(self, trial: Trial) -> Poll:
+        proc = self._procs.get(trial.id)
+        directory = self.project.paths.trial_dir(trial.id)
+        pid = read_pids(directory).get("pid")
+        if proc is None:  # started by another tracker process: its record says where the runner is
+            if _runner_alive(trial.handle):
+                return Poll("running", pid=pid)
+            code = None
+        else:
+            code = proc.poll()
+            if code is None:
+                return Poll("running", pid=pid)
+        record = exit_record(directory)
+        if record is None:
+            err = (proc.stderr.read().decode(errors="replace").strip()[-500:] if proc and proc.stderr else "")
+            return Poll("gone", pid=pid, detail=f"the trial's runner ended (exit code {code}) before the "
+                                                f"trial did{': ' + err if err else ''}")
+        return Poll("exited", exit_code=record.get("exit_code"), reason=record.get("reason") or None,
+                    pid=pid, duration=record.get("duration"))
 
-    def _run_one(self, batch: Batch, trial: Trial, reporter: Reporter) -> None:
-        if batch.cancel.is_set():
-            return
-        project, config = batch.project, batch.config
-        directory = project.paths.trial_dir(trial.id)
-        launch = build(trial, config, directory, project.root)
-        if not lifecycle.start(project.store, trial):
-            return
-        started = time.monotonic()
-        reporter.started(project.store.get(trial.id))
-        exit_code: int | None = None
-        cancelled = timed_out = False
-        try:
-            with open(directory / outputs.STDOUT, "wb") as out, open(directory / outputs.STDERR, "wb") as err:
-                try:
-                    proc = subprocess.Popen(
-                        launch.argv, cwd=project.root, env={**os.environ, **launch.env},
-                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    err.write(f"cannot start {launch.argv[0]!r}: {exc.strerror}\n".encode())
-                    exit_code = 127
-                else:
-                    project.store.update(trial.id, pid=proc.pid, extra={
-                        **project.store.get(trial.id).extra, "pid_start": lifecycle.proc_start(proc.pid)})
-                    with self._lock:
-                        self._procs[trial.id] = proc
-                    tees = [_tee(proc.stdout, out, "stdout", trial, reporter),
-                            _tee(proc.stderr, err, "stderr", trial, reporter)]
-                    try:
-                        exit_code = proc.wait(timeout=launch.timeout)
-                    except subprocess.TimeoutExpired:
-                        timed_out = True
-                        _signal_group(proc, signal.SIGTERM)
-                        try:
-                            proc.wait(timeout=GRACE_SECONDS)
-                        except subprocess.TimeoutExpired:
-                            _signal_group(proc, signal.SIGKILL)
-                        exit_code = proc.wait()
-                        err.flush()
-                    for t in tees:
-                        t.join()
-                    with self._lock:
-                        self._procs.pop(trial.id, None)
-                    cancelled = batch.cancel.is_set()
-                if timed_out:
-                    err.write(f"\ntracker: stopped after the timeout of {launch.timeout:g} s\n".encode())
-        finally:
-            final = lifecycle.finalize(project, config, trial.id, exit_code=exit_code,
-                                       duration=lifecycle.elapsed(started), cancelled=cancelled)
-            reporter.finished(final)
+    def stop(self, trial: Trial, grace: float) -> None:
+        """SIGTERM to the runner, which ends the trial's processes (KILL after its grace period).
 
+        A runner started by another tracker process is signalled only if its recorded pid is
+        still that very process on this machine (same boot, same start time).
+        """
+        proc = self._procs.get(trial.id)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        elif _runner_alive(trial.handle):
+            with contextlib.suppress(OSError):
+                os.kill(trial.handle["runner_pid"], signal.SIGTERM)
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+    def collect(self, trial: Trial) -> None:
+        """Nothing to bring home: the trial wrote into its local directory."""
 
+    def release(self, trial: Trial) -> None:
+        self._forget(trial.id)
 
-def _tee(pipe: IO[bytes] | None, sink: IO[bytes], stream: str, trial: Trial,
-         reporter: Reporter) -> threading.Thread:
-    def pump() -> None:
-        assert pipe is not None
-        for raw in iter(pipe.readline, b""):
-            sink.write(raw)
-            sink.flush()
-            reporter.output(trial, stream, raw.decode(errors="replace").rstrip("\n"))
-        pipe.close()
+    def _forget(self, trial_id: str) -> None:
+        proc = self._procs.pop(trial_id, None)
+        if proc is not None:
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+        fd = self._pidfds.pop(trial_id, None)
+        if fd is not None:
+            os.close(fd)
 
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
+    def wait(self, timeout: float) -> None:
+        """Sleep until a runner exits, at most ``timeout`` s."""
+        if self._pidfds and len(self._pidfds) == len(self._procs):
+            select.select(list(self._pidfds.values()), [], [], timeout)
+        else:
+            time.sleep(min(timeout, 0.05) if self._procs else timeout)
+
+    def close(self) -> None:
+        """Stop whatever still runs (the driver normally ended it all) and forget it."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for trial_id in list(self._procs):
+            self._forget(trial_id)

@@ -1,21 +1,21 @@
-"""Reading what a finished trial left behind: metrics, deliverables, artifacts, errors.
+"""Reading what a trial leaves behind: metrics, deliverables, artifacts, errors.
 
 Metrics come from two places: ``name: value`` lines in stdout/stderr (so
 scripts that never import tracker still work) and ``metrics.jsonl`` written by
-:func:`tracker.log`.
+:func:`tracker.log`. :mod:`tracker.execution.live` reads both while the trial runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tracker.api import AUTOLOG_FILE, METRICS_FILE
+from tracker.api import AUTOLOG_FILE
 from tracker.config import Deliverable
+from tracker.hashing import sha256_file
 from tracker.store import MetricPoint
 
 STDOUT = "stdout.log"
@@ -58,34 +58,19 @@ def metrics_from_lines(lines: Iterable[str], phase: str | None) -> Iterator[Metr
             yield MetricPoint(name, value, step, phase_of(name, phase))
 
 
-def metrics_from_jsonl(path: Path, phase: str | None) -> Iterator[MetricPoint]:
-    """Metric points written by :func:`tracker.log` (bad lines are skipped)."""
-    if not path.is_file():
-        return
+def metrics_from_records(lines: Iterable[str], phase: str | None) -> Iterator[MetricPoint]:
+    """Metric points from ``metrics.jsonl`` lines written by :func:`tracker.log` (bad lines are skipped)."""
     from datetime import datetime, timezone
 
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-                ts = datetime.fromtimestamp(record["ts"], timezone.utc).isoformat(timespec="milliseconds")
-                for name, value in record["metrics"].items():
-                    yield MetricPoint(name, float(value), record.get("step"), phase_of(name, phase),
-                                      ts.replace("+00:00", "Z"))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-
-
-def collect_metrics(trial_dir: Path, phase: str | None) -> list[MetricPoint]:
-    """All metrics a trial produced: output lines first, then metrics.jsonl."""
-    points: list[MetricPoint] = []
-    for name in (STDOUT, STDERR):
-        path = trial_dir / name
-        if path.is_file():
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                points.extend(metrics_from_lines(fh, phase))
-    points.extend(metrics_from_jsonl(trial_dir / METRICS_FILE, phase))
-    return points
+    for line in lines:
+        try:
+            record = json.loads(line)
+            ts = datetime.fromtimestamp(record["ts"], timezone.utc).isoformat(timespec="milliseconds")
+            for name, value in record["metrics"].items():
+                yield MetricPoint(name, float(value), record.get("step"), phase_of(name, phase),
+                                  ts.replace("+00:00", "Z"))
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            continue
 
 
 def autologged(trial_dir: Path) -> dict[str, object]:
@@ -116,15 +101,6 @@ def check_deliverables(trial_dir: Path, deliverables: Iterable[Deliverable]) -> 
             if missing:
                 problems.append(f"deliverable {d.path} lacks keys {', '.join(missing)}")
     return problems
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def scan_artifacts(trial_dir: Path) -> list[tuple[str, int, str]]:

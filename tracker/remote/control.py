@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tracker.config import RemoteConfig, validate_data
 from tracker.errors import HostKeyError, RemoteError, UsageError
-from tracker.execution import lifecycle
 from tracker.execution.base import Reporter
 from tracker.project import Project
 from tracker.remote import connection, hosts
-from tracker.remote.executor import experiment_config, pull_quietly, run_seconds, watch, workspace
+from tracker.remote.executor import workspace
 from tracker.store import Trial
 from tracker.yamlio import display_path
 
@@ -116,7 +114,7 @@ def trust(project: Project, name: str, *, confirm: Callable[[str], bool], replac
 def remote_trials(project: Project, statuses: tuple[str, ...] = ("running",)) -> list[Trial]:
     """Trials that ran on remotes with these statuses."""
     trials = project.store.list_trials(status=list(statuses))
-    return [t for t in trials if t.executor == "ssh" and t.extra.get("remote")]
+    return [t for t in trials if t.executor == "ssh" and t.handle.get("dir")]
 
 
 @dataclass(frozen=True)
@@ -132,19 +130,21 @@ class RemoteTrialState:
                 "status": self.trial.status, "remote_state": self.state, "started": self.trial.started}
 
 
+def _remote_state(project: Project, trial: Trial) -> dict[str, Any]:
+    ws = workspace(project, hosts.resolve(project, trial.handle["host"]))
+    return ws.call("status", trial.handle["dir"], timeout=30)
+
+
 def status(project: Project) -> list[RemoteTrialState]:
     """What runs where, as the remotes report it (running trials in the store)."""
     out = []
     for trial in remote_trials(project):
-        host_name = trial.extra["remote"]["host"]
         try:
-            ws = workspace(project, hosts.resolve(project, host_name))
-            state = ws.call("status", trial.extra["remote"]["dir"], timeout=30)
-            label = "finished" if state.get("exit_code") is not None else (
-                "running" if state.get("alive") else "dead")
+            state = _remote_state(project, trial)
+            label = "finished" if state.get("exit") else ("running" if state.get("alive") else "dead")
         except RemoteError:
             label = "unreachable"
-        out.append(RemoteTrialState(trial, host_name, label))
+        out.append(RemoteTrialState(trial, trial.handle["host"], label))
     return out
 
 
@@ -152,64 +152,42 @@ def attach(project: Project, reporter: Reporter | None = None, ids: list[str] | 
            *, follow: bool = True) -> list[Trial]:
     """Re-attach to remote trials: pull logs and outputs, finalize finished ones, mark dead ones lost.
 
-    With ``follow`` it waits for running ones to finish (``tracker remote attach``); without, it
-    makes one pass (``tracker remote sync``). Trials marked lost because a host was unreachable
-    are picked up again when the host is back.
+    With ``follow`` this process becomes their owner and waits for running ones to finish
+    (``tracker remote attach``); without, it makes one pass (``tracker remote sync``) and
+    leaves running ones as they are. Trials marked lost (a host was unreachable, or their
+    client died) are picked up again when their runner turns out to be alive or finished.
     """
+    from tracker.execution.driver import Driver
+    from tracker.execution.registry import open_executor
+
     reporter = reporter or Reporter()
     store = project.store
     trials = [store.get(i) for i in ids] if ids else remote_trials(project, ("running", "lost"))
-    results: list[Trial] = []
-    lock = threading.Lock()
-
-    def one(trial: Trial) -> None:
-        remote = trial.extra.get("remote")
-        if not remote:
-            return
+    driver = Driver(project, open_executor(project, "ssh"), reporter)
+    for trial in trials:
+        if not trial.handle.get("dir"):
+            continue
         try:
-            ws = workspace(project, hosts.resolve(project, remote["host"]))
-            state = ws.call("status", remote["dir"], timeout=30)
+            state = _remote_state(project, trial)
         except RemoteError as exc:
-            reporter.message(f"{trial.id}: {remote['host']} is unreachable: {exc}")
-            return
+            reporter.message(f"{trial.id}: {trial.handle['host']} is unreachable: {exc}")
+            continue
         if trial.status == "lost":
-            if state.get("exit_code") is None and not state.get("alive"):
-                return  # really gone
-            store.transition(trial.id, ["lost"], status="running", finished=None, error=None,
-                             event="re-attached")
-        if not follow and state.get("exit_code") is None and state.get("alive"):
-            from tracker.remote.executor import _Tail
-
-            sftp = ws.conn.sftp()
-            try:
-                _Tail(project, trial, ws.host, remote["dir"], reporter).pull(sftp)
-            finally:
-                sftp.close()
-            final = store.get(trial.id)
-        else:
-            final = watch(project, experiment_config(project, trial), trial.id, ws, reporter, check_now=True)
-        with lock:
-            results.append(final)
-        reporter.finished(final)
-
-    threads = [threading.Thread(target=one, args=(t,), daemon=True) for t in trials]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(timeout=0.2)
-    return results
-
-
-def stop_trial(project: Project, trial: Trial) -> Trial:
-    """Stop a remote trial's process and wait until it is recorded (as cancelled unless it had ended)."""
-    remote = trial.extra.get("remote") or {}
-    ws = workspace(project, hosts.resolve(project, remote["host"]))
-    ws.call("stop", remote["dir"])
-    state = ws.call("status", remote["dir"])
-    config = experiment_config(project, trial)
-    if state.get("exit_code") is None and not state.get("alive"):  # nothing was left to stop
-        pull_quietly(ws, remote["dir"], project, trial.id)
-        return lifecycle.finalize(project, config, trial.id, exit_code=None, duration=run_seconds(trial),
-                                  cancelled=True)
-    return watch(project, config, trial.id, ws, Reporter(), check_now=True)
+            if not state.get("exit") and not state.get("alive"):
+                continue  # really gone
+            if not store.transition(trial.id, "running", expected=["lost"], finished=None, error=None,
+                                    event="re-attached"):
+                continue
+            trial = store.get(trial.id)
+        elif trial.status != "running":
+            continue
+        driver.adopt(trial, claim=follow or bool(state.get("exit")))
+    watched = list(driver.running)
+    if follow:
+        driver.run([])
+    else:
+        driver.tick()  # one pass: ended ones are finalized, running ones stream what they printed
+        for trial_id in list(driver.running):
+            driver.executor.release(driver.running.pop(trial_id).trial)
+        driver.executor.close()
+    return [store.get(t) for t in watched]

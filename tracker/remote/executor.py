@@ -1,38 +1,37 @@
-"""Run trials on SSH remotes: sync code, build the venv once, start detached, watch, pull back.
+"""The SSH executor: sync code, build the venv once, start detached, poll, stop, pull back.
 
 Trials are spread over the remotes' slots (``slots:``; with ``gpus:`` each slot
-gets its own ``CUDA_VISIBLE_DEVICES``). Each trial runs under the remote
-runner, detached from the SSH session, so it survives a dropped connection or a
-killed client; ``tracker remote attach`` picks it up again. A host that fails
-mid-run is dropped: the other hosts carry on, its trials end lost or failed and
-can be re-run with ``tracker trials reset``.
+gets its own ``CUDA_VISIBLE_DEVICES``). Each trial runs under the runner
+(:mod:`tracker.execution.runner`, copied to the host), detached from the SSH
+session, so it survives a dropped connection or a killed client; ``tracker
+remote attach`` picks it up again. The runner enforces the timeout and the grace
+period and ends the trial's descendants there, exactly as it does locally. A
+host that fails mid-run is dropped: the other hosts carry on, its trials end
+lost and can be re-attached or re-run with ``tracker trials reset``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from tracker import experiments
-from tracker.config import ExperimentConfig
-from tracker.errors import HostKeyError, NotFoundError, RemoteError, UsageError
-from tracker.execution import lifecycle, outputs
-from tracker.execution.base import BaseExecutor, Batch, Reporter
+from tracker.api import METRICS_FILE
+from tracker.errors import HostKeyError, RemoteError, UsageError
+from tracker.execution import outputs
+from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
 from tracker.execution.launch import build
 from tracker.project import Project
 from tracker.remote import connection, hosts, sync
 from tracker.remote.workspace import RemoteEnv, Workspace
-from tracker.store import Trial, now
+from tracker.store import Trial
 
-POLL_SECONDS = (0.1, 0.5)  # first poll interval (logs, exit code: SFTP reads), doubling up to the second
+POLL_SECONDS = (0.1, 0.5)  # first poll interval (logs, exit record: SFTP reads), doubling up to the second
 LIVENESS_SECONDS = 5.0  # how often the runner is asked whether the process still runs
 STALE_SECONDS = 30.0  # no heartbeat for this long and no process: the trial is lost
 RECONNECT_SECONDS = 20.0
@@ -73,46 +72,74 @@ def code_id(project: Project, trial: Trial) -> str:
     return git(project.root, "rev-parse", f"{ref}^{{tree}}").strip()[:12]
 
 
-def experiment_config(project: Project, trial: Trial) -> ExperimentConfig:
-    """The trial's experiment settings (deliverables), or a minimal one if the file is gone."""
-    try:
-        return experiments.load(project, trial.experiment)
-    except NotFoundError:
-        return ExperimentConfig(command=trial.command or ["?"])
+@dataclass
+class _Slot:
+    run: HostRun
+    gpu: int | None
+
+
+@dataclass
+class _Watch:
+    """What the executor keeps per remote trial between polls."""
+
+    ws: Workspace
+    tail: _Tail
+    sftp: Any = None
+    lost_since: float | None = None
+    next_check: float = 0.0
+    pid: int | None = None
+    slot: _Slot | None = None
+    unreachable: bool = False
 
 
 class SSHExecutor(BaseExecutor):
-    """Runs a batch on one or more named remotes."""
+    """Runs trials on named remotes (``remotes=["gpu1", "gpu2"]``); any remote trial can be polled and stopped."""
 
     name = "ssh"
 
-    def __init__(self, project: Project, names: list[str]) -> None:
-        if not names:
-            raise UsageError("--remote needs at least one remote name")
+    def __init__(self, project: Project, remotes: list[str] | None = None, **options: Any) -> None:
+        super().__init__(project)
+        if options:
+            raise UsageError(f"the ssh executor takes no option {sorted(options)[0]!r}")
+        names = list(remotes or [])
         if len(set(names)) != len(names):
             raise UsageError(f"--remote names a host twice: {','.join(names)}")
         self.hosts = [hosts.resolve(project, n) for n in names]
+        self.free: list[_Slot] = []
+        self.watches: dict[str, _Watch] = {}
+        self._workspaces: dict[str, Workspace] = {}
+        self._pause = POLL_SECONDS[0]
 
-    def _prepare(self, batch: Batch, host: hosts.RemoteHost, reporter: Reporter, code_id: str) -> HostRun:
-        ws = workspace(batch.project, host)
-        result = sync.sync_code(ws, batch.project.root, code_id,
+    # ------------------------------------------------------------------ preparing hosts
+
+    @property
+    def capacity(self) -> int:
+        return len(self.free) + sum(1 for w in self.watches.values() if w.slot and not w.slot.run.dead)
+
+    def _prepare_host(self, host: hosts.RemoteHost, reporter: Reporter, code: str) -> HostRun:
+        ws = workspace(self.project, host)
+        result = sync.sync_code(ws, self.project.root, code,
                                 progress=lambda done, total: reporter.progress(f"sync to {host.name}", done, total))
         if result.method == "unchanged":
-            reporter.message(f"{host.name}: code {code_id} already there")
+            reporter.message(f"{host.name}: code {code} already there")
         else:
             reporter.message(f"{host.name}: synced {result.files} files ({result.bytes_sent:,} bytes) "
                              f"with {result.method} in {result.seconds:.1f}s")
-        env = ws.ensure_env(batch.project.root, result.path, reporter.message)
+        env = ws.ensure_env(self.project.root, result.path, reporter.message)
+        self._workspaces[host.name] = ws
         return HostRun(host, ws, result.path, env)
 
-    def run(self, batch: Batch, reporter: Reporter) -> None:
+    def prepare(self, jobs: list[Job], reporter: Reporter) -> None:
+        """Sync the code and build the environment on every remote at once; drop those that fail."""
+        if not self.hosts:
+            raise UsageError("--remote needs at least one remote name")
         prepared: list[HostRun] = []
         errors: dict[str, Exception] = {}
-        code = code_id(batch.project, batch.trials[0])
+        code = code_id(self.project, jobs[0].trial)
 
         def prepare(host: hosts.RemoteHost) -> None:
             try:
-                prepared.append(self._prepare(batch, host, reporter, code))
+                prepared.append(self._prepare_host(host, reporter, code))
             except (RemoteError, OSError) as exc:
                 errors[host.name] = exc
 
@@ -123,85 +150,51 @@ class SSHExecutor(BaseExecutor):
             t.join()
         for name, exc in errors.items():
             if isinstance(exc, HostKeyError):
-                self._fail_all(batch, f"{name}: {exc}")
                 raise exc
             reporter.message(f"{name}: skipped: {exc}")
         if not prepared:
-            self._fail_all(batch, "no remote could be prepared")
             first = next(iter(errors.values()))
             raise first if isinstance(first, RemoteError) else RemoteError(str(first))
-        todo: queue.Queue[Trial] = queue.Queue()
-        for trial in batch.trials:
-            todo.put(trial)
-        slots = [threading.Thread(target=self._slot, args=(batch, h, gpu, todo, reporter), daemon=True)
-                 for h in sorted(prepared, key=lambda h: self.hosts.index(h.host))
-                 for gpu in (h.host.config.gpus[: h.host.config.slots] or [None] * h.host.config.slots)]
-        try:
-            for t in slots:
-                t.start()
-            while any(t.is_alive() for t in slots):
-                for t in slots:
-                    t.join(timeout=0.2)
-        except BaseException:
-            batch.cancel.set()
-            for t in slots:
-                t.join()
-            raise
-        finally:
-            while not todo.empty():
-                trial = todo.get()
-                if batch.cancel.is_set():
-                    batch.project.store.transition(trial.id, ["queued"], status="cancelled", finished=now(),
-                                                   error="cancelled before it started")
-                else:
-                    batch.project.store.transition(trial.id, ["queued"], status="failed", finished=now(),
-                                                   error="no remote left to run it (all failed)")
+        order = {h.name: i for i, h in enumerate(self.hosts)}
+        for run in sorted(prepared, key=lambda r: order[r.host.name]):
+            cfg = run.host.config
+            self.free += [_Slot(run, gpu) for gpu in (cfg.gpus[: cfg.slots] or [None] * cfg.slots)]
 
-    def _fail_all(self, batch: Batch, reason: str) -> None:
-        for trial in batch.trials:
-            batch.project.store.transition(trial.id, ["queued"], status="failed", finished=now(), error=reason)
+    # ------------------------------------------------------------------ the four verbs
 
-    def _slot(self, batch: Batch, run: HostRun, gpu: int | None, todo: queue.Queue[Trial],
-              reporter: Reporter) -> None:
-        while not batch.cancel.is_set() and not run.dead:
+    def submit(self, job: Job, reporter: Reporter) -> dict[str, Any]:
+        """Start the trial on the next free slot; a host that fails here is dropped and the next one tried."""
+        while self.free:
+            slot = self.free.pop(0)
+            if slot.run.dead:
+                continue
             try:
-                trial = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                self._run_trial(batch, run, trial, gpu, reporter)
+                handle = self._start(job, slot)
             except RemoteError as exc:
-                run.dead = True
-                reporter.message(f"{run.host.name}: dropped from this run: {exc}")
-                self._settle(batch, trial, todo, f"lost contact with {run.host.name}: {exc}; if the host comes "
-                                                 f"back, 'tracker remote attach' collects the result")
-            except Exception as exc:  # never leave a trial running because of a bug here
-                run.dead = True
-                reporter.message(f"{run.host.name}: unexpected {type(exc).__name__}: {exc}")
-                self._settle(batch, trial, todo, f"unexpected {type(exc).__name__}: {exc}")
+                self._drop(slot.run, reporter, exc)
+                continue
+            self._pause = POLL_SECONDS[0]
+            return handle
+        raise RemoteError("no remote left to run it (all failed)")
 
-    @staticmethod
-    def _settle(batch: Batch, trial: Trial, todo: queue.Queue[Trial], reason: str) -> None:
-        """After a host failed: hand a trial it never started to another host, else mark it lost."""
-        status = batch.project.store.get(trial.id).status
-        if status == "queued":
-            todo.put(trial)
-        elif status == "running":
-            lifecycle.finalize(batch.project, batch.config, trial.id, exit_code=None,
-                               duration=run_seconds(batch.project.store.get(trial.id)), lost=reason)
+    def _drop(self, run: HostRun, reporter: Reporter, exc: Exception) -> None:
+        if not run.dead:
+            run.dead = True
+            reporter.message(f"{run.host.name}: dropped from this run: {exc}")
+        self.free = [s for s in self.free if s.run is not run]
 
-    def _run_trial(self, batch: Batch, run: HostRun, trial: Trial, gpu: int | None, reporter: Reporter) -> None:
-        project, config = batch.project, batch.config
+    def _start(self, job: Job, slot: _Slot) -> dict[str, Any]:
+        trial, run = job.trial, slot.run
         remote_dir = run.ws.trial_dir(trial.id)
-        launch = build(trial, config, PurePosixPath(remote_dir), PurePosixPath(run.code_dir))
+        launch = build(trial, job.config, PurePosixPath(remote_dir), PurePosixPath(run.code_dir))
         argv = list(launch.argv)
         if PurePosixPath(argv[0]).name.startswith("python"):
             argv[0] = run.env.python
         env = {**launch.env, **run.host.config.env, "VIRTUAL_ENV": run.env.path}
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
         spec = {"argv": argv, "env": env, "cwd": run.code_dir, "trial_dir": remote_dir,
-                "path_prefix": f"{run.env.path}/bin"}
+                "path_prefix": f"{run.env.path}/bin", "timeout": launch.timeout, "grace": job.grace}
         files = {"spec.json": json.dumps(spec)}
         if launch.params_file:
             files[launch.params_file[0]] = launch.params_file[1]
@@ -214,132 +207,123 @@ class SSHExecutor(BaseExecutor):
                         fh.write(content)
         finally:
             sftp.close()
-        remote = {"host": run.host.name, "dir": remote_dir, "code_dir": run.code_dir, "gpu": gpu}
-        if not lifecycle.start(project.store, trial, host=run.host.name, extra={"remote": remote}):
-            return
         answer = run.ws.call("start", f"{remote_dir}/spec.json")
         if answer.get("error"):
             raise RemoteError(f"{run.host.name}: could not start trial {trial.id}: {answer['error']}")
-        project.store.update(trial.id, pid=answer.get("pid"))
-        reporter.started(project.store.get(trial.id))
-        reporter.finished(watch(project, config, trial.id, run.ws, reporter, batch.cancel))
+        handle = {"host": run.host.name, "dir": remote_dir, "code_dir": run.code_dir, "gpu": slot.gpu,
+                  "detached": True}
+        self.watches[trial.id] = _Watch(run.ws, _Tail(self.project, trial.id, run.host, remote_dir),
+                                        pid=answer.get("pid"), slot=slot)
+        return handle
 
+    def _watch(self, trial: Trial) -> _Watch:
+        """The watch of a trial this executor started, or a new one from its handle (re-attach, stop)."""
+        watch = self.watches.get(trial.id)
+        if watch is None:
+            name = trial.handle["host"]
+            ws = self._workspaces.get(name)
+            if ws is None:
+                ws = self._workspaces[name] = workspace(self.project, hosts.resolve(self.project, name))
+            watch = self.watches[trial.id] = _Watch(ws, _Tail(self.project, trial.id, ws.host, trial.handle["dir"]),
+                                                    pid=trial.pid)
+        return watch
 
-def run_seconds(trial: Trial) -> float | None:
-    """Seconds since the trial started (None if it never did)."""
-    if not trial.started:
-        return None
-    started = datetime.fromisoformat(trial.started.replace("Z", "+00:00"))
-    return round((datetime.now(timezone.utc) - started).total_seconds(), 3)
+    def poll(self, trial: Trial) -> Poll:
+        """A few SFTP reads (new log bytes, the exit record); the runner is asked whether the
+        process lives every ``LIVENESS_SECONDS``; contact lost for ``RECONNECT_SECONDS`` is ``gone``."""
+        watch = self._watch(trial)
+        host = watch.ws.host
+        try:
+            if watch.sftp is None:
+                watch.sftp = watch.ws.conn.sftp()
+            record = watch.tail.pull(watch.sftp)
+            state: dict[str, Any] = {"exit": record, "alive": True, "heartbeat_age": 0.0}
+            if record is None and time.monotonic() >= watch.next_check:
+                state = watch.ws.call("status", trial.handle["dir"], timeout=60)
+                watch.next_check = time.monotonic() + LIVENESS_SECONDS
+            watch.lost_since = None
+        except RemoteError as exc:
+            watch.sftp = None
+            watch.lost_since = watch.lost_since or time.monotonic()
+            if time.monotonic() - watch.lost_since > RECONNECT_SECONDS:
+                watch.unreachable = True
+                if watch.slot:
+                    watch.slot.run.dead = True
+                    self.free = [s for s in self.free if s.run is not watch.slot.run]
+                return Poll("gone", pid=watch.pid, detail=f"lost contact with {host.name}: {exc}; if the host "
+                                                          "comes back, 'tracker remote attach' collects the result")
+            with contextlib.suppress(RemoteError):
+                connection.drop(host)
+                watch.ws.conn = connection.connect(host)
+            return Poll("running", pid=watch.pid)
+        record = state.get("exit")
+        if record:
+            return Poll("exited", exit_code=record.get("exit_code"), reason=record.get("reason") or None,
+                        pid=watch.pid, duration=record.get("duration"))
+        age = state.get("heartbeat_age")
+        if not state.get("alive") and (age is None or age > STALE_SECONDS):
+            return Poll("gone", pid=watch.pid, detail=f"the remote process on {host.name} died without an exit code")
+        return Poll("running", pid=watch.pid)
+
+    def stop(self, trial: Trial, grace: float) -> None:
+        """Ask the trial's runner on its host to stop it (TERM, KILL after ``grace``, descendants too)."""
+        self._watch(trial).ws.call("stop", trial.handle["dir"], str(grace))
+
+    def collect(self, trial: Trial) -> None:
+        """Copy the trial's remote directory back (only what changed); nothing from a host out of reach."""
+        watch = self._watch(trial)
+        if not watch.unreachable:
+            sync.pull_dir(watch.ws, trial.handle["dir"], self.project.paths.trial_dir(trial.id))
+
+    def release(self, trial: Trial) -> None:
+        watch = self.watches.pop(trial.id, None)
+        if watch is None:
+            return
+        if watch.sftp is not None:
+            with contextlib.suppress(Exception):
+                watch.sftp.close()
+        if watch.slot and not watch.slot.run.dead:
+            self.free.append(watch.slot)
+
+    def wait(self, timeout: float) -> None:
+        """Poll quickly after a start (0.1 s), then back off to 0.5 s."""
+        time.sleep(min(timeout, self._pause))
+        self._pause = min(self._pause * 2, POLL_SECONDS[1])
 
 
 class _Tail:
-    """Appends new bytes of the remote logs to the local ones, line by line to the reporter."""
+    """Appends new bytes of the remote logs and metrics to the local ones."""
 
-    def __init__(self, project: Project, trial: Trial, host: hosts.RemoteHost, remote_dir: str,
-                 reporter: Reporter) -> None:
-        self.local = project.paths.trial_dir(trial.id)
+    def __init__(self, project: Project, trial_id: str, host: hosts.RemoteHost, remote_dir: str) -> None:
+        self.local = project.paths.trial_dir(trial_id)
         self.host = host
         self.local.mkdir(parents=True, exist_ok=True)
-        self.trial = trial
         self.remote_dir = remote_dir
-        self.reporter = reporter
-        self.partial = {"stdout": "", "stderr": ""}
 
-    def pull(self, sftp: Any) -> int | None:
-        """Fetch what the remote logs gained since the last call; return the exit code once written.
+    def pull(self, sftp: Any) -> dict[str, Any] | None:
+        """Fetch what the remote logs gained since the last call; return the exit record once written.
 
         RemoteError if the link fails.
         """
         with connection.translated(self.host, "reading the trial's logs"):
-            self._pull(sftp)
+            for name in (outputs.STDOUT, outputs.STDERR, METRICS_FILE):
+                self._pull(sftp, name)
             try:
-                with sftp.open(f"{self.remote_dir}/exit_code", "rb") as fh:
-                    return int(fh.read().strip())
+                with sftp.open(f"{self.remote_dir}/exit.json", "rb") as fh:
+                    text = fh.read().strip()
+                return json.loads(text) if text else None
             except (FileNotFoundError, ValueError):  # still running
                 return None
 
-    def _pull(self, sftp: Any) -> None:
-        for stream, name in (("stdout", outputs.STDOUT), ("stderr", outputs.STDERR)):
-            local = self.local / name
-            offset = local.stat().st_size if local.exists() else 0
-            try:
-                with sftp.open(f"{self.remote_dir}/{name}", "rb") as fh:
-                    fh.seek(offset)
-                    data = fh.read()
-            except FileNotFoundError:
-                continue
-            if not data:
-                continue
+    def _pull(self, sftp: Any, name: str) -> None:
+        local = self.local / name
+        offset = local.stat().st_size if local.exists() else 0
+        try:
+            with sftp.open(f"{self.remote_dir}/{name}", "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        if data:
             with open(local, "ab") as out:
                 out.write(data)
-            text = self.partial[stream] + data.decode(errors="replace")
-            *lines, self.partial[stream] = text.split("\n")
-            for line in lines:
-                self.reporter.output(self.trial, stream, line)
-
-
-def watch(project: Project, config: ExperimentConfig, trial_id: str, ws: Workspace, reporter: Reporter,
-          cancel: threading.Event | None = None, *, check_now: bool = False) -> Trial:
-    """Follow a remote trial until it ends; pull its directory back and finalize it.
-
-    Each poll is a few SFTP reads (new log bytes, the exit code file); the runner is
-    asked about the process itself every ``LIVENESS_SECONDS`` (and first at once with
-    ``check_now``, when re-attaching).
-    """
-    store = project.store
-    trial = store.get(trial_id)
-    remote_dir = trial.extra["remote"]["dir"]
-    tail = _Tail(project, trial, ws.host, remote_dir, reporter)
-    sftp = None
-    stopping = False
-    lost_since: float | None = None
-    pause = POLL_SECONDS[0]
-    next_check = 0.0 if check_now else time.monotonic() + LIVENESS_SECONDS
-    while True:
-        try:
-            if sftp is None:
-                sftp = ws.conn.sftp()
-            code = tail.pull(sftp)
-            state: dict[str, Any] = {"exit_code": code, "alive": True, "heartbeat_age": 0.0}
-            if code is None and time.monotonic() >= next_check:
-                state = ws.call("status", remote_dir, timeout=60)
-                next_check = time.monotonic() + LIVENESS_SECONDS
-            lost_since = None
-        except RemoteError as exc:
-            sftp = None
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > RECONNECT_SECONDS:
-                return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=run_seconds(trial),
-                                          lost=f"lost contact with {ws.host.name}: {exc}; if the host comes "
-                                               f"back, 'tracker remote attach' collects the result")
-            time.sleep(2)
-            try:
-                connection.drop(ws.host)
-                ws.conn = connection.connect(ws.host)
-            except RemoteError:
-                pass
-            continue
-        if state.get("exit_code") is not None:
-            break
-        age = state.get("heartbeat_age")
-        if not state.get("alive") and (age is None or age > STALE_SECONDS):
-            pull_quietly(ws, remote_dir, project, trial_id)
-            return lifecycle.finalize(project, config, trial_id, exit_code=None, duration=run_seconds(trial),
-                                      lost=f"the remote process on {ws.host.name} died without an exit code")
-        if cancel is not None and cancel.is_set() and not stopping:
-            stopping = True
-            ws.call("stop", remote_dir)
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_SECONDS[1])
-    if sftp is not None:
-        sftp.close()
-    sync.pull_dir(ws, remote_dir, project.paths.trial_dir(trial_id))
-    return lifecycle.finalize(project, config, trial_id, exit_code=int(state["exit_code"]),
-                              duration=run_seconds(trial), cancelled=stopping)
-
-
-def pull_quietly(ws: Workspace, remote_dir: str, project: Project, trial_id: str) -> None:
-    """Copy what is left of a trial's remote directory back, if the host answers."""
-    with contextlib.suppress(RemoteError):
-        sync.pull_dir(ws, remote_dir, project.paths.trial_dir(trial_id))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import RemoteError
-from tracker.execution.outputs import sha256_file
+from tracker.hashing import sha256_file
 from tracker.remote.connection import translated
 from tracker.remote.hosts import RemoteHost
 from tracker.remote.workspace import Workspace

@@ -23,7 +23,7 @@ from tracker.errors import RemoteError
 from tracker.remote.connection import Connection
 from tracker.remote.hosts import RemoteHost
 
-RUNNER_SOURCE = Path(__file__).with_name("runner.py")
+RUNNER_SOURCE = Path(__file__).parent.parent / "execution" / "runner.py"
 ENV_FILES = ("requirements.txt", "requirements.lock", "pyproject.toml", "setup.py", "setup.cfg")
 READY = ".tracker-ready"
 

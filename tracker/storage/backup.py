@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tracker.errors import NotFoundError, StorageError, UsageError
-from tracker.execution.outputs import sha256_file
+from tracker.hashing import HashCache, sha256_file
 from tracker.project import Project
 from tracker.storage.base import BaseStorage
 from tracker.storage.registry import open_target
@@ -136,11 +136,11 @@ def _listing(project: Project, trial: Trial, include: list[str] | None) -> list[
 
 
 class _Hasher:
-    """sha256 of files, cached in the store by path, size and mtime (unchanged files are not re-read)."""
+    """sha256 of files, cached on this machine by path, size and mtime (unchanged files are not re-read)."""
 
     def __init__(self, project: Project, paths: list[Path]) -> None:
-        self.store = project.store
-        self.cache = self.store.cached_hashes([str(p) for p in paths])
+        self.hashes = HashCache(project.paths.hash_cache)
+        self.cache = self.hashes.lookup([str(p) for p in paths])
         self.fresh: list[tuple[str, int, int, str]] = []
         self.lock = threading.Lock()
 
@@ -156,7 +156,7 @@ class _Hasher:
 
     def save(self) -> None:
         if self.fresh:
-            self.store.cache_hashes(self.fresh)
+            self.hashes.remember(self.fresh)
             self.fresh = []
 
 

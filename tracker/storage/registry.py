@@ -7,11 +7,11 @@ group (``mystore = "mypkg.storage:MyStorage"``); the class subclasses
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from tracker.config import validate_data
-from tracker.errors import NotFoundError, StorageError, UsageError
+from tracker.errors import NotFoundError, StorageError
+from tracker.plugins import Registry
 from tracker.storage.base import BaseStorage
 
 BUILTIN: dict[str, str] = {
@@ -22,52 +22,23 @@ BUILTIN: dict[str, str] = {
     "gcs": "tracker.storage.gcs:GCSStorage",
     "b2": "tracker.storage.b2:B2Storage",
 }
-_registry: dict[str, str | type[BaseStorage]] = dict(BUILTIN)
-_entry_points_loaded = False
 ENTRY_POINT_GROUP = "tracker.storage"
+_registry: Registry[BaseStorage] = Registry("storage type", BaseStorage, ENTRY_POINT_GROUP, BUILTIN, StorageError)
 
 
 def register(name: str, backend: str | type[BaseStorage], *, replace: bool = False) -> None:
     """Register a backend class (or "module:Class" path) under a type name."""
-    _load_entry_points()
-    if name in _registry and not replace:
-        raise UsageError(f"storage type {name!r} is already registered", hint="pass replace=True to override it")
-    _registry[name] = backend
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _registry.setdefault(ep.name, ep.value)
+    _registry.register(name, backend, replace=replace)
 
 
 def types() -> list[str]:
     """Every known storage type."""
-    _load_entry_points()
-    return sorted(_registry)
+    return _registry.names()
 
 
 def backend_class(kind: str) -> type[BaseStorage]:
     """The class for a storage type (imported on first use)."""
-    _load_entry_points()
-    target = _registry.get(kind)
-    if target is None:
-        raise UsageError(f"unknown storage type {kind!r}", hint=f"one of: {', '.join(types())}")
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        try:
-            target = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise StorageError(f"storage type {kind!r} cannot be loaded from {module}: {exc}") from exc
-        if not (isinstance(target, type) and issubclass(target, BaseStorage)):
-            raise StorageError(f"storage type {kind!r} ({module}:{attr}) is not a BaseStorage subclass")
-        _registry[kind] = target
-    return target
+    return _registry.get(kind)
 
 
 def validate_options(kind: str, options: dict[str, Any], where: str, lines: dict[Any, int] | None = None) -> Any:

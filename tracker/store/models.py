@@ -1,13 +1,41 @@
-"""Records the store returns: frozen dataclasses, rendered at the CLI edge."""
+"""Records the store returns (frozen dataclasses, rendered at the CLI edge) and the status rules.
+
+The transition table is the one source of truth for how a trial's status may
+change; every store enforces it (compare-and-set on the expected status)::
+
+    queued ──▶ running ──▶ completed | failed | cancelled | lost | pruned
+      │                                  │          │        │       │
+      ├──▶ cancelled  (never started)    └──────────┴────────┴───────┴──▶ queued  (trials reset)
+      └──▶ failed     (its executor could not start it)
+    lost ──▶ running  (re-attached: the remote process was alive after all)
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("queued", "running", "completed", "failed", "lost", "cancelled")
-FINISHED = frozenset({"completed", "failed", "lost", "cancelled"})
+STATUSES = ("queued", "running", "completed", "failed", "lost", "cancelled", "pruned")
+FINISHED = frozenset({"completed", "failed", "lost", "cancelled", "pruned"})
+ACTIVE = frozenset({"queued", "running"})
+# what 'trials reset' takes by default; pruned trials only when asked for by id or --status pruned
 RESETTABLE = frozenset({"failed", "lost", "cancelled"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "cancelled", "failed"}),
+    "running": frozenset({"completed", "failed", "cancelled", "lost", "pruned"}),
+    "lost": frozenset({"queued", "running"}),
+    "failed": frozenset({"queued"}),
+    "cancelled": frozenset({"queued"}),
+    "pruned": frozenset({"queued"}),
+    "completed": frozenset(),
+}
+
+
+def sources(status: str) -> frozenset[str]:
+    """The statuses a trial may move to ``status`` from."""
+    if status not in TRANSITIONS:
+        raise ValueError(f"unknown status {status!r}")
+    return frozenset(s for s, targets in TRANSITIONS.items() if status in targets)
 
 
 @dataclass(frozen=True)
@@ -22,6 +50,7 @@ class Trial:
     created: str
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    step: int | None = None  # the latest step a metric was logged at
     command: list[str] = field(default_factory=list)
     phase: str = "train"
     commit: str | None = None
@@ -30,11 +59,15 @@ class Trial:
     snapshot: str | None = None
     host: str | None = None
     executor: str = "local"
+    handle: dict[str, Any] = field(default_factory=dict)  # where the executor runs it (pid, remote dir...)
+    owner: dict[str, Any] = field(default_factory=dict)  # the process that drives it (host, pid, start)
     pid: int | None = None
     env_id: str | None = None
     started: str | None = None
     finished: str | None = None
-    heartbeat: str | None = None
+    heartbeat: float | None = None  # epoch seconds of the owner's last renewal
+    lease: float | None = None  # seconds a heartbeat stays valid
+    stop_requested: str | None = None  # why a stop was asked for (cancelled, pruned at step N...)
     duration: float | None = None
     exit_code: int | None = None
     error: str | None = None
@@ -49,6 +82,7 @@ class Trial:
             "seed": self.seed,
             "params": self.params,
             "metrics": self.metrics,
+            "step": self.step,
             "commit": self.commit,
             "dirty": self.dirty,
             "host": self.host,

@@ -114,9 +114,36 @@ def _m0002_file_hashes(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0003_lifecycle(conn: sqlite3.Connection) -> None:
+    """Live lifecycle: executor handle, owner, heartbeat + lease, stop requests, latest step.
+
+    The heartbeat becomes epoch seconds (``beat``) so expiry is one comparison; remote
+    handles move out of ``extra``; running trials of an older tracker get a lease from now,
+    so nothing stays running forever. The file-hash cache is machine-local and leaves
+    the store (it moves to .tracker/hashes.db).
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE trials ADD COLUMN step INTEGER;
+        ALTER TABLE trials ADD COLUMN handle TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE trials ADD COLUMN owner TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE trials ADD COLUMN beat REAL;
+        ALTER TABLE trials ADD COLUMN lease REAL;
+        ALTER TABLE trials ADD COLUMN stop_requested TEXT;
+        UPDATE trials SET handle = json_extract(extra, '$.remote'), extra = json_remove(extra, '$.remote')
+            WHERE json_type(extra, '$.remote') = 'object';
+        UPDATE trials SET beat = CAST(strftime('%s', 'now') AS REAL), lease = 60 WHERE status = 'running';
+        ALTER TABLE trials DROP COLUMN heartbeat;
+        DROP TABLE IF EXISTS file_hashes
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_file_hashes", _m0002_file_hashes),
+    ("0003_lifecycle", _m0003_lifecycle),
 ]
 
 

@@ -1,33 +1,42 @@
 """The embedded trial store: SQLite in WAL mode, safe across threads and processes.
 
 All writes go through short ``BEGIN IMMEDIATE`` transactions, so a killed
-process never leaves half a trial behind. JSON columns hold params and the last
-value of every metric so listing 100k trials is one query with no joins.
+process never leaves half a trial behind, and a compare-and-set inside the
+transaction makes concurrent status changes safe. JSON columns hold params and
+the last value of every metric so listing 100k trials is one query with no joins.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import NotFoundError, StoreError, UsageError
-from tracker.store.models import STATUSES, Event, MetricPoint, Trial
+from tracker.store.base import BaseStore
+from tracker.store.models import Event, MetricPoint, Trial, sources
 from tracker.store.schema import migrate
 
 _COLUMNS = (
-    "id", "run_id", "experiment", "status", "seed", "params", "metrics", "command", "phase",
-    "commit_sha", "branch", "dirty", "snapshot", "host", "executor", "pid", "env_id", "created",
-    "started", "finished", "heartbeat", "duration", "exit_code", "error", "extra",
+    "id", "run_id", "experiment", "status", "seed", "params", "metrics", "step", "command", "phase",
+    "commit_sha", "branch", "dirty", "snapshot", "host", "executor", "handle", "owner", "pid", "env_id",
+    "created", "started", "finished", "beat", "lease", "stop_requested", "duration", "exit_code", "error",
+    "extra",
 )
-_JSON = {"params", "metrics", "command", "extra"}
-_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics"}
+_JSON = {"params", "metrics", "command", "handle", "owner", "extra"}
+_FIELDS = {"commit": "commit_sha", "heartbeat": "beat"}  # Trial field -> column, where they differ
+# columns update() may set; status goes through transition()/finalize(), extra through merge_extra()
+_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics", "status", "extra"}
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM trials"
+_ATTRS = [next((f for f, c in _FIELDS.items() if c == col), col) for col in _COLUMNS]
 
 
 def now() -> str:
@@ -36,26 +45,17 @@ def now() -> str:
 
 
 def _row_to_trial(row: Sequence[Any]) -> Trial:
-    d = dict(zip(_COLUMNS, row, strict=False))
-    return Trial(
-        id=d["id"], run_id=d["run_id"], experiment=d["experiment"], status=d["status"],
-        seed=d["seed"], params=json.loads(d["params"]), metrics=json.loads(d["metrics"]),
-        command=json.loads(d["command"]), phase=d["phase"], commit=d["commit_sha"],
-        branch=d["branch"], dirty=bool(d["dirty"]), snapshot=d["snapshot"], host=d["host"],
-        executor=d["executor"], pid=d["pid"], env_id=d["env_id"], created=d["created"],
-        started=d["started"], finished=d["finished"], heartbeat=d["heartbeat"],
-        duration=d["duration"], exit_code=d["exit_code"], error=d["error"],
-        extra=json.loads(d["extra"]),
-    )
+    d = {attr: (json.loads(v) if col in _JSON else v) for attr, col, v in zip(_ATTRS, _COLUMNS, row, strict=True)}
+    d["dirty"] = bool(d["dirty"])
+    return Trial(**d)
 
 
 def _trial_row(t: Trial) -> tuple[Any, ...]:
-    return (
-        t.id, t.run_id, t.experiment, t.status, t.seed, json.dumps(t.params),
-        json.dumps(t.metrics), json.dumps(t.command), t.phase, t.commit, t.branch, int(t.dirty),
-        t.snapshot, t.host, t.executor, t.pid, t.env_id, t.created, t.started, t.finished,
-        t.heartbeat, t.duration, t.exit_code, t.error, json.dumps(t.extra),
-    )
+    values = []
+    for attr, col in zip(_ATTRS, _COLUMNS, strict=True):
+        v = getattr(t, attr)
+        values.append(json.dumps(v) if col in _JSON else int(v) if col == "dirty" else v)
+    return tuple(values)
 
 
 def param_key(value: Any) -> str:
@@ -63,12 +63,12 @@ def param_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-class Store:
-    """Trials, metrics, experiments and environments in one SQLite file.
+class SQLiteStore(BaseStore):
+    """Trials, metrics, experiments and environments in one SQLite file (``sqlite:///path``).
 
     Example::
 
-        store = Store.open(Path(".tracker/tracker.db"))
+        store = SQLiteStore.open(Path(".tracker/tracker.db"))
         for trial in store.list_trials(experiment="baseline"):
             print(trial.id, trial.status, trial.metrics)
     """
@@ -77,9 +77,21 @@ class Store:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
+        self.url = f"sqlite:///{path}" if path else "sqlite:///:memory:"
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative/or/absolute/path.db`` or ``sqlite:///:memory:``."""
+        rest = url.split("://", 1)[1] if "://" in url else url
+        rest = rest[1:] if rest.startswith("/") and not rest.startswith("//") else rest
+        if rest in ("", ":memory:"):
+            return cls.memory()
+        if rest.startswith("//"):  # sqlite:////abs/path
+            rest = rest[1:]
+        return cls.open(Path(rest))
+
+    @classmethod
+    def open(cls, path: Path) -> SQLiteStore:
         """Open (creating and migrating as needed) the store at ``path``."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,13 +101,13 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
             migrate(conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store {path}: {exc}",
                              hint="check the file is a tracker store and the disk is writable") from exc
         return cls(conn, path)
 
     @classmethod
-    def memory(cls) -> Store:
+    def memory(cls) -> SQLiteStore:
         """A throw-away in-memory store (for tests of the layers above)."""
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA foreign_keys=ON")
@@ -105,6 +117,10 @@ class Store:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def migrations(self) -> list[str]:
+        """Names of the applied schema migrations, in order."""
+        return [r[0] for r in self._query("SELECT name FROM schema_migrations ORDER BY name")]
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -116,6 +132,10 @@ class Store:
                 raise StoreError(f"the store is locked or unwritable: {exc}") from exc
             try:
                 yield self._conn
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(f"could not save to the store: {exc}",
+                                 hint="check the disk has space and the store is writable") from exc
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -123,7 +143,10 @@ class Store:
                 try:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    raise StoreError(f"could not save to the store: {exc}") from exc
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise StoreError(f"could not save to the store: {exc}",
+                                     hint="check the disk has space and the store is writable") from exc
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -155,7 +178,7 @@ class Store:
         rows = self._query("SELECT data FROM environments WHERE id = ?", (env_id,))
         return json.loads(rows[0][0]) if rows else None
 
-    # ------------------------------------------------------------------ trials
+    # ------------------------------------------------------------------ writing trials
 
     def add_trials(self, trials: Iterable[Trial]) -> None:
         """Insert new trials (and their params) in one transaction."""
@@ -175,46 +198,199 @@ class Store:
             )
 
     def update(self, trial_id: str, *, event: str | None = None, **fields: Any) -> None:
-        """Set columns of a trial; ``status`` changes are logged as events."""
+        """Set non-status columns of a trial (only those named)."""
         with self.transaction() as c:
-            if not self._update(c, trial_id, event, fields):
+            if not self._set(c, trial_id, fields) and fields:
                 raise NotFoundError(f"no trial {trial_id}")
+            if event:
+                self._event(c, trial_id, "note", event)
 
-    def transition(self, trial_id: str, expected: Iterable[str], *, event: str | None = None,
-                   **fields: Any) -> bool:
-        """Update a trial only if its status is in ``expected`` (atomically); return whether it did."""
-        expected = tuple(expected)
+    def merge_extra(self, trial_id: str, values: dict[str, Any]) -> None:
+        """Merge keys into ``extra`` atomically (JSON merge patch: a None value removes its key)."""
         with self.transaction() as c:
-            row = c.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
-            if row is None or row[0] not in expected:
-                return False
-            return self._update(c, trial_id, event, fields)
+            c.execute("UPDATE trials SET extra = json_patch(extra, ?) WHERE id = ?",
+                      (json.dumps(values), trial_id))
+
+    def transition(self, trial_id: str, status: str, *, expected: Iterable[str] | None = None,
+                   event: str | None = None, **fields: Any) -> bool:
+        """Move a trial to ``status`` if the transition table (and ``expected``) allow it."""
+        with self.transaction() as c:
+            return self._transition(c, trial_id, status, expected, event, fields)
+
+    def _transition(self, c: sqlite3.Connection, trial_id: str, status: str, expected: Iterable[str] | None,
+                    event: str | None, fields: dict[str, Any]) -> bool:
+        allowed = sources(status)
+        if expected is not None:
+            allowed = allowed & set(expected)
+        if not allowed:
+            raise ValueError(f"no trial may become {status!r} from {sorted(expected or [])}")
+        marks = ", ".join("?" * len(allowed))
+        if status == "running":  # a new owner starts afresh: no stale stop request
+            fields = {"stop_requested": None, **fields}
+        cur = c.execute(f"UPDATE trials SET status = ? WHERE id = ? AND status IN ({marks})",
+                        (status, trial_id, *sorted(allowed)))
+        if cur.rowcount == 0:
+            return False
+        self._set(c, trial_id, fields)
+        self._event(c, trial_id, "status", f"{status}: {event}" if event else status)
+        return True
 
     @staticmethod
-    def _update(c: sqlite3.Connection, trial_id: str, event: str | None, fields: dict[str, Any]) -> bool:
-        bad = set(fields) - _UPDATABLE - {"commit"}
+    def _set(c: sqlite3.Connection, trial_id: str, fields: dict[str, Any]) -> bool:
+        columns = {_FIELDS.get(k, k): v for k, v in fields.items()}
+        bad = set(columns) - _UPDATABLE
         if bad:
             raise ValueError(f"cannot update {sorted(bad)}")
-        if "commit" in fields:
-            fields["commit_sha"] = fields.pop("commit")
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"unknown status {fields['status']!r}")
-        if not fields and not event:
+        if not columns:
             return True
-        if fields:
-            values = [json.dumps(v) if k in _JSON else (int(v) if k == "dirty" else v)
-                      for k, v in fields.items()]
-            cur = c.execute(
-                f"UPDATE trials SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
-                (*values, trial_id),
-            )
-            if cur.rowcount == 0:
+        values = [json.dumps(v) if k in _JSON else (int(v) if k == "dirty" else v) for k, v in columns.items()]
+        cur = c.execute(f"UPDATE trials SET {', '.join(f'{k} = ?' for k in columns)} WHERE id = ?",
+                        (*values, trial_id))
+        return cur.rowcount > 0
+
+    @staticmethod
+    def _event(c: sqlite3.Connection, trial_id: str, kind: str, message: str) -> None:
+        c.execute("INSERT INTO events (trial_id, ts, kind, message) VALUES (?, ?, ?, ?)",
+                  (trial_id, now(), kind, message))
+
+    def finalize(self, trial_id: str, status: str, *, metrics: Iterable[MetricPoint] = (),
+                 replace_metrics: bool = False, artifacts: Iterable[tuple[str, int, str]] | None = None,
+                 extra: dict[str, Any] | None = None, **fields: Any) -> bool:
+        """End a running trial in one transaction: status, last metrics, artifacts, extra, fields."""
+        points = list(metrics)
+        with self.transaction() as c:
+            if not self._transition(c, trial_id, status, ["running"], None, {"beat": None, **fields}):
                 return False
-        if "status" in fields or event:
-            c.execute("INSERT INTO events (trial_id, ts, kind, message) VALUES (?, ?, ?, ?)",
-                      (trial_id, now(), "status" if "status" in fields else "note",
-                       event or fields["status"]))
+            self._append(c, trial_id, points, replace_metrics)
+            if artifacts is not None:
+                c.execute("DELETE FROM artifacts WHERE trial_id = ?", (trial_id,))
+                c.executemany("INSERT INTO artifacts (trial_id, path, size, sha256) VALUES (?, ?, ?, ?)",
+                              [(trial_id, *f) for f in artifacts])
+            if extra:
+                c.execute("UPDATE trials SET extra = json_patch(extra, ?) WHERE id = ?",
+                          (json.dumps(extra), trial_id))
         return True
+
+    def request_stop(self, trial_id: str, reason: str) -> bool:
+        """Record a stop request on a running trial (the first reason wins)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            if row is None or row[0] != "running":
+                return False
+            c.execute("UPDATE trials SET stop_requested = COALESCE(stop_requested, ?) WHERE id = ?",
+                      (reason, trial_id))
+            self._event(c, trial_id, "note", f"stop requested: {reason}")
+        return True
+
+    def heartbeat(self, trial_ids: Sequence[str], *, at: float | None = None) -> int:
+        """Renew the heartbeat of queued/running trials (one statement per 500 ids)."""
+        at = time.time() if at is None else at
+        n = 0
+        with self.transaction() as c:
+            for start in range(0, len(trial_ids), 500):
+                chunk = list(trial_ids[start:start + 500])
+                n += c.execute(f"UPDATE trials SET beat = ? WHERE id IN ({', '.join('?' * len(chunk))}) "
+                               "AND status IN ('queued', 'running')", (at, *chunk)).rowcount
+        return n
+
+    def expire(self, *, at: float | None = None, ids: Sequence[str] | None = None,
+               reason: str | None = None) -> tuple[list[str], list[str]]:
+        """Trials whose heartbeat is older than their lease: running -> lost, queued -> cancelled.
+
+        ``ids`` limits the candidates; ``at=math.inf`` expires them whatever their heartbeat
+        (the caller proved their owner dead). Only rows change: no process is signalled.
+        """
+        at = time.time() if at is None else at
+        where = "status IN ('queued', 'running') AND beat IS NOT NULL AND beat + COALESCE(lease, 60) < ?"
+        args: list[Any] = [at if math.isfinite(at) else 1e300]
+        if ids is not None:
+            if not ids:
+                return [], []
+            where += f" AND id IN ({', '.join('?' * len(ids))})"
+            args += list(ids)
+        if not self._query(f"SELECT 1 FROM trials WHERE {where} LIMIT 1", args):
+            return [], []  # the common case: a read command pays one indexed query, no write
+        lost: list[str] = []
+        cancelled: list[str] = []
+        stamp = now()
+        with self.transaction() as c:
+            for trial_id, status, lease in c.execute(f"SELECT id, status, lease FROM trials WHERE {where}",
+                                                     args).fetchall():
+                if status == "running":
+                    why = reason or (f"no heartbeat for over {lease or 60:g} s (its lease): the process "
+                                     "running it died or lost contact")
+                    self._transition(c, trial_id, "lost", ["running"], None,
+                                     {"finished": stamp, "beat": None,
+                                      "error": f"{why}; reset it with 'tracker trials reset'"})
+                    lost.append(trial_id)
+                else:
+                    self._transition(c, trial_id, "cancelled", ["queued"], None,
+                                     {"finished": stamp, "beat": None,
+                                      "error": "never started: the run was killed"})
+                    cancelled.append(trial_id)
+        return lost, cancelled
+
+    def append_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
+        """Store metric points and refresh the trial's last values and latest step."""
+        points = list(points)
+        if not points and not replace:
+            return
+        with self.transaction() as c:
+            self._append(c, trial_id, points, replace)
+
+    @staticmethod
+    def _append(c: sqlite3.Connection, trial_id: str, points: list[MetricPoint], replace: bool) -> None:
+        if replace:
+            c.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+        elif not points:
+            return
+        c.executemany(
+            "INSERT INTO metrics (trial_id, name, step, value, phase, ts) VALUES (?, ?, ?, ?, ?, ?)",
+            [(trial_id, p.name, p.step, p.value, p.phase, p.ts) for p in points],
+        )
+        row = c.execute("SELECT metrics, step FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        last = {} if replace or row is None else json.loads(row[0])
+        step = None if replace or row is None else row[1]
+        for p in points:
+            last[p.name] = p.value
+            if p.step is not None:
+                step = p.step
+        c.execute("UPDATE trials SET metrics = ?, step = ? WHERE id = ?", (json.dumps(last), step, trial_id))
+
+    def add_event(self, trial_id: str, kind: str, message: str) -> None:
+        """Log something that happened to a trial."""
+        with self.transaction() as c:
+            self._event(c, trial_id, kind, message)
+
+    def delete(self, trial_ids: Sequence[str]) -> int:
+        """Delete trials (with their params, metrics, artifacts and events)."""
+        with self.transaction() as c:
+            n = 0
+            for tid in trial_ids:
+                n += c.execute("DELETE FROM trials WHERE id = ?", (tid,)).rowcount
+        return n
+
+    def import_trial(self, trial: Trial, metrics: Iterable[MetricPoint],
+                     artifacts: Iterable[tuple[str, int, str]] = ()) -> None:
+        """Insert a trial record brought back from elsewhere (a restore), replacing any copy.
+
+        The record arrives as it was, but nothing here owns it: no heartbeat, no owner, no
+        handle, so no command ever expires it as lost or signals a process for it.
+        """
+        trial = replace(trial, owner={}, handle={}, heartbeat=None, pid=None, stop_requested=None)
+        points = list(metrics)
+        with self.transaction() as c:
+            c.execute("DELETE FROM trials WHERE id = ?", (trial.id,))
+            c.execute(f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                      _trial_row(trial))
+            c.executemany("INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)",
+                          [(trial.id, k, param_key(v)) for k, v in trial.params.items()])
+            self._append(c, trial.id, points, True)
+            c.executemany("INSERT INTO artifacts (trial_id, path, size, sha256) VALUES (?, ?, ?, ?)",
+                          [(trial.id, *f) for f in artifacts])
+            self._event(c, trial.id, "status", f"imported as {trial.status}")
+
+    # ------------------------------------------------------------------ reading (never writes)
 
     def get(self, ref: str) -> Trial:
         """A trial by id or unique id prefix."""
@@ -282,7 +458,7 @@ class Store:
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
         """The ``trials list --json`` array, built by SQLite (100k trials in ~0.25 s)."""
         columns = ("json_object('id', id, 'experiment', experiment, 'status', status, 'seed', seed, "
-                   "'params', json(params), 'metrics', json(metrics), 'commit', commit_sha, "
+                   "'params', json(params), 'metrics', json(metrics), 'step', step, 'commit', commit_sha, "
                    "'dirty', json(CASE WHEN dirty THEN 'true' ELSE 'false' END), 'host', host, "
                    "'started', started, 'finished', finished, 'duration', duration, "
                    "'exit_code', exit_code)")
@@ -331,32 +507,6 @@ class Store:
             out.setdefault(exp, {})[status] = n
         return out
 
-    def delete(self, trial_ids: Sequence[str]) -> int:
-        """Delete trials (with their params, metrics, artifacts and events)."""
-        with self.transaction() as c:
-            n = 0
-            for tid in trial_ids:
-                n += c.execute("DELETE FROM trials WHERE id = ?", (tid,)).rowcount
-        return n
-
-    # ------------------------------------------------------------------ metrics, artifacts, events
-
-    def add_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
-        """Store metric points and refresh the trial's last-value summary."""
-        points = list(points)
-        with self.transaction() as c:
-            if replace:
-                c.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
-            c.executemany(
-                "INSERT INTO metrics (trial_id, name, step, value, phase, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                [(trial_id, p.name, p.step, p.value, p.phase, p.ts) for p in points],
-            )
-            row = c.execute("SELECT metrics FROM trials WHERE id = ?", (trial_id,)).fetchone()
-            last = {} if replace or row is None else json.loads(row[0])
-            for p in points:
-                last[p.name] = p.value
-            c.execute("UPDATE trials SET metrics = ? WHERE id = ?", (json.dumps(last), trial_id))
-
     def metrics(self, trial_id: str, name: str | None = None) -> list[MetricPoint]:
         """Every logged point of a trial's metrics, in logging order."""
         sql = "SELECT name, value, step, phase, ts FROM metrics WHERE trial_id = ?"
@@ -366,51 +516,12 @@ class Store:
             args.append(name)
         return [MetricPoint(*r) for r in self._query(sql + " ORDER BY rowid", args)]
 
-    def set_artifacts(self, trial_id: str, files: Iterable[tuple[str, int, str]]) -> None:
-        """Replace a trial's artifact list with (path, size, sha256) rows."""
-        with self.transaction() as c:
-            c.execute("DELETE FROM artifacts WHERE trial_id = ?", (trial_id,))
-            c.executemany("INSERT INTO artifacts (trial_id, path, size, sha256) VALUES (?, ?, ?, ?)",
-                          [(trial_id, *f) for f in files])
-
     def artifacts(self, trial_id: str) -> list[tuple[str, int, str]]:
         """A trial's recorded output files as (path, size, sha256)."""
         return [tuple(r) for r in self._query(
             "SELECT path, size, sha256 FROM artifacts WHERE trial_id = ? ORDER BY path", (trial_id,))]
 
-    def cached_hashes(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str]]:
-        """{path: (size, mtime_ns, sha256)} of paths hashed before."""
-        out: dict[str, tuple[int, int, str]] = {}
-        for start in range(0, len(paths), 500):
-            chunk = list(paths[start:start + 500])
-            rows = self._query(f"SELECT path, size, mtime_ns, sha256 FROM file_hashes "
-                               f"WHERE path IN ({', '.join('?' * len(chunk))})", chunk)
-            out.update({r[0]: (r[1], r[2], r[3]) for r in rows})
-        return out
-
-    def cache_hashes(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
-        """Remember (path, size, mtime_ns, sha256) rows."""
-        with self.transaction() as c:
-            c.executemany("INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-                          list(rows))
-
-    def add_event(self, trial_id: str, kind: str, message: str) -> None:
-        """Log something that happened to a trial."""
-        with self.transaction() as c:
-            c.execute("INSERT INTO events (trial_id, ts, kind, message) VALUES (?, ?, ?, ?)",
-                      (trial_id, now(), kind, message))
-
     def events(self, trial_id: str) -> list[Event]:
         """A trial's history."""
         return [Event(*r) for r in self._query(
             "SELECT trial_id, ts, kind, message FROM events WHERE trial_id = ? ORDER BY id", (trial_id,))]
-
-    def import_trial(self, trial: Trial, metrics: Iterable[MetricPoint],
-                     artifacts: Iterable[tuple[str, int, str]] = ()) -> None:
-        """Insert a trial record brought back from elsewhere (a restore), replacing any copy."""
-        with self.transaction() as c:
-            c.execute("DELETE FROM trials WHERE id = ?", (trial.id,))
-        self.add_trials([trial])
-        self.add_metrics(trial.id, metrics)
-        self.set_artifacts(trial.id, artifacts)
-        self.update(trial.id, status=trial.status, event=f"imported as {trial.status}")

@@ -1,0 +1,313 @@
+"""The driver: one loop that runs, stops, watches and ends trials through any executor.
+
+It is fed queued trials one at a time (a list, or a generator such as a search
+that suggests its next trial when a slot frees), starts each through the
+executor's ``submit``, and then every poll:
+
+- streams what each trial printed or logged into the store (live metrics), and
+  offers every intermediate value to the optional pruner, which may answer
+  "stop" (the trial then ends ``pruned`` at that step);
+- acts on stop requests recorded in the store (``tracker trials stop`` from any
+  shell or machine);
+- renews the heartbeat of every trial it owns, queued or running;
+- ends exited trials with their final status, metrics and artifacts in one
+  transaction.
+
+Ctrl-C, SIGTERM or an error stop every running trial (TERM, KILL after the grace
+period) and cancel the queued ones, so nothing stays queued or running.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker import experiments
+from tracker.config import ExperimentConfig
+from tracker.errors import NotFoundError, TrackerError
+from tracker.execution import lifecycle
+from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
+from tracker.execution.live import LiveOutput
+from tracker.project import Project
+from tracker.store import MetricPoint, Trial, now
+
+Pruner = Callable[[Trial, MetricPoint], bool]
+"""Called with each intermediate value (a point with a step) of a running trial; True stops it as pruned."""
+
+POLL_SECONDS = 0.5  # how often running trials are polled (a local trial's exit wakes the loop at once)
+STOP_CHECK_SECONDS = 1.0  # how often the store is asked for stop requests
+
+
+@dataclass
+class _Running:
+    trial: Trial
+    config: ExperimentConfig
+    live: LiveOutput
+    started: float = field(default_factory=time.monotonic)
+    stopping: bool = False
+    pid: int | None = None
+    fresh: bool = False  # adopted: its first metrics replace what an earlier owner stored
+
+
+class Driver:
+    """Runs trials through ``executor``; see the module docstring."""
+
+    def __init__(self, project: Project, executor: BaseExecutor, reporter: Reporter | None = None, *,
+                 pruner: Pruner | None = None) -> None:
+        self.project = project
+        self.store = project.store
+        self.executor = executor
+        self.reporter = reporter or Reporter()
+        self.pruner = pruner
+        self.lease = project.config.defaults.lease
+        self.grace = project.config.defaults.grace
+        self.owner = lifecycle.owner()
+        self.running: dict[str, _Running] = {}
+        self.owned: set[str] = set()
+        self._configs: dict[str, ExperimentConfig] = {}
+        self._next_beat = 0.0
+        self._next_stop_check = 0.0
+
+    # ------------------------------------------------------------------ feeding
+
+    def claim(self, trials: Iterable[Trial]) -> None:
+        """Own these queued trials from now on (heartbeats; cancelled if this run dies)."""
+        trials = list(trials)
+        for trial in trials:
+            if trial.owner != self.owner or trial.lease != self.lease:
+                self.store.update(trial.id, owner=self.owner, lease=self.lease)
+        ids = [t.id for t in trials]
+        self.owned.update(ids)
+        self.store.heartbeat(ids)
+
+    def run(self, feed: Iterable[Trial | None]) -> None:
+        """Run every trial ``feed`` yields (``None``: nothing now, ask again when a trial ends)."""
+        source: Iterator[Trial | None] = iter(feed)
+        more = True
+        try:
+            while True:
+                while more and len(self.running) < self.executor.capacity:
+                    try:
+                        trial = next(source)
+                    except StopIteration:
+                        more = False
+                        break
+                    if trial is None:
+                        break
+                    self._start(trial)
+                if not self.running:
+                    if not more or self.executor.capacity == 0:
+                        break
+                    if not self._waiting_feed(source):
+                        break
+                    continue
+                self.executor.wait(POLL_SECONDS)
+                self.tick()
+            if more and self.executor.capacity == 0:
+                self._fail_rest(source, "no executor slot left to run it (every host failed)")
+        except BaseException:
+            self._stop_all("cancelled")
+            raise
+        finally:
+            self.end_queued("cancelled", "cancelled before it started")
+            self.executor.close()
+
+    def _waiting_feed(self, source: Iterator[Trial | None]) -> bool:
+        """Nothing runs and the feed had nothing: one more ask; False when it still has nothing."""
+        try:
+            trial = next(source)
+        except StopIteration:
+            return False
+        if trial is None:
+            return False
+        self._start(trial)
+        return True
+
+    # ------------------------------------------------------------------ one trial
+
+    def config(self, trial: Trial) -> ExperimentConfig:
+        if trial.experiment not in self._configs:
+            try:
+                self._configs[trial.experiment] = experiments.load(self.project, trial.experiment)
+            except NotFoundError:
+                self._configs[trial.experiment] = ExperimentConfig(command=trial.command or ["?"])
+        return self._configs[trial.experiment]
+
+    def _start(self, trial: Trial) -> None:
+        if trial.id not in self.owned:
+            self.claim([trial])
+        config = self.config(trial)
+        try:
+            handle = self.executor.submit(Job(trial, config, self.grace), self.reporter)
+        except TrackerError as exc:
+            if self.store.transition(trial.id, "failed", expected=["queued"], finished=now(),
+                                     error=f"could not start: {exc}"):
+                self.reporter.finished(self.store.get(trial.id))
+            self.owned.discard(trial.id)
+            return
+        started = self.store.transition(
+            trial.id, "running", expected=["queued"], started=now(), executor=self.executor.name,
+            host=handle.get("host") or socket.gethostname(), handle=handle, owner=self.owner,
+            lease=self.lease, pid=None, heartbeat=time.time())
+        if not started:  # cancelled or taken meanwhile: undo the start
+            self.executor.stop(trial, 0)
+            self.executor.release(trial)
+            self.owned.discard(trial.id)
+            return
+        current = self.store.get(trial.id)
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase)
+        self.running[trial.id] = _Running(current, config, live)
+        self.reporter.started(current)
+
+    def adopt(self, trial: Trial, *, claim: bool = True) -> None:
+        """Watch a trial that is already running (re-attach, or a stop whose owner is gone).
+
+        With ``claim`` this process becomes its owner (heartbeats); without, it only looks.
+        """
+        if claim:
+            self.claim([trial])
+            trial = self.store.get(trial.id)
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase)
+        self.running[trial.id] = _Running(trial, self.config(trial), live, fresh=True)
+
+    # ------------------------------------------------------------------ every poll
+
+    def tick(self) -> None:
+        """Poll every running trial once: output, metrics, pruning, stop requests, ends, heartbeats."""
+        clock = time.monotonic()
+        if clock >= self._next_stop_check:
+            self._check_stop_requests()
+            self._next_stop_check = clock + STOP_CHECK_SECONDS
+        for run in list(self.running.values()):
+            poll = self.executor.poll(run.trial)
+            if poll.pid and poll.pid != run.pid:
+                run.pid = poll.pid
+                self.store.update(run.trial.id, pid=poll.pid)
+            if poll.state == "running":
+                self._stream(run)
+            else:
+                self._end(run, poll)
+        if clock >= self._next_beat:
+            ids = sorted(self.owned)
+            if ids:
+                self.store.heartbeat(ids)
+            self._next_beat = clock + min(self.lease / 4, 15.0)
+
+    def _stream(self, run: _Running, final: bool = False) -> list[MetricPoint]:
+        printed, points = run.live.read(final)
+        for stream, line in printed:
+            self.reporter.output(run.trial, stream, line)
+        if final:
+            return points
+        if points or run.fresh:
+            self.store.append_metrics(run.trial.id, points, replace=run.fresh)
+            run.fresh = False
+        if self.pruner and not run.stopping:
+            for point in points:
+                if point.step is not None and self.pruner(run.trial, point):
+                    self.request_stop(run, f"pruned at step {point.step}")
+                    break
+        return []
+
+    def request_stop(self, run: _Running, reason: str) -> None:
+        """Record why, then ask the executor to stop the trial (it ends when its process does)."""
+        self.store.request_stop(run.trial.id, reason)
+        run.stopping = True
+        self.executor.stop(run.trial, self.grace)
+
+    def _check_stop_requests(self) -> None:
+        if not self.running:
+            return
+        for trial in self.store.list_trials(ids=list(self.running)):
+            run = self.running[trial.id]
+            if trial.stop_requested and not run.stopping:
+                run.stopping = True
+                self.executor.stop(trial, self.grace)
+
+    def _end(self, run: _Running, poll: Poll) -> None:
+        trial = run.trial
+        try:
+            self.executor.collect(trial)
+        except TrackerError as exc:
+            self.reporter.message(f"{trial.id}: could not bring all outputs home: {exc}")
+        points = self._stream(run, final=True)
+        outcome = lifecycle.Outcome(poll.exit_code, poll.reason, poll.detail if poll.state == "gone" else None,
+                                    run.config.timeout)
+        final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
+                                   duration=poll.duration if poll.duration is not None else
+                                   lifecycle.elapsed(run.started))
+        self.executor.release(trial)
+        del self.running[trial.id]
+        self.owned.discard(trial.id)
+        self.reporter.finished(final)
+
+    # ------------------------------------------------------------------ the end of a run
+
+    def _stop_all(self, reason: str) -> None:
+        """Stop every running trial and wait (grace period + a margin) for each to end."""
+        for run in self.running.values():
+            if not run.stopping:
+                self.store.request_stop(run.trial.id, reason)
+                run.stopping = True
+                try:
+                    self.executor.stop(run.trial, self.grace)
+                except TrackerError as exc:
+                    self.reporter.message(f"{run.trial.id}: could not be stopped: {exc}")
+        deadline = time.monotonic() + self.grace + 10
+        while self.running and time.monotonic() < deadline:
+            try:
+                self.executor.wait(0.2)
+                self.tick()
+            except TrackerError as exc:
+                self.reporter.message(f"while stopping: {exc}")
+                break
+        for run in list(self.running.values()):  # did not end in time: nobody will watch it now
+            lifecycle.finalize(self.project, run.config, run.trial.id,
+                               lifecycle.Outcome(None, gone="it did not end after being stopped"),
+                               self._stream(run, final=True))
+            self.executor.release(run.trial)
+            del self.running[run.trial.id]
+
+    def end_queued(self, status: str, reason: str) -> None:
+        """Give the owned trials that never started ``status`` (cancelled or failed) with ``reason``."""
+        for trial_id in sorted(self.owned - set(self.running)):
+            self.store.transition(trial_id, status, expected=["queued"], finished=now(), error=reason)
+        self.owned -= self.owned - set(self.running)
+
+    def _fail_rest(self, source: Iterator[Trial | None], reason: str) -> None:
+        for trial in source:
+            if trial is not None:
+                self.store.transition(trial.id, "failed", expected=["queued"], finished=now(), error=reason)
+
+
+def adopt_and_stop(project: Project, trial: Trial) -> Trial:
+    """Stop a running trial nobody drives any more, through its own executor, and end it."""
+    from tracker.execution.registry import open_executor
+
+    driver = Driver(project, open_executor(project, trial.executor))
+    driver.adopt(trial)
+    driver.request_stop(driver.running[trial.id], trial.stop_requested or "cancelled by the user")
+    driver.run([])
+    return project.store.get(trial.id)
+
+
+def drive(project: Project, executor: BaseExecutor, trials: list[Trial], reporter: Reporter | None = None,
+          **options: Any) -> list[Trial]:
+    """Run a fixed list of queued trials to their end; return them as stored."""
+    driver = Driver(project, executor, reporter, **options)
+    driver.claim(trials)
+    try:
+        executor.prepare([Job(t, driver.config(t), driver.grace) for t in trials], driver.reporter)
+    except TrackerError as exc:
+        driver.end_queued("failed", str(exc))
+        executor.close()
+        raise
+    except BaseException:
+        driver.end_queued("cancelled", "cancelled before it started")
+        executor.close()
+        raise
+    driver.run(trials)
+    return project.store.list_trials(ids=[t.id for t in trials])

@@ -1,0 +1,162 @@
+"""The store interface: what every trial store (SQLite, later PostgreSQL) provides.
+
+Who may change what:
+
+- A trial's **status** changes only through :meth:`BaseStore.transition` and
+  :meth:`BaseStore.finalize`, which enforce :data:`~tracker.store.models.TRANSITIONS`
+  with a compare-and-set on the current status, so two writers never both win.
+- A **running** trial belongs to its owner (the ``tracker`` process, SSH client or
+  worker that drives it). The owner renews :meth:`BaseStore.heartbeat`; when the
+  heartbeat is older than the trial's lease, :meth:`BaseStore.expire` (run by any
+  command on any machine) makes it ``lost``. Queued trials with an owner that
+  stopped renewing become ``cancelled`` (their run was killed). Expiry only
+  writes rows: it never signals a process.
+- Field updates (:meth:`BaseStore.update`, :meth:`BaseStore.merge_extra`,
+  :meth:`BaseStore.request_stop`) touch only the columns they name, so a stop
+  request and the owner's own writes never overwrite each other.
+- Reads (``get``, ``list_trials``, ``summaries_json``, ...) never write.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tracker.store.models import Event, MetricPoint, Trial
+
+
+class BaseStore(ABC):
+    """Trials, metrics, experiments and environments, behind one URL (``sqlite:///...``)."""
+
+    url: str
+
+    # ------------------------------------------------------------------ lifecycle of the store
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str) -> BaseStore:
+        """Open (creating and migrating as needed) the store at ``url``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    @abstractmethod
+    def migrations(self) -> list[str]:
+        """Names of the schema migrations applied, in order."""
+
+    # ------------------------------------------------------------------ experiments & environments
+
+    @abstractmethod
+    def save_experiment(self, name: str, config: dict[str, Any], config_hash: str) -> None:
+        """Record the latest resolved config of an experiment."""
+
+    @abstractmethod
+    def save_environment(self, env_id: str, data: dict[str, Any]) -> None:
+        """Record an environment description (deduplicated by its id, a hash)."""
+
+    @abstractmethod
+    def environment(self, env_id: str) -> dict[str, Any] | None:
+        """The environment a trial ran in."""
+
+    # ------------------------------------------------------------------ writing trials
+
+    @abstractmethod
+    def add_trials(self, trials: Iterable[Trial]) -> None:
+        """Insert new trials (and their params) in one transaction."""
+
+    @abstractmethod
+    def update(self, trial_id: str, *, event: str | None = None, **fields: Any) -> None:
+        """Set non-status columns of a trial (only those named)."""
+
+    @abstractmethod
+    def merge_extra(self, trial_id: str, values: dict[str, Any]) -> None:
+        """Merge keys into a trial's ``extra`` atomically (other keys stay as they are)."""
+
+    @abstractmethod
+    def transition(self, trial_id: str, status: str, *, expected: Iterable[str] | None = None,
+                   event: str | None = None, **fields: Any) -> bool:
+        """Move a trial to ``status`` if its current status may go there (and is in ``expected``).
+
+        Returns whether it did. An illegal target raises ValueError.
+        """
+
+    @abstractmethod
+    def finalize(self, trial_id: str, status: str, *, metrics: Iterable[MetricPoint] = (),
+                 replace_metrics: bool = False, artifacts: Iterable[tuple[str, int, str]] | None = None,
+                 extra: dict[str, Any] | None = None, **fields: Any) -> bool:
+        """End a running trial in one transaction: status, last metrics, artifacts, fields."""
+
+    @abstractmethod
+    def request_stop(self, trial_id: str, reason: str) -> bool:
+        """Record that a running trial should stop (its owner acts on it); False if not running."""
+
+    @abstractmethod
+    def heartbeat(self, trial_ids: Sequence[str], *, at: float | None = None) -> int:
+        """Renew the heartbeat of the caller's queued/running trials; return how many."""
+
+    @abstractmethod
+    def expire(self, *, at: float | None = None) -> tuple[list[str], list[str]]:
+        """Running trials past their lease become lost, queued ones cancelled; return both id lists."""
+
+    @abstractmethod
+    def append_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
+        """Store metric points (live, while the trial runs) and refresh its last values and step."""
+
+    @abstractmethod
+    def add_event(self, trial_id: str, kind: str, message: str) -> None:
+        """Log something that happened to a trial."""
+
+    @abstractmethod
+    def delete(self, trial_ids: Sequence[str]) -> int:
+        """Delete trials (with their params, metrics, artifacts and events)."""
+
+    @abstractmethod
+    def import_trial(self, trial: Trial, metrics: Iterable[MetricPoint],
+                     artifacts: Iterable[tuple[str, int, str]] = ()) -> None:
+        """Insert a trial record brought back from elsewhere (a restore), replacing any copy."""
+
+    # ------------------------------------------------------------------ reading (never writes)
+
+    @abstractmethod
+    def get(self, ref: str) -> Trial:
+        """A trial by id or unique id prefix."""
+
+    @abstractmethod
+    def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
+                    **filters: Any) -> list[Trial]:
+        """Trials matching every filter (experiment, status, params, run_id, ids), oldest first."""
+
+    @abstractmethod
+    def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
+        """The ``trials list --json`` array."""
+
+    @abstractmethod
+    def key_names(self, *, limit: int | None = None, **filters: Any) -> tuple[list[str], list[str]]:
+        """Every param name and every metric name among the filtered trials."""
+
+    @abstractmethod
+    def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
+              limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
+        """Flat rows for tables and CSV."""
+
+    @abstractmethod
+    def count(self, **filters: Any) -> int:
+        """How many trials match the filters."""
+
+    @abstractmethod
+    def count_by_status(self) -> dict[str, dict[str, int]]:
+        """{experiment: {status: count}}."""
+
+    @abstractmethod
+    def metrics(self, trial_id: str, name: str | None = None) -> list[MetricPoint]:
+        """Every logged point of a trial's metrics, in logging order."""
+
+    @abstractmethod
+    def artifacts(self, trial_id: str) -> list[tuple[str, int, str]]:
+        """A trial's recorded output files as (path, size, sha256)."""
+
+    @abstractmethod
+    def events(self, trial_id: str) -> list[Event]:
+        """A trial's history."""
