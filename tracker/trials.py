@@ -59,7 +59,7 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
     return trials[::-1] if limit is not None else trials
 
 
-BASE_COLUMNS = ["id", "experiment", "status", "seed", "commit", "dirty", "host", "started",
+BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started",
                 "finished", "duration", "exit_code"]
 
 

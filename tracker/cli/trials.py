@@ -56,9 +56,9 @@ def list_(
     shown = limit if limit is not None or all_ else TTY_LIMIT
     rows = trials.list_trials(proj, limit=shown, **filters)
     emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
-                 fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started), fmt_duration(t.duration))
-                for t in rows],
-               ["id", "experiment", "status", "seed", "params", "metrics", "commit", "host",
+                 "" if t.step is None else t.step, fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started),
+                 fmt_duration(t.duration)) for t in rows],
+               ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "host",
                 "started", "time"])
     total = trials.count(proj, **filters)
     if limit is None and not all_ and total > len(rows):
@@ -93,12 +93,15 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
         f"directory   {detail.directory}",
     ]
     if t.metrics:
-        lines.append("metrics     " + fmt_metrics(t.metrics, limit=50))
+        at = "" if t.step is None else f"   (latest step {t.step}{', still running' if t.status == 'running' else ''})"
+        lines.append("metrics     " + fmt_metrics(t.metrics, limit=50) + at)
     if t.extra.get("autolog"):
         for name, desc in t.extra["autolog"].items():
             lines.append(f"autolog     {name}: {fmt_params(desc.get('params', {}))}")
     if detail.artifacts:
         lines.append("outputs     " + ", ".join(f"{a} ({s} B)" for a, s, _ in detail.artifacts))
+    if t.stop_requested and t.status == "running":
+        lines.append(f"stopping    {t.stop_requested}")
     if t.error:
         lines.append("error       " + t.error.replace("\n", "\n            "))
     lines.append("history     " + "; ".join(f"{e.ts[11:19]} {e.message}" for e in detail.events))

@@ -50,6 +50,7 @@ class _Running:
     stopping: bool = False
     pid: int | None = None
     fresh: bool = False  # adopted: its first metrics replace what an earlier owner stored
+    fault: str | None = None  # tracker's own I/O failed for this trial (disk full): it is stopped, then failed
 
 
 class Driver:
@@ -182,14 +183,21 @@ class Driver:
             self._check_stop_requests()
             self._next_stop_check = clock + STOP_CHECK_SECONDS
         for run in list(self.running.values()):
-            poll = self.executor.poll(run.trial)
-            if poll.pid and poll.pid != run.pid:
-                run.pid = poll.pid
-                self.store.update(run.trial.id, pid=poll.pid)
-            if poll.state == "running":
-                self._stream(run)
-            else:
-                self._end(run, poll)
+            try:
+                poll = self.executor.poll(run.trial)
+                if poll.pid and poll.pid != run.pid:
+                    run.pid = poll.pid
+                    self.store.update(run.trial.id, pid=poll.pid)
+                if poll.state == "running":
+                    self._stream(run)
+                    continue
+            except OSError as exc:  # our own write failed (a full disk): stop the trial, fail it
+                if run.fault is None:
+                    run.fault = lifecycle.io_fault(exc)
+                    run.stopping = True
+                    self.executor.stop(run.trial, self.grace)
+                continue
+            self._end(run, poll)
         if clock >= self._next_beat:
             ids = sorted(self.owned)
             if ids:
@@ -233,8 +241,12 @@ class Driver:
             self.executor.collect(trial)
         except TrackerError as exc:
             self.reporter.message(f"{trial.id}: could not bring all outputs home: {exc}")
-        points = self._stream(run, final=True)
-        outcome = lifecycle.Outcome(poll.exit_code, poll.reason, poll.detail if poll.state == "gone" else None,
+        try:
+            points = self._stream(run, final=True)
+        except OSError as exc:
+            points, run.fault = [], run.fault or lifecycle.io_fault(exc)
+        outcome = lifecycle.Outcome(poll.exit_code, run.fault or poll.reason,
+                                    poll.detail if poll.state == "gone" and not run.fault else None,
                                     run.config.timeout)
         final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
                                    duration=poll.duration if poll.duration is not None else

@@ -8,6 +8,7 @@ produced (metrics, artifacts, record) in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -115,6 +116,16 @@ def exit_record(directory: Path) -> dict[str, Any] | None:
         return None
 
 
+def io_fault(exc: OSError, path: object = None) -> str:
+    """A failed write of tracker's own (a log, a record) as the one line a trial's error shows."""
+    import errno
+
+    where = path or exc.filename or "a trial file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"disk full while writing {where}"
+    return f"cannot write {where}: {exc.strerror or exc}"
+
+
 # ---------------------------------------------------------------------------- expiry
 
 
@@ -202,7 +213,8 @@ def finalize(project: Project, config: ExperimentConfig, trial_id: str, outcome:
         # expired while its owner was slow (a suspended laptop): the owner has the real result
         store.transition(trial_id, "running", expected=["lost"], event="its owner was alive after all")
     final = store.get(trial_id)
-    write_record(project, final)
+    with contextlib.suppress(OSError):  # a convenience copy of the store's record: a full disk must not stop us
+        write_record(project, final)
     return final
 
 

@@ -303,27 +303,28 @@ class _Tail:
     def pull(self, sftp: Any) -> dict[str, Any] | None:
         """Fetch what the remote logs gained since the last call; return the exit record once written.
 
-        RemoteError if the link fails.
+        RemoteError if the link fails; OSError if the local copy cannot be written (a full disk).
         """
-        with connection.translated(self.host, "reading the trial's logs"):
-            for name in (outputs.STDOUT, outputs.STDERR, METRICS_FILE):
-                self._pull(sftp, name)
+        for name in (outputs.STDOUT, outputs.STDERR, METRICS_FILE):
+            local = self.local / name
+            offset = local.stat().st_size if local.exists() else 0
+            with connection.translated(self.host, "reading the trial's logs"):
+                try:
+                    with sftp.open(f"{self.remote_dir}/{name}", "rb") as fh:
+                        fh.seek(offset)
+                        data = fh.read()
+                except FileNotFoundError:
+                    continue
+            if data:
+                try:
+                    with open(local, "ab") as out:
+                        out.write(data)
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, str(local)) from exc
+        with connection.translated(self.host, "reading the trial's exit record"):
             try:
                 with sftp.open(f"{self.remote_dir}/exit.json", "rb") as fh:
                     text = fh.read().strip()
                 return json.loads(text) if text else None
             except (FileNotFoundError, ValueError):  # still running
                 return None
-
-    def _pull(self, sftp: Any, name: str) -> None:
-        local = self.local / name
-        offset = local.stat().st_size if local.exists() else 0
-        try:
-            with sftp.open(f"{self.remote_dir}/{name}", "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return
-        if data:
-            with open(local, "ab") as out:
-                out.write(data)

@@ -374,10 +374,13 @@ class SQLiteStore(BaseStore):
                      artifacts: Iterable[tuple[str, int, str]] = ()) -> None:
         """Insert a trial record brought back from elsewhere (a restore), replacing any copy.
 
-        The record arrives as it was, but nothing here owns it: no heartbeat, no owner, no
-        handle, so no command ever expires it as lost or signals a process for it.
+        Nothing here owns it: no heartbeat, no owner, no handle, so no command ever signals a
+        process for it. A record copied while it was queued or running is not running here:
+        it arrives ``lost`` (and can be reset like any other).
         """
         trial = replace(trial, owner={}, handle={}, heartbeat=None, pid=None, stop_requested=None)
+        if trial.status in ("queued", "running"):
+            trial = replace(trial, status="lost", error=f"restored from a copy made while it was {trial.status}")
         points = list(metrics)
         with self.transaction() as c:
             c.execute("DELETE FROM trials WHERE id = ?", (trial.id,))
@@ -486,13 +489,13 @@ class SQLiteStore(BaseStore):
 
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows: id, experiment, status, seed, commit, dirty, host, started, finished,
+        """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
         duration, exit_code, then each param and each metric (extracted by SQLite)."""
         def path(name: str) -> str:
             return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
 
         columns = ", ".join(
-            ["id", "experiment", "status", "seed", "commit_sha", "dirty", "host", "started", "finished",
+            ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
              "duration", "exit_code"]
             + [f"json_extract(params, {path(n)})" for n in param_names]
             + [f"json_extract(metrics, {path(n)})" for n in metric_names])
