@@ -1,0 +1,142 @@
+"""Regression tests for the trial lifecycle: leftover children, full disks, store selection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, git
+from tracker.errors import UsageError
+from tracker.project import Project
+from tracker.runs import RunOptions, run_experiment
+
+
+def _experiment(root: Path, name: str, script: str, extra: str = "") -> None:
+    (root / f"{name}.py").write_text(textwrap.dedent(script))
+    (root / "experiments" / f"{name}.yaml").write_text(
+        f"command: [{sys.executable!r}, {name}.py]\nseeds: [1]\n{extra}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_run_returns_when_the_script_exits_even_if_a_child_holds_its_stdout(project_dir: Path) -> None:
+    # on the old code tracker waited for the child (60 s) because it read the pipe to its end
+    _experiment(project_dir, "leaves_child", """
+        import os, subprocess, sys
+        child = subprocess.Popen(["sleep", "60"])          # inherits stdout and stderr
+        grandchild = subprocess.Popen(["setsid", "sleep", "60"], start_new_session=True)
+        open(os.path.join(os.environ["TRACKER_TRIAL_DIR"], "pids"), "w").write(f"{child.pid} {grandchild.pid}")
+        print("val/acc: 0.5", flush=True)
+    """)
+    started = time.monotonic()
+    trial = run_experiment(Project.find(), "leaves_child", RunOptions()).trials[0]
+    assert time.monotonic() - started < 15
+    assert trial.status == "completed" and trial.metrics == {"val/acc": 0.5}
+    pids = [int(p) for p in (project_dir / ".tracker/trials" / trial.id / "pids").read_text().split()]
+    deadline = time.monotonic() + 5
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in pids), "the script's leftover children outlived the trial"
+
+
+@pytest.fixture
+def full_disk(project_dir: Path) -> Path:
+    """The project's trial directories on a 2 MiB tmpfs (a real full disk, not a simulation)."""
+    mount = project_dir.parent / "small-disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"cannot mount a tmpfs under CI: {result.stderr.decode().strip()}")
+        pytest.skip("mounting a small tmpfs needs root")
+    state = project_dir / ".tracker"
+    state.mkdir(exist_ok=True)
+    (state / "trials").symlink_to(mount)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_fails_the_trial_and_never_hangs(project_dir: Path, full_disk: Path) -> None:
+    # on the old code the log-copy thread died with a traceback and the run hung with the trial running
+    _experiment(project_dir, "chatty", """
+        import sys
+        line = "x" * 200
+        while True:
+            print("step: 1 loss: 0.5", line)
+    """)
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "chatty")
+    proc = subprocess.run([sys.executable, "-m", "tracker", "run", "chatty", "-q"], cwd=project_dir,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    trial = Project.find().store.list_trials()[0]
+    assert trial.status == "failed"
+    assert trial.error == f"disk full while writing {full_disk.parent / 'proj/.tracker/trials' / trial.id / 'stdout.log'}" \
+        or trial.error.startswith("disk full while writing ") and trial.error.endswith("stdout.log")
+    assert Project.find().store.list_trials(status=["running", "queued"]) == []
+    from tracker.trials import reset
+
+    assert [t.status for t in reset(Project.find(), [trial.id])] == ["queued"]  # re-runnable
+
+
+def test_store_comes_from_tracker_yaml_then_environment(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACKER_STORE", f"sqlite:///{project_dir / 'env.db'}")
+    project = Project.find()
+    assert project.store_url() == (f"sqlite:///{project_dir / 'env.db'}", "TRACKER_STORE")
+    run_experiment(project, "base", RunOptions(seeds=[1], params={"lr": 0.1}))
+    assert (project_dir / "env.db").exists() and not (project_dir / ".tracker/tracker.db").exists()
+    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text()
+                                              + "store: sqlite:///shared/trials.db\n")
+    project = Project.find()
+    assert project.store_url() == (f"sqlite:///{project_dir / 'shared/trials.db'}", "tracker.yaml")
+    assert project.store.list_trials() == []
+
+
+@pytest.mark.parametrize("url, message", [
+    ("postgresql://db.example/tracker", "no store for postgresql:// URLs"),
+    ("nonsense://x", "no store for nonsense:// URLs"),
+])
+def test_unknown_store_scheme_is_a_clear_error(project_dir: Path, url: str, message: str) -> None:
+    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text() + f"store: {url}\n")
+    with pytest.raises(UsageError, match=message):
+        Project.find().store  # noqa: B018
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    result = CliRunner().invoke(app, ["trials", "list"])
+    assert result.exit_code == 2 and "known schemes: sqlite" in result.stderr
+
+
+def test_store_must_be_a_url(project_dir: Path) -> None:
+    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text() + "store: trials.db\n")
+    from tracker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="store must be a URL"):
+        Project.find()
+
+
+def test_read_commands_do_not_write_when_nothing_expires(project_dir: Path) -> None:
+    run_experiment(Project.find(), "base", RunOptions(seeds=[1], params={"lr": 0.1}))
+    db = project_dir / ".tracker/tracker.db"
+    before = (db.stat().st_mtime_ns, os.path.getsize(str(db) + "-wal") if Path(str(db) + "-wal").exists() else 0)
+    from tracker import trials
+
+    trials.list_trials(Project.find())
+    trials.list_json(Project.find())
+    trials.status(Project.find())
+    after = (db.stat().st_mtime_ns, os.path.getsize(str(db) + "-wal") if Path(str(db) + "-wal").exists() else 0)
+    assert before == after
