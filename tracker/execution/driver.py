@@ -19,7 +19,9 @@ period) and cancel the queued ones, so nothing stays queued or running.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -69,7 +71,7 @@ class Driver:
         self.running: dict[str, _Running] = {}
         self.owned: set[str] = set()
         self._configs: dict[str, ExperimentConfig] = {}
-        self._next_beat = 0.0
+        self._beating: threading.Event | None = None
         self._next_stop_check = 0.0
 
     # ------------------------------------------------------------------ feeding
@@ -84,9 +86,41 @@ class Driver:
         self.owned.update(ids)
         self.store.heartbeat(ids)
 
+    @contextlib.contextmanager
+    def heartbeats(self) -> Iterator[None]:
+        """Renew the heartbeat of every owned trial every ``min(lease/4, 15)`` s while the block runs.
+
+        A thread of its own, so a long code sync, environment build or slow poll never lets
+        a live run's trials expire; it stops with the process (kill -9, SIGSTOP), as it should.
+        """
+        if self._beating is not None:  # already beating (nested)
+            yield
+            return
+        stop = self._beating = threading.Event()
+        interval = min(self.lease / 4, 15.0)
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                ids = tuple(self.owned)
+                if ids:
+                    with contextlib.suppress(TrackerError):  # a busy store: the next beat will do
+                        self.store.heartbeat(ids)
+
+        thread = threading.Thread(target=beat, name="tracker-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self._beating = None
+
     def run(self, feed: Iterable[Trial | None]) -> None:
         """Run every trial ``feed`` yields (``None``: nothing now, ask again when a trial ends)."""
-        source: Iterator[Trial | None] = iter(feed)
+        with self.heartbeats():
+            self._run(iter(feed))
+
+    def _run(self, source: Iterator[Trial | None]) -> None:
         more = True
         try:
             while True:
@@ -143,7 +177,7 @@ class Driver:
         config = self.config(trial)
         try:
             handle = self.executor.submit(Job(trial, config, self.grace), self.reporter)
-        except TrackerError as exc:
+        except (TrackerError, OSError) as exc:
             if self.store.transition(trial.id, "failed", expected=["queued"], finished=now(),
                                      error=f"could not start: {exc}"):
                 self.reporter.finished(self.store.get(trial.id))
@@ -177,7 +211,7 @@ class Driver:
     # ------------------------------------------------------------------ every poll
 
     def tick(self) -> None:
-        """Poll every running trial once: output, metrics, pruning, stop requests, ends, heartbeats."""
+        """Poll every running trial once: output, metrics, pruning, stop requests, ends."""
         clock = time.monotonic()
         if clock >= self._next_stop_check:
             self._check_stop_requests()
@@ -198,11 +232,6 @@ class Driver:
                     self.executor.stop(run.trial, self.grace)
                 continue
             self._end(run, poll)
-        if clock >= self._next_beat:
-            ids = sorted(self.owned)
-            if ids:
-                self.store.heartbeat(ids)
-            self._next_beat = clock + min(self.lease / 4, 15.0)
 
     def _stream(self, run: _Running, final: bool = False) -> list[MetricPoint]:
         printed, points = run.live.read(final)
@@ -312,7 +341,8 @@ def drive(project: Project, executor: BaseExecutor, trials: list[Trial], reporte
     driver = Driver(project, executor, reporter, **options)
     driver.claim(trials)
     try:
-        executor.prepare([Job(t, driver.config(t), driver.grace) for t in trials], driver.reporter)
+        with driver.heartbeats():
+            executor.prepare([Job(t, driver.config(t), driver.grace) for t in trials], driver.reporter)
     except TrackerError as exc:
         driver.end_queued("failed", str(exc))
         executor.close()

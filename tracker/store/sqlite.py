@@ -44,10 +44,17 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_JSON_AT = [i for i, col in enumerate(_COLUMNS) if col in _JSON]
+_DIRTY_AT = _COLUMNS.index("dirty")
+
+
 def _row_to_trial(row: Sequence[Any]) -> Trial:
-    d = {attr: (json.loads(v) if col in _JSON else v) for attr, col, v in zip(_ATTRS, _COLUMNS, row, strict=True)}
-    d["dirty"] = bool(d["dirty"])
-    return Trial(**d)
+    values = list(row)
+    for i in _JSON_AT:
+        v = values[i]
+        values[i] = {} if v == "{}" else [] if v == "[]" else json.loads(v)
+    values[_DIRTY_AT] = bool(values[_DIRTY_AT])
+    return Trial(**dict(zip(_ATTRS, values, strict=True)))
 
 
 def _trial_row(t: Trial) -> tuple[Any, ...]:
