@@ -20,19 +20,10 @@ BUILTIN = {
     "ssh": "tracker.remote.executor:SSHExecutor",
 }
 ENTRY_POINT_GROUP = "tracker.executors"
-_registry: Registry[BaseExecutor] = Registry("executor", BaseExecutor, ENTRY_POINT_GROUP, BUILTIN, ExecutionError)
-
-
-def register(name: str, target: str | type[BaseExecutor], *, replace: bool = False) -> None:
-    """Register an executor class (or "module:Class") under ``name``."""
-    _registry.register(name, target, replace=replace)
-
-
-def names() -> list[str]:
-    """Every known executor name."""
-    return _registry.names()
+executors: Registry[BaseExecutor] = Registry("executor", BaseExecutor, ENTRY_POINT_GROUP, BUILTIN, ExecutionError)
+"""``executors.register(name, "module:Class")``, ``executors.names()``, ``executors.get(name)``."""
 
 
 def open_executor(project: Project, name: str, **options: Any) -> BaseExecutor:
     """An executor ``name`` for ``project`` built with ``options`` (e.g. ``parallel``, ``remotes``)."""
-    return _registry.get(name)(project, **options)
+    return executors.get(name)(project, **options)

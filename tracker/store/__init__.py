@@ -25,22 +25,13 @@ from tracker.store.sqlite import SQLiteStore, now
 
 __all__ = [
     "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Event", "MetricPoint",
-    "SQLiteStore", "Trial", "now", "open_store", "register", "schemes", "sources",
+    "SQLiteStore", "Trial", "now", "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {"sqlite": "tracker.store.sqlite:SQLiteStore"}
 ENTRY_POINT_GROUP = "tracker.stores"
-_registry: Registry[BaseStore] = Registry("store scheme", BaseStore, ENTRY_POINT_GROUP, _BUILTIN, StoreError)
-
-
-def register(scheme: str, target: str | type[BaseStore], *, replace: bool = False) -> None:
-    """Register a store class (or "module:Class") for URLs ``scheme://...``."""
-    _registry.register(scheme, target, replace=replace)
-
-
-def schemes() -> list[str]:
-    """Every URL scheme a store is known for."""
-    return _registry.names()
+stores: Registry[BaseStore] = Registry("store scheme", BaseStore, ENTRY_POINT_GROUP, _BUILTIN, StoreError)
+"""``stores.register(scheme, "module:Class")``, ``stores.names()``: the URL schemes a store is known for."""
 
 
 def open_store(url: str) -> BaseStore:
@@ -48,7 +39,7 @@ def open_store(url: str) -> BaseStore:
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
     if not scheme:
         raise UsageError(f"store URL {url!r} has no scheme", hint="e.g. sqlite:///path/to/tracker.db")
-    if scheme not in schemes():
+    if scheme not in stores.names():
         raise UsageError(f"no store for {scheme}:// URLs in this installation",
-                         hint=f"known schemes: {', '.join(schemes())}")
-    return _registry.get(scheme).from_url(url)
+                         hint=f"known schemes: {', '.join(stores.names())}")
+    return stores.get(scheme).from_url(url)
