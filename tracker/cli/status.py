@@ -30,7 +30,9 @@ def status(as_json: bool = JSON_OPTION) -> None:
     typer.echo(f"project {st.project} ({st.root})")
     typer.echo(f"preset seeds: {st.seeds}   remotes: {', '.join(st.remotes) or '-'}   "
                f"storage: {', '.join(st.storage) or '-'}")
-    cols = ["queued", "running", "completed", "failed", "lost", "cancelled"]
+    from tracker.store import STATUSES
+
+    cols = list(STATUSES)
     emit_table([(exp, *(c.get(s, 0) for s in cols)) for exp, c in sorted(st.counts.items())],
                ["experiment", *cols], title="trials")
     if st.running:
