@@ -219,10 +219,10 @@ class Driver:
         for run in list(self.running.values()):
             try:
                 poll = self.executor.poll(run.trial)
-                if poll.pid and poll.pid != run.pid:
-                    run.pid = poll.pid
-                    self.store.update(run.trial.id, pid=poll.pid)
                 if poll.state == "running":
+                    if poll.pid and poll.pid != run.pid:
+                        run.pid = poll.pid
+                        self.store.update(run.trial.id, pid=poll.pid)
                     self._stream(run)
                     continue
             except OSError as exc:  # our own write failed (a full disk): stop the trial, fail it
@@ -279,7 +279,7 @@ class Driver:
                                     run.config.timeout)
         final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
                                    duration=poll.duration if poll.duration is not None else
-                                   lifecycle.elapsed(run.started))
+                                   lifecycle.elapsed(run.started), pid=poll.pid or run.pid)
         self.executor.release(trial)
         del self.running[trial.id]
         self.owned.discard(trial.id)

@@ -192,7 +192,8 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
 
 
 def finalize(project: Project, config: ExperimentConfig, trial_id: str, outcome: Outcome,
-             points: list[MetricPoint], *, replace_metrics: bool = False, duration: float | None = None) -> Trial:
+             points: list[MetricPoint], *, replace_metrics: bool = False, duration: float | None = None,
+             pid: int | None = None) -> Trial:
     """Give a running trial its final status, with its last metrics, artifacts and record, in one transaction."""
     store = project.store
     trial = store.get(trial_id)
@@ -204,6 +205,8 @@ def finalize(project: Project, config: ExperimentConfig, trial_id: str, outcome:
     artifacts = outputs.scan_artifacts(directory) if directory.is_dir() else []
     fields = {"finished": now(), "duration": duration if duration is not None else run_seconds(trial),
               "exit_code": outcome.exit_code, "error": error}
+    if pid:
+        fields["pid"] = pid
     for _ in range(2):
         if store.finalize(trial_id, status, metrics=points, replace_metrics=replace_metrics,
                           artifacts=artifacts, extra=extra, **fields):

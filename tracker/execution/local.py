@@ -1,6 +1,7 @@
 """The local executor: each trial under its own runner process on this machine.
 
-The runner (:mod:`tracker.execution.runner`, started as ``python -I -S runner.py run``)
+The runner (:mod:`tracker.execution.runner`, started ahead as ``python -I -S runner.py run -``
+and handed its trial on stdin, so its start-up overlaps the previous trial)
 owns the trial's processes: it writes their output into the trial directory, ends
 descendants that detached, enforces the timeout and the grace period, and stops
 the trial if this process dies (kill -9 included), so nothing is left behind.
@@ -52,28 +53,44 @@ class LocalExecutor(BaseExecutor):
         self.parallel = parallel
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pidfds: dict[str, int] = {}
+        self._spare: subprocess.Popen[bytes] | None = None
 
     @property
     def capacity(self) -> int:
         return self.parallel
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """A runner waiting on stdin for its trial (``runner.py run -``)."""
+        try:
+            return subprocess.Popen([sys.executable, "-I", "-S", str(RUNNER), "run", "-"], cwd=self.project.root,
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise ExecutionError(f"cannot start the trial runner: {exc}") from exc
+
     def submit(self, job: Job, reporter: Reporter) -> dict[str, Any]:
+        """Hand the trial to a runner started ahead (its start-up overlaps the previous trial)."""
         trial = job.trial
         directory = self.project.paths.trial_dir(trial.id)
         directory.mkdir(parents=True, exist_ok=True)
         launch = build(trial, job.config, directory, self.project.root)
-        argv = [sys.executable, "-I", "-S", str(RUNNER), "run", str(directory),
-                str(launch.timeout or 0), str(job.grace), "--", *launch.argv]
+        proc, self._spare = (self._spare or self._spawn()), None
+        env = [f"{k}={v}" for k, v in launch.env.items()]
+        spec = [str(directory), str(launch.timeout or 0), str(job.grace), str(self.project.root), str(len(env)),
+                *env, *launch.argv]
         try:
-            proc = subprocess.Popen(argv, cwd=self.project.root, env={**os.environ, **launch.env},
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            assert proc.stdin is not None
+            proc.stdin.write("\0".join(spec).encode("utf-8", "surrogateescape"))
+            proc.stdin.close()
         except OSError as exc:
-            raise ExecutionError(f"cannot start the trial runner: {exc}") from exc
+            proc.kill()
+            proc.wait()
+            raise ExecutionError(f"the trial runner did not take the trial: {exc}") from exc
         self._procs[trial.id] = proc
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):  # an old kernel: wait() polls instead
                 self._pidfds[trial.id] = os.pidfd_open(proc.pid)
+        self._spare = self._spawn()  # for the next trial
         return {"host": socket.gethostname(), "boot": boot_id(), "runner_pid": proc.pid,
                 "runner_start": proc_start(proc.pid), "dir": str(directory)}
 
@@ -136,6 +153,13 @@ class LocalExecutor(BaseExecutor):
 
     def close(self) -> None:
         """Stop whatever still runs (the driver normally ended it all) and forget it."""
+        if self._spare is not None:  # an empty stdin: the waiting runner exits at once
+            spare, self._spare = self._spare, None
+            with contextlib.suppress(OSError):
+                spare.stdin.close()  # type: ignore[union-attr]
+            spare.wait()
+            if spare.stderr:
+                spare.stderr.close()
         for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

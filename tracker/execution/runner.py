@@ -3,9 +3,9 @@
 
 Standard library only (Python 3.8+), so tracker copies it to SSH hosts as it is. Subcommands
 (each prints one JSON line):
-  run DIR TIMEOUT GRACE -- ARGV...
-                   run the trial in the foreground (the local executor's child, environment
-                   and cwd inherited); if the process that started it dies, the trial is stopped
+  run DIR TIMEOUT GRACE -- ARGV...   (or: run -, with the same read from stdin)
+                   run the trial in the foreground (the local executor's child); if the
+                   process that started it dies, the trial is stopped
   start SPEC.json  start the same detached (setsid + double fork) and print its pids (remotes)
   status DIR       {"exit": {...}|null, "alive": bool, "heartbeat_age": s|null}
   stop DIR         ask the trial's runner to stop it (SIGTERM); without a runner, TERM then
@@ -129,14 +129,19 @@ def _exit_record(trial_dir):
         return None
 
 
+_SUBREAPER = []  # [True] once this process is a child subreaper
+
+
 def _subreaper():
     """Become a child subreaper (Linux): orphaned descendants are re-parented to us."""
-    try:
-        import ctypes
+    if not _SUBREAPER:
+        try:
+            import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError, ImportError):
-        pass
+            _SUBREAPER.append(ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError, ImportError):
+            _SUBREAPER.append(False)
+    return _SUBREAPER[0]
 
 
 def _descendants(root):
@@ -337,9 +342,22 @@ class Monitor:
         for pid in _descendants(os.getpid()):
             _quiet(os.kill, pid, sig)
 
+    def _children_left(self):
+        """Whether any child is still alive (reaping those that are not). As a subreaper every
+        living descendant keeps one of our children alive, so none left means nothing left."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+
     def _end_leftovers(self):
         """TERM what the script left running, KILL it if still there shortly after, reap it all."""
         me = os.getpid()
+        if _SUBREAPER and _SUBREAPER[0] and not self._children_left():
+            return  # the common case: nothing left, and no /proc scan needed to know it
         if not _descendants(me):
             _quiet(os.killpg, self.pid, signal.SIGKILL)  # without /proc the group is all we can reach
             return
@@ -354,12 +372,35 @@ class Monitor:
         self._reap()
 
 
-def run(trial_dir, timeout, grace, *argv):
-    """``run DIR TIMEOUT GRACE -- ARGV...``: the local executor's form (environment and cwd inherited)."""
+def run(trial_dir, timeout="0", grace="5", *argv):
+    """``run DIR TIMEOUT GRACE -- ARGV...``: the local executor's form (environment and cwd inherited).
+
+    ``run -`` starts ahead of its trial and waits for it on stdin (NUL-separated: DIR, TIMEOUT,
+    GRACE, CWD, the number of environment entries, the entries as NAME=VALUE, then ARGV), so
+    the interpreter's start-up is paid while the previous trial runs. An empty stdin: no trial.
+    """
+    env = cwd = None
+    if trial_dir == "-":
+        _subreaper()  # now, while there is nothing else to do
+        chunks = []
+        while True:
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if not chunks:
+            return 0
+        fields = b"".join(chunks).decode("utf-8", "surrogateescape").split("\0")
+        trial_dir, timeout, grace, cwd, count = fields[:5]
+        count = int(count)
+        env = dict(os.environ)
+        env.update(entry.split("=", 1) for entry in fields[5:5 + count])
+        argv = fields[5 + count:]
     argv = list(argv[1:] if argv and argv[0] == "--" else argv)
-    monitor = Monitor(trial_dir, argv, timeout=float(timeout) or None, grace=float(grace), parent=os.getppid())
-    print(monitor.run())
-    return 0
+    monitor = Monitor(trial_dir, argv, cwd=cwd or None, env=env, timeout=float(timeout) or None,
+                      grace=float(grace), parent=os.getppid())
+    print(monitor.run(), flush=True)
+    os._exit(0)  # nothing to clean up: skip the interpreter's teardown, the driver waits for this exit
 
 
 def start(spec_path):
