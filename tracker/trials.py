@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from tracker import gitinfo
-from tracker.api import AUTOLOG_FILE, METRICS_FILE
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
@@ -147,8 +146,7 @@ def delete(project: Project, refs: list[str], *, force: bool = False) -> list[Tr
     return trials
 
 
-RUN_FILES = (outputs.STDOUT, outputs.STDERR, METRICS_FILE, AUTOLOG_FILE, lifecycle.EXIT_FILE,
-             lifecycle.PID_FILE, "heartbeat")
+KEPT_ON_RESET = {lifecycle.PATCH_FILE, lifecycle.RECORD_FILE, "params.json", "params.yaml"}
 
 
 def reset(project: Project, refs: list[str] | None = None, *, experiment: list[str] | None = None,
@@ -180,11 +178,22 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
                             exit_code=None, error=None, pid=None, heartbeat=None, host=None, handle={},
                             owner={}, stop_requested=None):
             store.append_metrics(t.id, [], replace=True)
-            directory = project.paths.trial_dir(t.id)
-            for name in RUN_FILES:
-                (directory / name).unlink(missing_ok=True)
+            _clear_outputs(project.paths.trial_dir(t.id))
             done.append(store.get(t.id))
     return done
+
+
+def _clear_outputs(directory: Path) -> None:
+    """Remove what a run left in a trial directory (logs, models...): a re-run must not find it."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.name in KEPT_ON_RESET:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:

@@ -403,12 +403,26 @@ def run(trial_dir, timeout="0", grace="5", *argv):
     os._exit(0)  # nothing to clean up: skip the interpreter's teardown, the driver waits for this exit
 
 
+def _clear(directory, keep):
+    """Empty a trial directory but for ``keep``: a re-run must not find the last run's files."""
+    import shutil
+
+    for name in os.listdir(directory):
+        if name not in keep:
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _quiet(os.unlink, path)
+
+
 def start(spec_path):
     """``start SPEC.json``: the remote form, detached from the SSH session."""
     import json
 
     with open(spec_path) as fh:
         spec = json.load(fh)
+    _clear(spec["trial_dir"], {os.path.basename(spec_path), *spec.get("keep", [])})
     pid_file = os.path.join(spec["trial_dir"], "pid.json")
     first = os.fork()
     if first:

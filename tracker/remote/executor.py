@@ -194,7 +194,8 @@ class SSHExecutor(BaseExecutor):
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
         spec = {"argv": argv, "env": env, "cwd": run.code_dir, "trial_dir": remote_dir,
-                "path_prefix": f"{run.env.path}/bin", "timeout": launch.timeout, "grace": job.grace}
+                "path_prefix": f"{run.env.path}/bin", "timeout": launch.timeout, "grace": job.grace,
+                "keep": [launch.params_file[0]] if launch.params_file else []}
         files = {"spec.json": json.dumps(spec)}
         if launch.params_file:
             files[launch.params_file[0]] = launch.params_file[1]

@@ -395,7 +395,8 @@ class SQLiteStore(BaseStore):
                       _trial_row(trial))
             c.executemany("INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)",
                           [(trial.id, k, param_key(v)) for k, v in trial.params.items()])
-            self._append(c, trial.id, points, True)
+            if points:  # else the record's own last values stand (old records have no history)
+                self._append(c, trial.id, points, True)
             c.executemany("INSERT INTO artifacts (trial_id, path, size, sha256) VALUES (?, ?, ?, ?)",
                           [(trial.id, *f) for f in artifacts])
             self._event(c, trial.id, "status", f"imported as {trial.status}")
@@ -408,9 +409,11 @@ class SQLiteStore(BaseStore):
         if not ref:
             raise UsageError("empty trial id")
         rows = self._query(f"{_SELECT} WHERE id = ?", (ref,))
+        prefix = ref.replace("%", "").replace("_", "")
+        if not rows and not prefix:
+            raise NotFoundError(f"no trial {ref!r}", hint="give the start of a trial id, see 'tracker trials list'")
         if not rows:
-            rows = self._query(f"{_SELECT} WHERE id LIKE ? ORDER BY created LIMIT 3",
-                               (ref.replace("%", "").replace("_", "") + "%",))
+            rows = self._query(f"{_SELECT} WHERE id LIKE ? ORDER BY created LIMIT 3", (prefix + "%",))
         if not rows:
             raise NotFoundError(f"no trial {ref!r}", hint="see 'tracker trials list'")
         if len(rows) > 1:
