@@ -131,9 +131,11 @@ def capture(path: Path) -> CodeState:
     return CodeState(head, branch, True, snapshot, patch)
 
 
-def pin(root: Path, trial_id: str, snapshot: str) -> None:
-    """Keep ``snapshot`` reachable under refs/tracker/trials/<trial_id>."""
-    git(root, "update-ref", f"{SNAPSHOT_REF}/{trial_id}", snapshot)
+def pin(root: Path, trial_ids: list[str], snapshot: str) -> None:
+    """Keep ``snapshot`` reachable under refs/tracker/trials/<id> for each trial (one git call)."""
+    if trial_ids:
+        commands = "".join(f"update {SNAPSHOT_REF}/{t} {snapshot}\n" for t in trial_ids)
+        git(root, "update-ref", "--stdin", input=commands.encode())
 
 
 def unpin(root: Path, trial_id: str) -> None:

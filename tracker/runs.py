@@ -96,9 +96,9 @@ def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpe
         for s in specs
     ]
     project.store.add_trials(trials)
+    if code.snapshot:
+        gitinfo.pin(project.root, [t.id for t in trials], code.snapshot)
     for trial in trials:
-        if code.snapshot:
-            gitinfo.pin(project.root, trial.id, code.snapshot)
         launch = build(trial, config, project.paths.trial_dir(trial.id), project.root)
         lifecycle.prepare_dir(project, trial, code.patch, launch)
     return run_id, trials
@@ -177,7 +177,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
             store.update(t.id, commit=code.commit, branch=code.branch, dirty=code.dirty,
                          snapshot=code.snapshot, event=f"re-run on {(code.commit or '?')[:8]}")
             if code.snapshot:
-                gitinfo.pin(project.root, t.id, code.snapshot)
+                gitinfo.pin(project.root, [t.id], code.snapshot)
     executor = make_executor(project, RunOptions(parallel=parallel, remote=remote or []))
     with _sigterm_as_interrupt():
         drive(project, executor, [store.get(t.id) for t in trials], reporter)

@@ -28,7 +28,10 @@ from tracker.execution.lifecycle import boot_id, exit_record, proc_start, read_p
 from tracker.project import Project
 from tracker.store import Trial
 
-RUNNER = Path(__file__).with_name("runner.py")
+# runner.py is imported, not run as a script, so its cached bytecode is used (about 8 ms less
+# per trial); its directory goes last on sys.path, so it shadows nothing of the standard library
+_LAUNCH = (f"import sys; sys.path.append({str(Path(__file__).parent)!r}); from runner import main; "
+           "sys.exit(main(sys.argv[1:]))")
 
 
 def _runner_alive(handle: dict[str, Any]) -> bool:
@@ -62,7 +65,7 @@ class LocalExecutor(BaseExecutor):
     def _spawn(self) -> subprocess.Popen[bytes]:
         """A runner waiting on stdin for its trial (``runner.py run -``)."""
         try:
-            return subprocess.Popen([sys.executable, "-I", "-S", str(RUNNER), "run", "-"], cwd=self.project.root,
+            return subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCH, "run", "-"], cwd=self.project.root,
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     start_new_session=True)
         except OSError as exc:
