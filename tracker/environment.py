@@ -78,7 +78,8 @@ def _stamp_matches(stamp: list[list[Any]]) -> bool:
 
 def _probe(python: str, cache: Path | None) -> dict[str, Any]:
     """Python version and packages of ``python``, cached until its sys.path dirs change."""
-    key = os.path.realpath(python)
+    # not realpath: a venv's python is a symlink to its base interpreter, with other packages
+    key = os.path.abspath(python)
     cached: dict[str, Any] = {}
     if cache is not None and cache.is_file():
         try:

@@ -139,3 +139,21 @@ def test_read_commands_do_not_write_when_nothing_expires(project_dir: Path) -> N
     trials.status(Project.find())
     after = (db.stat().st_mtime_ns, os.path.getsize(str(db) + "-wal") if Path(str(db) + "-wal").exists() else 0)
     assert before == after
+
+
+def test_two_venvs_on_one_base_python_keep_their_own_packages(tmp_path: Path) -> None:
+    # on the old code the probe cache was keyed by the resolved interpreter, shared by every venv
+    from tracker import environment
+
+    cache = tmp_path / "environments.json"
+    found = {}
+    for name in ("a", "b"):
+        venv = tmp_path / name
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next((venv / "lib").glob("python*/site-packages"))
+        dist = site / f"only_in_{name}-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: only-in-{name}\nVersion: 1.0\n")
+        found[name] = environment.capture([str(venv / "bin" / "python"), "train.py"], cache)["packages"]
+    assert "only-in-a" in found["a"] and "only-in-a" not in found["b"]
+    assert "only-in-b" in found["b"]
