@@ -244,7 +244,7 @@ class SSHExecutor(BaseExecutor):
                 watch.next_check = time.monotonic() + LIVENESS_SECONDS
             watch.lost_since = None
         except RemoteError as exc:
-            watch.sftp = None
+            _close_sftp(watch)
             watch.lost_since = watch.lost_since or time.monotonic()
             if time.monotonic() - watch.lost_since > RECONNECT_SECONDS:
                 watch.unreachable = True
@@ -280,16 +280,28 @@ class SSHExecutor(BaseExecutor):
         watch = self.watches.pop(trial.id, None)
         if watch is None:
             return
-        if watch.sftp is not None:
-            with contextlib.suppress(Exception):
-                watch.sftp.close()
+        _close_sftp(watch)
         if watch.slot and not watch.slot.run.dead:
             self.free.append(watch.slot)
+
+    def close(self) -> None:
+        """Close the SFTP sessions of trials still watched (the SSH connections stay pooled)."""
+        for watch in self.watches.values():
+            _close_sftp(watch)
+        self.watches.clear()
 
     def wait(self, timeout: float) -> None:
         """Poll quickly after a start (0.1 s), then back off to 0.5 s."""
         time.sleep(min(timeout, self._pause))
         self._pause = min(self._pause * 2, POLL_SECONDS[1])
+
+
+def _close_sftp(watch: _Watch) -> None:
+    """Close a watch's SFTP session (each one holds a channel of the host's session limit)."""
+    if watch.sftp is not None:
+        with contextlib.suppress(Exception):
+            watch.sftp.close()
+        watch.sftp = None
 
 
 class _Tail:
