@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tracker import seeds as seedlib
-from tracker.config import NAME_RE, ExperimentConfig, load_model, validate_data
+from tracker.config import ExperimentConfig, load_model, validate_data
 from tracker.errors import ConfigError, NotFoundError, UsageError
+from tracker.names import check_name as _check_name
 from tracker.project import Project
 from tracker.yamlio import atomic_write, dump_yaml, load_yaml
 from tracker.yamlio import display_path as _display
@@ -119,10 +120,9 @@ def render(name: str, data: dict[str, Any]) -> str:
 
 def check_name(name: str) -> str:
     """Validate an experiment name (it becomes a file name)."""
-    if not NAME_RE.match(name) or name.endswith(".yaml"):
-        raise UsageError(f"invalid experiment name {name!r}",
-                         hint="use letters, digits, '_', '.', '-' and no .yaml suffix")
-    return name
+    if name.endswith(".yaml"):
+        raise UsageError(f"invalid experiment name {name!r}", hint="leave out the .yaml suffix")
+    return _check_name("experiment", name)
 
 
 def create(project: Project, name: str, *, base: str | None = None,

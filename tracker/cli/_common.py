@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+COMMIT_OPTION = typer.Option(False, "--commit", help="Commit the file tracker writes, and only it "
+                             "(changes you have staged stay staged).")
 
 
 def is_tty() -> bool:
@@ -107,3 +111,25 @@ def fmt_commit(commit: str | None, dirty: bool) -> str:
 
 def fmt_time(ts: str | None) -> str:
     return (ts or "").replace("T", " ")[:19]
+
+
+@contextmanager
+def tracked_edit(proj: Any, message: str, *, commit: bool) -> Iterator[list[Path]]:
+    """Around a command that writes project files (it appends their paths to the yielded list):
+    afterwards commit exactly those files (``--commit``), or say that the work tree now
+    differs from the last commit, so that trials run now are marked dirty.
+    """
+    from tracker import gitinfo
+    from tracker.yamlio import display_path
+
+    if commit:
+        gitinfo.require_repo(proj.root)  # before anything is written
+    written: list[Path] = []
+    yield written
+    outcome = gitinfo.after_edit(proj.root, written, message, commit=commit)
+    shown = ", ".join(display_path(p) for p in outcome.changed)
+    if outcome.commit:
+        info(f"committed {shown} ({outcome.commit[:8]} {message})")
+    elif outcome.changed:
+        info(f"note: {shown} now differs from the last commit; trials run before you commit it are marked "
+             "dirty (commit it, or pass --commit to let tracker commit just this file)")

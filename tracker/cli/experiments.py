@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, info, parse_assignments, project
+from tracker.cli._common import (
+    COMMIT_OPTION,
+    JSON_OPTION,
+    emit_json,
+    emit_table,
+    info,
+    parse_assignments,
+    project,
+    tracked_edit,
+)
 
 app = typer.Typer(help="Create, list and show experiments (experiments/NAME.yaml).",
                   no_args_is_help=True)
@@ -14,10 +23,12 @@ app = typer.Typer(help="Create, list and show experiments (experiments/NAME.yaml
 def create(
     name: str = typer.Argument(..., help="Experiment name (becomes experiments/NAME.yaml)."),
     base: str = typer.Option(None, "--from", help="Copy the settings of experiment OTHER."),
-    param: list[str] = typer.Option(None, "--param", "-p", help="Fixed parameter NAME=VALUE (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
+                               help="Fixed parameter (repeatable)."),
     command: str = typer.Option(None, "--command", help="The command to run, e.g. 'python train.py'."),
     description: str = typer.Option(None, "--description", "-d", help="What the experiment is for."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    commit: bool = COMMIT_OPTION,
 ) -> None:
     """Write experiments/NAME.yaml with every key explained in comments.
 
@@ -25,9 +36,12 @@ def create(
     """
     from tracker import experiments
 
-    path = experiments.create(project(), name, base=base, params=parse_assignments(param, "--param"),
-                              command=command, description=description, force=force)
-    info(f"wrote {path}")
+    proj = project()
+    with tracked_edit(proj, f"tracker: add experiment {name}", commit=commit) as written:
+        path = experiments.create(proj, name, base=base, params=parse_assignments(param, "--param"),
+                                  command=command, description=description, force=force)
+        written.append(path)
+        info(f"wrote {path}")
 
 
 @app.command("list")

@@ -45,7 +45,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 
 def checkout(
-    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
     to: Path = typer.Option(..., "--to", help="Empty or new directory to write the code into."),
 ) -> None:
     """Write the exact code a trial ran (its commit plus uncommitted changes) into a directory.

@@ -29,7 +29,8 @@ TTY_LIMIT = 100
 def list_(
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment (repeatable)."),
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
-    param: list[str] = typer.Option(None, "--param", "-p", help="Only trials with NAME=VALUE."),
+    param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
+                               help="Only trials with this param value (repeatable)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
     all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
     as_json: bool = JSON_OPTION,
@@ -66,7 +67,7 @@ def list_(
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
          as_json: bool = JSON_OPTION) -> None:
     """Show one trial: params, seed, code, metrics, environment, outputs, error."""
     from tracker import trials
@@ -110,7 +111,7 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
 
 @app.command("logs")
 def logs(
-    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
     stderr: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the trial ends."),
     tail: int = typer.Option(None, "--tail", help="Only the last N lines."),
@@ -139,7 +140,7 @@ def logs(
 
 @app.command("delete")
 def delete(
-    refs: list[str] = typer.Argument(..., help="Trial ids (or unique prefixes)."),
+    refs: list[str] = typer.Argument(..., metavar="TRIALS", help="Trial ids (or unique prefixes)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     force: bool = typer.Option(False, "--force", help="Delete even running trials."),
 ) -> None:
@@ -160,7 +161,7 @@ def delete(
 
 
 @app.command("stop")
-def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) -> None:
+def stop(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix).")) -> None:
     """Stop a running trial, local or remote, from any shell; it ends as cancelled.
 
     The trial gets SIGTERM (its whole process tree), then SIGKILL after the grace
@@ -177,7 +178,8 @@ def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) 
 
 @app.command("reset")
 def reset(
-    refs: list[str] = typer.Argument(None, help="Trial ids; default: every failed/lost/cancelled one."),
+    refs: list[str] = typer.Argument(None, metavar="TRIALS",
+                                     help="Trial ids; default: every failed/lost/cancelled one."),
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     status: list[str] = typer.Option(None, "--status", help="Only failed, lost, cancelled or pruned."),
     run_now: bool = typer.Option(False, "--run", help="Run the reset trials right away."),
