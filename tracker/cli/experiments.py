@@ -46,19 +46,32 @@ def create(
 
 @app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
-    """List experiments with their command, grid size and seeds."""
+    """List experiments with their command, grid size and seeds.
+
+    An invalid file is listed with its error (and a warning on stderr); the others
+    are listed as usual and the exit status stays 0.
+    """
     from tracker import experiments
 
     items = experiments.list_experiments(project())
+    for bad in (i for i in items if i.error):
+        info(f"warning: {bad.error}")
     if as_json:
-        emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description,
-                    "combinations": i.grid_size, "seeds": i.config.seeds,
-                    "command": i.config.command} for i in items])
+        emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description if i.config else None,
+                    "combinations": i.grid_size, "seeds": i.config.seeds if i.config else None,
+                    "command": i.config.command if i.config else None, "error": i.error} for i in items])
         return
-    emit_table([(i.name, i.config.description, i.grid_size,
-                 "default" if i.config.seeds is None else i.config.seeds,
-                 i.config.command if isinstance(i.config.command, str) else " ".join(i.config.command))
-                for i in items], ["name", "description", "combinations", "seeds", "command"])
+    rows = []
+    for i in items:
+        if i.config is None:
+            rows.append((i.name, f"INVALID: {i.error}", "", "", ""))
+            continue
+        command = i.config.command
+        rows.append((i.name, i.config.description, i.grid_size,
+                     "default" if i.config.seeds is None else i.config.seeds,
+                     command if isinstance(command, str) else " ".join(command)))
+    emit_table(rows, ["name", "description", "combinations", "seeds", "command"],
+               keep={"name", "combinations", "seeds"})
 
 
 @app.command("show")

@@ -66,7 +66,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
         return
     emit_table([(name, cfg.host or f"(alias {name})", cfg.user or "", cfg.port or "", cfg.workdir, cfg.slots,
                  ",".join(map(str, cfg.gpus))) for name, cfg in remotes.items()],
-               ["name", "host", "user", "port", "workdir", "slots", "gpus"])
+               ["name", "host", "user", "port", "workdir", "slots", "gpus"], keep={"name", "port", "slots"})
 
 
 @app.command("remove")
@@ -87,7 +87,8 @@ def check(name: str = typer.Argument(..., help="Remote name."), as_json: bool = 
     if as_json:
         emit_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks])
     else:
-        emit_table([(c.name, "ok" if c.ok else "PROBLEM", c.detail) for c in checks], ["check", "result", "detail"])
+        emit_table([(c.name, "ok" if c.ok else "PROBLEM", c.detail) for c in checks], ["check", "result", "detail"],
+                   keep={"check", "result"})
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -130,7 +131,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
         info("no trials are running on remotes")
         return
     emit_table([(r.trial.id, r.trial.experiment, r.host, r.state, fmt_time(r.trial.started)) for r in rows],
-               ["trial", "experiment", "host", "remote", "started"])
+               ["trial", "experiment", "host", "remote", "started"], keep={"trial", "experiment", "started"})
 
 
 def _attach(follow: bool, ids: list[str] | None) -> None:
