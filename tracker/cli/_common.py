@@ -2,7 +2,7 @@
 
 Rich tables on a terminal, tab-separated text when piped; ``--json`` always.
 A value never breaks a table's lines: newlines, tabs and other control
-characters in it are shown escaped (``\n``, ``\t``, ``\x1b``); CSV quotes them.
+characters in it are shown escaped (``\\n``, ``\\t``, ``\\x1b``); CSV quotes them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,6 +21,10 @@ from tracker.cli._common import (
     parse_assignments,
     project,
 )
+
+if TYPE_CHECKING:
+    from tracker.store import Trial
+    from tracker.trials import Column
 
 app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
 
@@ -51,7 +55,7 @@ def list_(
     """List trials, oldest first. Piped output is tab-separated with one column per param/metric.
 
     On a terminal the metrics start with the experiment's objective, and columns
-    that do not fit are left out (say which with --columns).
+    that do not fit are left out (choose them with --columns).
 
     Example: tracker trials list -e baseline --status completed -p lr=0.1 --columns id,seed,lr,val/acc
     """
@@ -94,7 +98,7 @@ def list_(
         info(f"showing the newest {len(found)} of {total} trials (--all or --limit N for more)")
 
 
-def _cell(column: Any, trial: Any, objective: str | None) -> str:
+def _cell(column: Column, trial: Trial, objective: str | None) -> str:
     """One cell of the terminal table, formatted for people."""
     if column.kind != "field":
         value = column.value(trial)
