@@ -14,10 +14,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tracker.errors import ConfigError
+from tracker.names import RULE, valid_name
 from tracker.yamlio import LineMap, line_of, load_yaml, parse_yaml
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
 
 class _Strict(BaseModel):
@@ -100,8 +100,8 @@ class ProjectConfig(_Strict):
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
-            if not NAME_RE.match(name):
-                raise ValueError(f"invalid name {name!r}: use letters, digits, '_', '.', '-'")
+            if not valid_name(name):
+                raise ValueError(f"invalid name {name!r}: {RULE}")
         return v
 
 

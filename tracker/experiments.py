@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tracker import seeds as seedlib
-from tracker.config import NAME_RE, ExperimentConfig, load_model, validate_data
+from tracker.config import ExperimentConfig, load_model, validate_data
 from tracker.errors import ConfigError, NotFoundError, UsageError
+from tracker.names import check_name as _check_name
 from tracker.project import Project
 from tracker.yamlio import atomic_write, dump_yaml, load_yaml
 from tracker.yamlio import display_path as _display
@@ -31,12 +32,13 @@ class TrialSpec:
 
 @dataclass(frozen=True)
 class ExperimentInfo:
-    """An experiment file and what it expands to."""
+    """An experiment file and what it expands to, or why it cannot be read."""
 
     name: str
     path: Path
-    config: ExperimentConfig
-    grid_size: int
+    config: ExperimentConfig | None  # None when the file is invalid
+    grid_size: int | None
+    error: str | None = None  # the file's one-line error (file:line: what, how to fix)
 
 
 def _flow(value: Any) -> str:
@@ -119,10 +121,9 @@ def render(name: str, data: dict[str, Any]) -> str:
 
 def check_name(name: str) -> str:
     """Validate an experiment name (it becomes a file name)."""
-    if not NAME_RE.match(name) or name.endswith(".yaml"):
-        raise UsageError(f"invalid experiment name {name!r}",
-                         hint="use letters, digits, '_', '.', '-' and no .yaml suffix")
-    return name
+    if name.endswith(".yaml"):
+        raise UsageError(f"invalid experiment name {name!r}", hint="leave out the .yaml suffix")
+    return _check_name("experiment", name)
 
 
 def create(project: Project, name: str, *, base: str | None = None,
@@ -185,12 +186,23 @@ def names(project: Project) -> list[str]:
 
 
 def list_experiments(project: Project) -> list[ExperimentInfo]:
-    """Every experiment with its config (invalid files raise their ConfigError)."""
+    """Every experiment with its config; an invalid file is listed too, with its error."""
     out = []
     for name in names(project):
-        config = load(project, name)
-        out.append(ExperimentInfo(name, project.paths.experiment_file(name), config, grid_size(config)))
+        path = project.paths.experiment_file(name)
+        try:
+            config = load(project, name)
+        except UsageError as exc:  # ConfigError, or a file name that is no experiment name
+            out.append(ExperimentInfo(name, path, None, None, str(exc)))
+            continue
+        out.append(ExperimentInfo(name, path, config, grid_size(config)))
     return out
+
+
+def objectives(project: Project) -> dict[str, str]:
+    """The objective metric of each experiment that names one (invalid files are skipped)."""
+    return {i.name: i.config.objective.metric for i in list_experiments(project)
+            if i.config is not None and i.config.objective is not None}
 
 
 def grid_size(config: ExperimentConfig) -> int:

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +175,37 @@ def checkout(root: Path, dest: Path, commit: str | None, snapshot: str | None,
             raise GitError(f"the saved patch does not apply: {proc.stderr.decode().strip()}")
         how += " + saved patch"
     return how
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """What git sees after tracker wrote some of the project's files (see :func:`after_edit`)."""
+
+    changed: list[Path]  # those of the files that differed from HEAD after the edit
+    commit: str | None  # the commit now holding exactly them, when one was asked for
+
+
+def after_edit(root: Path, paths: Sequence[Path], message: str, *, commit: bool = False) -> EditOutcome:
+    """After tracker wrote ``paths``: commit exactly them, or report which now differ from HEAD.
+
+    A work tree that differs from HEAD marks the next trials dirty, so the caller
+    tells the user. With ``commit``, only ``paths`` are committed (``git commit
+    --only``): changes the user has staged stay staged and uncommitted. Outside a
+    git repository nothing differs, and ``commit`` raises ProjectError.
+
+    Example: ``after_edit(root, [root / "tracker.yaml"], "tracker: add remote gpu1", commit=True)``
+    """
+    top = require_repo(root) if commit else repo_root(root)
+    if top is None or not paths:
+        return EditOutcome([], None)
+    specs = [str(Path(p).resolve()) for p in paths]
+    listed = git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--", *specs)
+    differing = {entry[3:] for entry in listed.split("\0") if len(entry) > 3}
+    changed = [p for p, spec in zip(paths, specs, strict=True)
+               if Path(spec).relative_to(top.resolve()).as_posix() in differing]
+    if not changed or not commit:
+        return EditOutcome(changed, None)
+    wanted = [str(Path(p).resolve()) for p in changed]
+    git(top, "add", "--", *wanted)
+    git(top, *committer_args(top), "commit", "--quiet", "--only", "-m", message, "--", *wanted)
+    return EditOutcome(changed, git(top, "rev-parse", "HEAD").strip())

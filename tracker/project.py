@@ -99,11 +99,10 @@ class Project:
 
     def check_new_entry(self, key: str, name: str, label: str, *, force: bool = False) -> None:
         """Refuse an invalid ``name`` for a new ``key.name`` entry, or one that exists (unless ``force``)."""
-        from tracker.config import NAME_RE
         from tracker.errors import UsageError
+        from tracker.names import check_name
 
-        if not NAME_RE.match(name):
-            raise UsageError(f"invalid {label.split()[0]} name {name!r}", hint="use letters, digits, '_', '.', '-'")
+        check_name(label, name)
         if name in (getattr(self.config, key) or {}) and not force:
             raise UsageError(f"{label} {name!r} already exists", hint="remove it first or pass --force")
 

@@ -87,6 +87,57 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
     return columns, rows
 
 
+FIELDS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "dirty", "host",
+          "started", "finished", "duration", "exit_code"]  # a trial's fields in `trials list --json`
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of ``trials list --columns``: a trial field, one param or one metric."""
+
+    name: str  # the header, as the user wrote it
+    kind: str  # "field", "param" or "metric"
+    key: str
+
+    def value(self, trial: Trial) -> Any:
+        """This column's value for ``trial`` (None when the trial lacks the param or metric)."""
+        if self.kind == "param":
+            return trial.params.get(self.key)
+        if self.kind == "metric":
+            return trial.metrics.get(self.key)
+        return getattr(trial, self.key)
+
+
+def resolve_columns(project: Project, names: list[str]) -> list[Column]:
+    """Columns by name: a field of :data:`FIELDS`, else a param or metric any trial has.
+
+    A name that is both a param and a metric is written ``params.NAME`` or
+    ``metrics.NAME``. Example: ``resolve_columns(project, ["id", "lr", "val/acc"])``.
+    """
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise UsageError("no columns given", hint="e.g. --columns id,status,val/acc")
+    param_names, metric_names = project.store.key_names() if set(names) - set(FIELDS) else ([], [])
+    columns = []
+    for name in names:
+        kind, _, rest = name.partition(".")
+        if name in FIELDS:
+            columns.append(Column(name, "field", name))
+        elif kind == "params" and rest in param_names:
+            columns.append(Column(name, "param", rest))
+        elif kind == "metrics" and rest in metric_names:
+            columns.append(Column(name, "metric", rest))
+        elif name in param_names and name in metric_names:
+            raise UsageError(f"column {name!r} is both a param and a metric",
+                             hint=f"write params.{name} or metrics.{name}")
+        elif name in param_names or name in metric_names:
+            columns.append(Column(name, "param" if name in param_names else "metric", name))
+        else:
+            known = [*FIELDS, *param_names, *metric_names]
+            raise UsageError(f"unknown column {name!r}", hint="one of: " + ", ".join(known))
+    return columns
+
+
 def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,
           params: dict[str, Any] | None = None) -> int:
     """How many trials match the filters."""

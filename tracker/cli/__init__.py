@@ -4,6 +4,10 @@ Each command group lives in its own module; this one composes them and is the
 single place where errors become messages and exit codes (docs/errors.md).
 Only typer is imported at start-up so ``tracker --help`` stays fast; every
 command imports the library it needs when it runs.
+
+Exit codes: 0 success, 1 failure, 2 bad usage/config/input, 130 interrupted,
+141 the reader of stdout went away (``tracker trials list | head -1``), as for
+any tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -15,21 +19,53 @@ import typer
 from typer.core import TyperGroup
 
 from tracker.cli import backup, create, experiments, remote, run, seeds, status, storage, trials
+from tracker.cli._help import conventional_help
+
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for `git log | head -1`'s git
+
+
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has exited (``... | head -1``)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True  # cannot tell: a broken pipe at the edge is most likely ours
+    poller = select.poll()
+    poller.register(fd, 0)  # errors and hang-ups are always reported
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _quit_quietly() -> typer.Exit:
+    """Exit 141 without a word; output still buffered goes to /dev/null (the Python docs' recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return typer.Exit(BROKEN_PIPE)
 
 
 class _TrackerGroup(TyperGroup):
     """The root command group: the one place errors become messages and exit codes.
 
     TrackerError -> its one-line message and exit code (2 usage/config, 1 failure);
-    Ctrl-C -> 130 after trials were cancelled; anything else -> a one-line report
-    (the traceback only with --debug). Click's own usage errors exit 2.
+    Ctrl-C -> 130 after trials were cancelled; the reader of stdout gone -> 141,
+    silently; anything else -> a one-line report (the traceback only with
+    --debug). Click's own usage errors exit 2.
     """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        conventional_help(self, self.context_settings.get("help_option_names", ["--help"]))
 
     def invoke(self, ctx: typer.Context) -> object:
         from tracker.errors import TrackerError
 
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except TrackerError as exc:
@@ -42,6 +78,8 @@ class _TrackerGroup(TyperGroup):
                        "(run them again with 'tracker trials reset --run')", err=True)
             ctx.exit(130)
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and _reader_gone():
+                raise _quit_quietly() from None
             if os.environ.get("TRACKER_DEBUG"):
                 raise
             typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
@@ -61,16 +99,20 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from tracker import __version__
 
         typer.echo(f"tracker {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     if debug:
         os.environ["TRACKER_DEBUG"] = "1"
 

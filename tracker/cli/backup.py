@@ -84,7 +84,8 @@ def list_(source: str = typer.Option(..., "--from", help="Storage target name.")
         return
     emit_table([(r["id"], r["experiment"], r["status"], r["seed"], r["files"], f"{r['bytes']:,}",
                  (r["finished"] or "")[:19].replace("T", " ")) for r in rows],
-               ["trial", "experiment", "status", "seed", "files", "bytes", "finished"])
+               ["trial", "experiment", "status", "seed", "files", "bytes", "finished"],
+               keep={"trial", "experiment", "status", "seed", "files", "bytes", "finished"})
 
 
 @app.command("verify")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, info, parse_assignments, project
+from tracker.cli._common import (
+    COMMIT_OPTION,
+    JSON_OPTION,
+    emit_json,
+    emit_table,
+    info,
+    parse_assignments,
+    project,
+    tracked_edit,
+)
 
 app = typer.Typer(help="Create, list and show experiments (experiments/NAME.yaml).",
                   no_args_is_help=True)
@@ -14,10 +23,12 @@ app = typer.Typer(help="Create, list and show experiments (experiments/NAME.yaml
 def create(
     name: str = typer.Argument(..., help="Experiment name (becomes experiments/NAME.yaml)."),
     base: str = typer.Option(None, "--from", help="Copy the settings of experiment OTHER."),
-    param: list[str] = typer.Option(None, "--param", "-p", help="Fixed parameter NAME=VALUE (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
+                               help="Fixed parameter (repeatable)."),
     command: str = typer.Option(None, "--command", help="The command to run, e.g. 'python train.py'."),
     description: str = typer.Option(None, "--description", "-d", help="What the experiment is for."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    commit: bool = COMMIT_OPTION,
 ) -> None:
     """Write experiments/NAME.yaml with every key explained in comments.
 
@@ -25,26 +36,42 @@ def create(
     """
     from tracker import experiments
 
-    path = experiments.create(project(), name, base=base, params=parse_assignments(param, "--param"),
-                              command=command, description=description, force=force)
-    info(f"wrote {path}")
+    proj = project()
+    with tracked_edit(proj, f"tracker: add experiment {name}", commit=commit) as written:
+        path = experiments.create(proj, name, base=base, params=parse_assignments(param, "--param"),
+                                  command=command, description=description, force=force)
+        written.append(path)
+        info(f"wrote {path}")
 
 
 @app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
-    """List experiments with their command, grid size and seeds."""
+    """List experiments with their command, grid size and seeds.
+
+    An invalid file is listed with its error (and a warning on stderr); the others
+    are listed as usual and the exit status stays 0.
+    """
     from tracker import experiments
 
     items = experiments.list_experiments(project())
+    for bad in (i for i in items if i.error):
+        info(f"warning: {bad.error}")
     if as_json:
-        emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description,
-                    "combinations": i.grid_size, "seeds": i.config.seeds,
-                    "command": i.config.command} for i in items])
+        emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description if i.config else None,
+                    "combinations": i.grid_size, "seeds": i.config.seeds if i.config else None,
+                    "command": i.config.command if i.config else None, "error": i.error} for i in items])
         return
-    emit_table([(i.name, i.config.description, i.grid_size,
-                 "default" if i.config.seeds is None else i.config.seeds,
-                 i.config.command if isinstance(i.config.command, str) else " ".join(i.config.command))
-                for i in items], ["name", "description", "combinations", "seeds", "command"])
+    rows = []
+    for i in items:
+        if i.config is None:
+            rows.append((i.name, f"INVALID: {i.error}", "", "", ""))
+            continue
+        command = i.config.command
+        rows.append((i.name, i.config.description, i.grid_size,
+                     "default" if i.config.seeds is None else i.config.seeds,
+                     command if isinstance(command, str) else " ".join(command)))
+    emit_table(rows, ["name", "description", "combinations", "seeds", "command"],
+               keep={"name", "combinations", "seeds"})
 
 
 @app.command("show")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_time, info, project
+from tracker.cli._common import COMMIT_OPTION, JSON_OPTION, emit_json, emit_table, fmt_time, info, project, tracked_edit
 
 app = typer.Typer(help="Named SSH hosts: add, check, trust, and the trials running on them.",
                   no_args_is_help=True)
@@ -22,10 +22,12 @@ def add(
     slots: int = typer.Option(None, "--slots", help="Trials at once on this host."),
     gpus: str = typer.Option(None, "--gpus", help="GPU ids, one per slot: 0,1."),
     setup: list[str] = typer.Option(None, "--setup", help="Set-up command for the environment (repeatable)."),
-    env: list[str] = typer.Option(None, "--env", help="Environment variable NAME=VALUE for trials (repeatable)."),
+    env: list[str] = typer.Option(None, "--env", metavar="NAME=VALUE",
+                             help="Environment variable for trials (repeatable)."),
     ssh_config: str = typer.Option(None, "--ssh-config", help="OpenSSH config file holding the Host entry."),
     known_hosts: str = typer.Option(None, "--known-hosts", help="Extra known_hosts file."),
     force: bool = typer.Option(False, "--force", help="Replace an existing remote of that name."),
+    commit: bool = COMMIT_OPTION,
 ) -> None:
     """Add a named remote to tracker.yaml.
 
@@ -47,8 +49,12 @@ def add(
     options = {"host": host, "user": user, "port": port, "key": key, "workdir": workdir, "python": python,
                "slots": slots, "gpus": gpu_ids, "setup": setup, "env": env_vars, "ssh_config": ssh_config,
                "known_hosts": known_hosts}
-    add_remote(project(), name, options, force=force)
-    info(f"added remote {name}; next: 'tracker remote trust {name}' (first time) and 'tracker remote check {name}'")
+    proj = project()
+    with tracked_edit(proj, f"tracker: add remote {name}", commit=commit) as written:
+        add_remote(proj, name, options, force=force)
+        written.append(proj.paths.config)
+        info(f"added remote {name}; next: 'tracker remote trust {name}' (first time) "
+             f"and 'tracker remote check {name}'")
 
 
 @app.command("list")
@@ -60,7 +66,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
         return
     emit_table([(name, cfg.host or f"(alias {name})", cfg.user or "", cfg.port or "", cfg.workdir, cfg.slots,
                  ",".join(map(str, cfg.gpus))) for name, cfg in remotes.items()],
-               ["name", "host", "user", "port", "workdir", "slots", "gpus"])
+               ["name", "host", "user", "port", "workdir", "slots", "gpus"], keep={"name", "port", "slots"})
 
 
 @app.command("remove")
@@ -81,7 +87,8 @@ def check(name: str = typer.Argument(..., help="Remote name."), as_json: bool = 
     if as_json:
         emit_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks])
     else:
-        emit_table([(c.name, "ok" if c.ok else "PROBLEM", c.detail) for c in checks], ["check", "result", "detail"])
+        emit_table([(c.name, "ok" if c.ok else "PROBLEM", c.detail) for c in checks], ["check", "result", "detail"],
+                   keep={"check", "result"})
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
 
@@ -124,7 +131,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
         info("no trials are running on remotes")
         return
     emit_table([(r.trial.id, r.trial.experiment, r.host, r.state, fmt_time(r.trial.started)) for r in rows],
-               ["trial", "experiment", "host", "remote", "started"])
+               ["trial", "experiment", "host", "remote", "started"], keep={"trial", "experiment", "started"})
 
 
 def _attach(follow: bool, ids: list[str] | None) -> None:
@@ -143,12 +150,14 @@ def _attach(follow: bool, ids: list[str] | None) -> None:
 
 
 @app.command("attach")
-def attach(ids: list[str] = typer.Argument(None, help="Trial ids (default: every running remote trial).")) -> None:
+def attach(ids: list[str] = typer.Argument(None, metavar="TRIALS",
+                                           help="Trial ids (default: every running remote trial).")) -> None:
     """Re-attach to remote trials (after a dropped connection): stream logs until they finish."""
     _attach(True, ids)
 
 
 @app.command("sync")
-def sync_(ids: list[str] = typer.Argument(None, help="Trial ids (default: every running remote trial).")) -> None:
+def sync_(ids: list[str] = typer.Argument(None, metavar="TRIALS",
+                                          help="Trial ids (default: every running remote trial).")) -> None:
     """One pass over remote trials: pull logs and results, finalize finished ones, mark dead ones lost."""
     _attach(False, ids)

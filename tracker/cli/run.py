@@ -75,11 +75,15 @@ def run(
     if as_json:
         emit_json([t.summary() for t in result.trials])
     else:
-        varying = _varying([t.params for t in result.trials])
-        emit_table([(t.id, t.seed, fmt_params({k: t.params[k] for k in varying if k in t.params}),
-                     t.status, fmt_duration(t.duration), fmt_metrics(t.metrics, limit=3))
+        from tracker.experiments import objectives
+
+        shown = _summary_params([t.params for t in result.trials], [*options.params, *options.grid])
+        objective = objectives(proj).get(experiment)
+        emit_table([(t.id, t.seed, fmt_params({k: t.params[k] for k in shown if k in t.params}),
+                     t.status, fmt_duration(t.duration), fmt_metrics(t.metrics, first=objective))
                     for t in result.trials], ["trial", "seed", "params", "status", "time", "metrics"],
-                   title=f"{experiment}: {len(result.trials) - len(result.failed)}/{len(result.trials)} completed")
+                   title=f"{experiment}: {len(result.trials) - len(result.failed)}/{len(result.trials)} completed",
+                   keep={"trial", "seed", "status", "time"})
     if result.failed:
         first = result.failed[0]
         info(f"{len(result.failed)} trial(s) did not complete; see 'tracker trials logs {first.id}'")
@@ -92,9 +96,10 @@ def _note_new_seeds(proj: Any, had_seeds: bool) -> None:
              "into tracker.yaml; every experiment uses them, so commit tracker.yaml")
 
 
-def _varying(params: list[dict[str, Any]]) -> list[str]:
+def _summary_params(params: list[dict[str, Any]], overridden: list[str]) -> list[str]:
+    """The params worth a column in the run summary: those set on the command line and those that vary."""
     keys = list(dict.fromkeys(k for p in params for k in p))
-    return [k for k in keys if len({repr(p.get(k)) for p in params}) > 1]
+    return [k for k in keys if k in overridden or len({repr(p.get(k)) for p in params}) > 1]
 
 
 class ConsoleReporter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, info, project
+from tracker.cli._common import COMMIT_OPTION, JSON_OPTION, emit_json, info, project, tracked_edit
 
 app = typer.Typer(help="Generate and show the preset seeds every experiment uses.",
                   no_args_is_help=True)
@@ -16,6 +16,7 @@ def generate(
     master_seed: int = typer.Option(None, "--master-seed", help="Master seed (same list every time)."),
     extend: bool = typer.Option(False, "--extend", help="Keep the current master seed, grow the list."),
     force: bool = typer.Option(False, "--force", help="Replace an existing list with a different one."),
+    commit: bool = COMMIT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write COUNT preset seeds drawn from a master seed into tracker.yaml.
@@ -30,12 +31,15 @@ def generate(
     if proj.config.seeds and not (extend or force or unchanged):
         raise UsageError("tracker.yaml already has preset seeds; changing them breaks pairing "
                          "with earlier trials", hint="pass --extend to grow the list, or --force")
-    master, values = write_seeds(proj, count, master_seed, extend=extend)
+    with tracked_edit(proj, f"tracker: generate {count} preset seeds", commit=commit) as written:
+        master, values = write_seeds(proj, count, master_seed, extend=extend)
+        written.append(proj.paths.config)
+        if not as_json:
+            info(f"wrote {len(values)} seeds (master seed {master}) to tracker.yaml")
     if as_json:
         emit_json({"master_seed": master, "seeds": values})
-        return
-    info(f"wrote {len(values)} seeds (master seed {master}) to tracker.yaml")
-    typer.echo(" ".join(map(str, values)))
+    else:
+        typer.echo(" ".join(map(str, values)))
 
 
 @app.command("show")

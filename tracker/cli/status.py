@@ -23,7 +23,8 @@ def status(as_json: bool = JSON_OPTION) -> None:
     """One-screen overview: trials per experiment and status, what runs, the latest trials."""
     from tracker import trials
 
-    st = trials.status(project())
+    proj = project()
+    st = trials.status(proj)
     if as_json:
         emit_json(st.as_dict())
         return
@@ -37,15 +38,22 @@ def status(as_json: bool = JSON_OPTION) -> None:
                ["experiment", *cols], title="trials")
     if st.running:
         emit_table([(t.id, t.experiment, t.seed, t.host, fmt_time(t.started)) for t in st.running],
-                   ["running", "experiment", "seed", "host", "started"])
+                   ["running", "experiment", "seed", "host", "started"],
+                   keep={"running", "experiment", "seed", "started"})
     if st.recent:
-        emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
-                     fmt_duration(t.duration)) for t in st.recent],
-                   ["latest", "experiment", "status", "seed", "params", "metrics", "time"])
+        from tracker.experiments import objectives
+
+        goals = objectives(proj)
+        emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params),
+                     fmt_metrics(t.metrics, first=goals.get(t.experiment)), fmt_duration(t.duration))
+                    for t in st.recent],
+                   ["latest", "experiment", "status", "seed", "params", "metrics", "time"],
+                   keep={"latest", "experiment", "status", "seed", "time"}, truncate={"params"},
+                   optional=["time", "experiment"])
 
 
 def checkout(
-    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
     to: Path = typer.Option(..., "--to", help="Empty or new directory to write the code into."),
 ) -> None:
     """Write the exact code a trial ran (its commit plus uncommitted changes) into a directory.

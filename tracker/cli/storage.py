@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, info, project
+from tracker.cli._common import COMMIT_OPTION, JSON_OPTION, emit_json, emit_table, info, project, tracked_edit
 
 app = typer.Typer(help="Backup targets: S3, Azure Blob, Google Cloud Storage, Backblaze B2, SSH, local.",
                   no_args_is_help=True)
@@ -26,6 +26,7 @@ def add(
     remote: str = typer.Option(None, "--remote", help="Named remote (ssh)."),
     path: str = typer.Option(None, "--path", help="Directory (local, ssh)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing target of that name."),
+    commit: bool = COMMIT_OPTION,
 ) -> None:
     """Add a backup target to tracker.yaml. Credentials are never stored: they come from the
     cloud's standard chain or environment variables.
@@ -38,8 +39,11 @@ def add(
                "endpoint_url": endpoint_url, "account_url": account_url,
                "connection_string_env": connection_string_env, "project": gcp_project, "remote": remote,
                "path": path}
-    add_target(project(), name, type_, options, force=force)
-    info(f"added storage target {name}; next: 'tracker storage check {name}'")
+    proj = project()
+    with tracked_edit(proj, f"tracker: add storage target {name}", commit=commit) as written:
+        add_target(proj, name, type_, options, force=force)
+        written.append(proj.paths.config)
+        info(f"added storage target {name}; next: 'tracker storage check {name}'")
 
 
 @app.command("list")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from tracker.cli._common import (
@@ -13,31 +15,49 @@ from tracker.cli._common import (
     fmt_metrics,
     fmt_params,
     fmt_time,
+    fmt_value,
     info,
     is_tty,
     parse_assignments,
     project,
 )
 
+if TYPE_CHECKING:
+    from tracker.store import Trial
+    from tracker.trials import Column
+
 app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
 
 
 TTY_LIMIT = 100
+TTY_COLUMNS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "host", "started",
+               "duration"]
+# left out, in this order, while the table is wider than the terminal
+OPTIONAL = ["host", "step", "started", "commit", "duration", "experiment"]
+WHOLE = {"id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started", "finished",
+         "duration", "exit_code"}  # never wrapped
 
 
 @app.command("list")
 def list_(
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment (repeatable)."),
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
-    param: list[str] = typer.Option(None, "--param", "-p", help="Only trials with NAME=VALUE."),
+    param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
+                                    help="Only trials with this param value (repeatable)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
     all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
+    columns: str = typer.Option(None, "--columns", "-c", metavar="NAMES",
+                                help="Comma-separated columns: trial fields (id, status, seed, params, metrics, "
+                                     "commit, started, duration, ...) and param or metric names (lr, val/acc)."),
     as_json: bool = JSON_OPTION,
     csv: bool = typer.Option(False, "--csv", help="Print CSV: one column per param and metric."),
 ) -> None:
     """List trials, oldest first. Piped output is tab-separated with one column per param/metric.
 
-    Example: tracker trials list -e baseline --status completed -p lr=0.1 --json
+    On a terminal the metrics start with the experiment's objective, and columns
+    that do not fit are left out (choose them with --columns).
+
+    Example: tracker trials list -e baseline --status completed -p lr=0.1 --columns id,seed,lr,val/acc
     """
     import sys
 
@@ -47,26 +67,66 @@ def list_(
     filters = {"experiment": experiment, "status": status,
                "params": parse_assignments(param, "--param")}
     if as_json:
+        if columns is not None:
+            from tracker.errors import UsageError
+
+            raise UsageError("--columns applies to tables, not --json", hint="drop one of them")
         sys.stdout.write(trials.list_json(proj, limit=limit, **filters) + "\n")
         return
+    chosen = trials.resolve_columns(proj, columns.split(",")) if columns is not None else None
     if csv or not is_tty():
-        columns, rows = trials.list_rows(proj, limit=limit, **filters)
-        emit_table(rows, columns, csv=csv)
+        if chosen is None:  # every field, param and metric, straight from the store (fast)
+            names, rows = trials.list_rows(proj, limit=limit, **filters)
+            emit_table(rows, names, csv=csv)
+        else:
+            found = trials.list_trials(proj, limit=limit, **filters)
+            emit_table([[_raw(c.value(t)) for c in chosen] for t in found], [c.name for c in chosen], csv=csv)
         return
     shown = limit if limit is not None or all_ else TTY_LIMIT
-    rows = trials.list_trials(proj, limit=shown, **filters)
-    emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
-                 "" if t.step is None else t.step, fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started),
-                 fmt_duration(t.duration)) for t in rows],
-               ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "host",
-                "started", "time"])
+    found = trials.list_trials(proj, limit=shown, **filters)
+    from tracker.experiments import objectives
+
+    goals = objectives(proj)
+    chosen = chosen or trials.resolve_columns(proj, TTY_COLUMNS)
+    hidden = emit_table([[_cell(c, t, goals.get(t.experiment)) for c in chosen] for t in found],
+                        [c.name for c in chosen], keep=WHOLE & {c.name for c in chosen}, truncate={"params"},
+                        optional=[] if columns else OPTIONAL)
+    if hidden:
+        info(f"({', '.join(hidden)} left out to fit the terminal; choose columns with --columns)")
     total = trials.count(proj, **filters)
-    if limit is None and not all_ and total > len(rows):
-        info(f"showing the newest {len(rows)} of {total} trials (--all or --limit N for more)")
+    if limit is None and not all_ and total > len(found):
+        info(f"showing the newest {len(found)} of {total} trials (--all or --limit N for more)")
+
+
+def _cell(column: Column, trial: Trial, objective: str | None) -> str:
+    """One cell of the terminal table, formatted for people."""
+    if column.kind != "field":
+        value = column.value(trial)
+        return "" if value is None else fmt_value(value)
+    key = column.key
+    if key == "params":
+        return fmt_params(trial.params)
+    if key == "metrics":
+        return fmt_metrics(trial.metrics, first=objective)
+    if key == "commit":
+        return fmt_commit(trial.commit, trial.dirty)
+    if key in ("started", "finished"):
+        return fmt_time(column.value(trial))
+    if key == "duration":
+        return fmt_duration(trial.duration)
+    value = column.value(trial)
+    return "" if value is None else fmt_value(value)
+
+
+def _raw(value: Any) -> Any:
+    """A value for CSV/TSV: params and metrics as JSON, the rest as it is."""
+    import json
+
+    return json.dumps(value) if isinstance(value, dict) else value
 
 
 @app.command("show")
-def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
          as_json: bool = JSON_OPTION) -> None:
     """Show one trial: params, seed, code, metrics, environment, outputs, error."""
     from tracker import trials
@@ -110,7 +170,7 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
 
 @app.command("logs")
 def logs(
-    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
     stderr: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the trial ends."),
     tail: int = typer.Option(None, "--tail", help="Only the last N lines."),
@@ -139,7 +199,7 @@ def logs(
 
 @app.command("delete")
 def delete(
-    refs: list[str] = typer.Argument(..., help="Trial ids (or unique prefixes)."),
+    refs: list[str] = typer.Argument(..., metavar="TRIALS", help="Trial ids (or unique prefixes)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     force: bool = typer.Option(False, "--force", help="Delete even running trials."),
 ) -> None:
@@ -160,7 +220,7 @@ def delete(
 
 
 @app.command("stop")
-def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) -> None:
+def stop(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix).")) -> None:
     """Stop a running trial, local or remote, from any shell; it ends as cancelled.
 
     The trial gets SIGTERM (its whole process tree), then SIGKILL after the grace
@@ -177,7 +237,8 @@ def stop(ref: str = typer.Argument(..., help="Trial id (or a unique prefix).")) 
 
 @app.command("reset")
 def reset(
-    refs: list[str] = typer.Argument(None, help="Trial ids; default: every failed/lost/cancelled one."),
+    refs: list[str] = typer.Argument(None, metavar="TRIALS",
+                                     help="Trial ids; default: every failed/lost/cancelled one."),
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     status: list[str] = typer.Option(None, "--status", help="Only failed, lost, cancelled or pruned."),
     run_now: bool = typer.Option(False, "--run", help="Run the reset trials right away."),
