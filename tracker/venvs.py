@@ -159,7 +159,9 @@ def _base_python(project: Project) -> tuple[str, str]:
     wanted = project.config.environment.python
     if wanted is None:
         return sys.executable, sys.version + "\n"
-    found = shutil.which(wanted)
+    # a path (not a bare command name) is relative to the project, wherever tracker runs from
+    wanted = os.path.expanduser(wanted)
+    found = shutil.which(str(project.root / wanted) if os.sep in wanted else wanted)
     where = {"path": display_path(project.paths.config), "line": line_of(project.lines, ("environment", "python"))}
     if found is None:
         raise ConfigError(f"environment.python: {wanted!r} is not a command on this machine",

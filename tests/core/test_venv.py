@@ -287,3 +287,20 @@ def test_missing_requirements_file_and_interpreter_are_config_errors(venv_projec
     (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n  python: python3.0\n")
     with pytest.raises(ConfigError, match=r"^tracker.yaml:4: environment.python: 'python3.0' is not a command"):
         ensure(Project.find())
+
+
+def test_named_python_is_found_from_the_project_root(venv_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python: tools/py`` is relative to the project; the same interpreter gives the same venv."""
+    (venv_project / "tools").mkdir()
+    (venv_project / "tools" / "py").symlink_to(os.path.realpath(sys.executable))
+    (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n  python: tools/py\n")
+    (venv_project / "sub").mkdir()
+    monkeypatch.chdir(venv_project / "sub")
+    env = ensure(Project.find())
+    assert env.built and env.python.exists()
+    out = subprocess.run([env.python, "-c", "import sys, tinypkg; print(sys.version)"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == sys.version + "\n"
+    (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n")
+    again = ensure(Project.find())  # the interpreter running tracker: the very same one
+    assert again.path == env.path and not again.built
