@@ -304,3 +304,18 @@ def test_named_python_is_found_from_the_project_root(venv_project: Path, monkeyp
     (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n")
     again = ensure(Project.find())  # the interpreter running tracker: the very same one
     assert again.path == env.path and not again.built
+
+
+@pytest.mark.slow  # a venv with pip of its own (ensurepip): several seconds
+def test_setup_commands_run_in_the_new_venv_with_its_own_pip(venv_project: Path) -> None:
+    (venv_project / "tracker.yaml").write_text(textwrap.dedent("""\
+        name: demo
+        environment:
+          venv: true
+          setup:
+            - python -c "import sys, tinypkg; open('setup.out', 'w').write(sys.prefix)"
+            - pip --version > pip.out
+        """))
+    env = ensure(Project.find())
+    assert (venv_project / "setup.out").read_text() == str(env.path)  # in the project root, venv active
+    assert str(env.path) in (venv_project / "pip.out").read_text()  # `pip` is the venv's, never another's
