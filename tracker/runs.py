@@ -117,7 +117,11 @@ def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpe
 
 def run_experiment(project: Project, name: str, options: RunOptions,
                    reporter: Reporter | None = None, executor: BaseExecutor | None = None) -> RunResult:
-    """Run experiment ``name`` as ``options`` say; return its trials in their final state."""
+    """Run experiment ``name`` as ``options`` say; return its trials in their final state.
+
+    Local trials run in the project's venv when tracker.yaml switches it on (built first, so
+    a build that fails leaves no trial behind). An ``executor`` given here is used as it is.
+    """
     reporter = reporter or Reporter()
     config, specs = plan(project, name, options)
     if options.dry_run:
