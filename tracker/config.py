@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tracker.errors import ConfigError
 from tracker.names import RULE, valid_name
@@ -71,6 +71,32 @@ class Defaults(_Strict):
     grace: float = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL when a trial is stopped
 
 
+class EnvironmentConfig(_Strict):
+    """The environment local trials run in (``environment:`` in tracker.yaml).
+
+    Off by default: trials run with whatever ``python`` the shell finds. With ``venv: true``
+    they run in the project's own venv, built from its requirements on first need and
+    reused until the requirements, the python or the set-up commands change.
+    """
+
+    venv: bool = False
+    python: str | None = None  # the interpreter the venv is made from; default: the one running tracker
+    requirements: list[str] | None = None  # files for `pip install -r`; default: found as on remotes
+    setup: list[str] = Field(default_factory=list)  # shell commands run in the new venv, in the project root
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _one_file(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("python", "requirements", "setup")
+    @classmethod
+    def _needs_venv(cls, v: Any, info: ValidationInfo) -> Any:
+        if v not in (None, []) and not info.data.get("venv"):
+            raise ValueError(f"{info.field_name!r} applies to the project's venv: add 'venv: true' or remove it")
+        return v
+
+
 class ProjectConfig(_Strict):
     """tracker.yaml: project settings."""
 
@@ -80,6 +106,7 @@ class ProjectConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
+    environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     store: str | None = None  # the store's URL (sqlite:///path, relative to the project); default .tracker/tracker.db
 
     @field_validator("store")

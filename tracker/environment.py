@@ -40,13 +40,13 @@ print(json.dumps({"python": platform.python_version(), "implementation": platfor
 """
 
 
-def _python_of(argv: list[str]) -> str | None:
-    """The interpreter a command runs, when it is a Python command."""
+def _python_of(argv: list[str], path: str | None = None) -> str | None:
+    """The interpreter a command runs (found on ``path``, default ``$PATH``), when it is a Python command."""
     if not argv:
         return None
     exe = Path(argv[0]).name
     if exe.startswith("python"):
-        return shutil.which(argv[0]) or argv[0]
+        return shutil.which(argv[0], path=path) or argv[0]
     return None
 
 
@@ -102,13 +102,14 @@ def _probe(python: str, cache: Path | None) -> dict[str, Any]:
     return info
 
 
-def capture(argv: list[str], cache: Path | None = None) -> dict[str, Any]:
+def capture(argv: list[str], cache: Path | None = None, path: str | None = None) -> dict[str, Any]:
     """Describe the environment the command ``argv`` will run in.
 
     ``cache`` (a JSON file) keeps the package list of each interpreter until a
     directory on its sys.path changes, so the probe runs once, not every run.
+    ``path`` is the ``PATH`` the command will see (a venv's ``bin`` first), default ``$PATH``.
     """
-    python = _python_of(argv)
+    python = _python_of(argv, path)
     info: dict[str, Any] = {}
     if python:
         info = {k: v for k, v in _probe(python, cache).items() if k != "_stamp"}

@@ -46,6 +46,11 @@ class ProjectPaths:
         return self.state / "hashes.db"
 
     @property
+    def envs(self) -> Path:
+        """The project's venvs on this machine, one directory per key (``environment: {venv: true}``)."""
+        return self.state / "envs"
+
+    @property
     def trials(self) -> Path:
         return self.state / "trials"
 

@@ -19,6 +19,8 @@ PROJECT_HEADER = """\
 #   defaults:            seeds per run and parallel trials when a run does not say
 #   remotes:             named SSH hosts   (tracker remote add NAME --host ...)
 #   storage:             backup targets    (tracker storage add NAME --type s3 ...)
+#   environment:         venv: true runs local trials in the project's own venv, built from
+#                        requirements.txt on the first run and reused until it changes
 """
 
 

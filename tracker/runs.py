@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker import environment, experiments, gitinfo
-from tracker.errors import UsageError
+from tracker import environment, experiments, gitinfo, venvs
+from tracker.errors import TrackerError, UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
 from tracker.execution.driver import drive
@@ -71,13 +71,24 @@ def plan(project: Project, name: str, options: RunOptions) -> tuple[Any, list[Tr
     return config, specs
 
 
-def make_executor(project: Project, options: RunOptions) -> BaseExecutor:
-    """The executor for a run: local, or SSH when remotes are named."""
+def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv | None = None) -> BaseExecutor:
+    """The executor for a run: local (in ``venv`` when given), or SSH when remotes are named."""
     from tracker.execution.registry import open_executor
 
     if options.remote:
         return open_executor(project, "ssh", remotes=options.remote)
-    return open_executor(project, "local", parallel=options.parallel)
+    return open_executor(project, "local", parallel=options.parallel, venv=venv)
+
+
+def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv | None) -> str:
+    """Capture and store the environment ``argv`` runs in (in ``venv`` when given); return its id."""
+    env = environment.capture(argv, project.paths.state / "environments.json",
+                              path=venv.variables()["PATH"] if venv else None)
+    if venv:
+        env["venv"] = venv.describe()
+    env_id = environment.env_id(env)
+    project.store.save_environment(env_id, env)
+    return env_id
 
 
 def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpec],
@@ -106,7 +117,11 @@ def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpe
 
 def run_experiment(project: Project, name: str, options: RunOptions,
                    reporter: Reporter | None = None, executor: BaseExecutor | None = None) -> RunResult:
-    """Run experiment ``name`` as ``options`` say; return its trials in their final state."""
+    """Run experiment ``name`` as ``options`` say; return its trials in their final state.
+
+    Local trials run in the project's venv when tracker.yaml switches it on (built first, so
+    a build that fails leaves no trial behind). An ``executor`` given here is used as it is.
+    """
     reporter = reporter or Reporter()
     config, specs = plan(project, name, options)
     if options.dry_run:
@@ -117,16 +132,17 @@ def run_experiment(project: Project, name: str, options: RunOptions,
     if backup_to and backup_to not in project.config.storage:
         raise UsageError(f"no storage target {backup_to!r} for --backup-to",
                          hint="see 'tracker storage list'")
-    executor = executor or make_executor(project, options)
+    venv = None
+    if executor is None:  # the project's venv is for local trials; remotes build their own
+        venv = None if options.remote else venvs.prepare(project, reporter)
+        executor = make_executor(project, options, venv)
     lifecycle.reconcile(project)
     code = gitinfo.capture(project.root)
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")
-    env = environment.capture(config.command_argv(), project.paths.state / "environments.json")
-    env_id = environment.env_id(env)
+    env_id = record_environment(project, config.command_argv(), venv)
     store = project.store
-    store.save_environment(env_id, env)
     store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
     run_id, trials = create_trials(project, name, config, specs, code, env_id, executor.name)
     with _sigterm_as_interrupt():
@@ -160,17 +176,32 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
                  parallel: int | None = None, remote: list[str] | None = None) -> list[Trial]:
     """Run queued trials again (after ``trials reset``), each with its recorded params and seed.
 
-    Trials run against the current checkout, locally or on ``remote`` hosts, and are
-    recorded where they actually ran; the commit they originally ran on is kept in the
-    record's history, and a note is given when the code has moved on.
+    Trials run against the current checkout and environment (the project's venv for local
+    trials when tracker.yaml asks for it), locally or on ``remote`` hosts, and are recorded
+    where and in what they actually ran; the commit they originally ran on is kept in the
+    record's history, and a note is given when the code has moved on. If the venv cannot
+    be built the trials end ``failed`` with the reason.
     """
     reporter = reporter or Reporter()
     store = project.store
     trials = [store.get(t) for t in trial_ids]
-    code = gitinfo.capture(project.root)
     for t in trials:
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
+    try:
+        venv = None if remote else venvs.prepare(project, reporter)
+    except TrackerError as exc:
+        for t in trials:
+            store.transition(t.id, "failed", expected=["queued"], finished=now(), error=f"not started: {exc}")
+        raise
+    code = gitinfo.capture(project.root)
+    env_ids: dict[tuple[str, ...], str] = {}
+    for t in trials:
+        key = tuple(t.command)
+        if key not in env_ids:
+            env_ids[key] = record_environment(project, t.command, venv)
+        if t.env_id != env_ids[key]:
+            store.update(t.id, env_id=env_ids[key])
         if (t.commit, t.snapshot) != (code.commit, code.snapshot):
             reporter.message(f"note: trial {t.id} was made at {(t.commit or '?')[:8]}; "
                              f"it now runs on {(code.commit or '?')[:8]}{'*' if code.dirty else ''}")
@@ -178,7 +209,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
                          snapshot=code.snapshot, event=f"re-run on {(code.commit or '?')[:8]}")
             if code.snapshot:
                 gitinfo.pin(project.root, [t.id], code.snapshot)
-    executor = make_executor(project, RunOptions(parallel=parallel, remote=remote or []))
+    executor = make_executor(project, RunOptions(parallel=parallel, remote=remote or []), venv)
     with _sigterm_as_interrupt():
         drive(project, executor, [store.get(t.id) for t in trials], reporter)
     return [store.get(t.id) for t in trials]

@@ -66,6 +66,7 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
         "tracker.yaml", "train.py"}
     settings = yaml.safe_load((project / "tracker.yaml").read_text())
     assert settings["name"] == "digits-demo" and len(settings["seeds"]) == 10
+    assert settings["environment"] == {"venv": True}  # trials get scikit-learn from requirements.txt
     assert (project / "tracker.yaml").read_text().startswith("# tracker project settings")
     assert {".tracker/", "outputs/", "__pycache__/"} <= set((project / ".gitignore").read_text().splitlines())
     assert "Author: Ada" in (project / "README.md").read_text()
@@ -248,7 +249,12 @@ def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatc
     project = Path(json.loads(out)["path"])
     assert project == tmp_path / "digits-demo"
     monkeypatch.chdir(project)
-    # the experiment's command is `python train.py`: run it with this interpreter
+    # the template's own venv would come from PyPI, which tests never reach: its trials run
+    # here with this interpreter (the experiment's command is `python train.py`)
+    settings = (project / "tracker.yaml").read_text()
+    assert "environment:\n  venv: true\n" in settings
+    (project / "tracker.yaml").write_text(settings.replace("environment:\n  venv: true\n", ""))
+    git(project, "commit", "-qam", "use the current python")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     code, out, err = cli("run", "baseline", "--quiet", "--json")
     assert code == 0, err

@@ -115,8 +115,9 @@ class ConsoleReporter:
         self._done = 0
         self._transfers: dict[str, Any] = {}
 
-    def _rich(self, experiment: str) -> Any:
-        """The rich console and progress bar, made on first use and only on a terminal."""
+    def _rich(self, experiment: str | None = None) -> Any:
+        """The rich console and progress bar, made on first use and only on a terminal; the
+        run's own bar appears with its first trial."""
         if self._console is None:
             from rich.progress import (
                 BarColumn,
@@ -132,12 +133,13 @@ class ConsoleReporter:
                                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=self._console, transient=True)
             self._progress.start()
+        if experiment is not None and self._task is None:
             self._task = self._progress.add_task(experiment, total=None, detail="")
         return self._console
 
     def _print(self, trial: Any, plain: str, styled: str | None = None) -> None:
         if self.tty:
-            self._rich(trial.experiment if trial else "tracker").print(
+            self._rich(trial.experiment if trial else None).print(
                 styled or plain, markup=styled is not None, highlight=False)
         else:
             sys.stderr.write(plain + "\n")
@@ -160,7 +162,7 @@ class ConsoleReporter:
             rest = f"in {fmt_duration(trial.duration)} {fmt_metrics(trial.metrics)}"
             self._print(trial, f"trial {trial.id} {trial.status} {rest}",
                         f"trial {trial.id} [{colour}]{trial.status}[/{colour}] {rest}")
-            if self._progress is not None:
+            if self._task is not None:
                 self._progress.update(self._task, completed=self._done, detail=f"{self._done} trial(s) done")
 
     def message(self, text: str) -> None:
@@ -172,7 +174,7 @@ class ConsoleReporter:
         if not self.tty:
             return
         with self._lock:
-            self._rich(label)
+            self._rich()
             tasks = self._transfers
             if label not in tasks:
                 tasks[label] = (self._progress.add_task(label, total=total, detail=""), time.monotonic())
@@ -182,6 +184,24 @@ class ConsoleReporter:
                                   detail=f"{done / 1e6:.1f}/{total / 1e6:.1f} MB at {rate:.1f} MB/s")
             if done >= total:
                 self._progress.remove_task(tasks.pop(label)[0])
+
+    def status(self, label: str, text: str | None) -> None:
+        """One updating line per label on a terminal (an environment build's current step); plain lines when piped."""
+        with self._lock:
+            if not self.tty:
+                if text:
+                    sys.stderr.write(f"{label}: {text}\n")
+                    sys.stderr.flush()
+                return
+            self._rich()
+            tasks = self._transfers
+            if text is None:
+                if label in tasks:
+                    self._progress.remove_task(tasks.pop(label)[0])
+                return
+            if label not in tasks:
+                tasks[label] = (self._progress.add_task(label, total=None, detail=""), time.monotonic())
+            self._progress.update(tasks[label][0], detail=text[:100])
 
     def close(self) -> None:
         if self._progress is not None:

@@ -149,7 +149,8 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         f"started     {fmt_time(t.started)}   finished {fmt_time(t.finished)}   "
         f"took {fmt_duration(t.duration)}   exit {t.exit_code}",
         f"environment python {env.get('python', '?')} on {env.get('platform', '?')}, "
-        f"{len(env.get('packages', {}))} packages, gpus: {len(env.get('gpus') or [])}",
+        f"{len(env.get('packages', {}))} packages, gpus: {len(env.get('gpus') or [])}"
+        + (f", venv {env['venv']['key']}" if env.get("venv") else ""),
         f"directory   {detail.directory}",
     ]
     if t.metrics:

@@ -42,6 +42,9 @@ class Reporter:
     def progress(self, label: str, done: int, total: int) -> None:
         """Bytes done of a long transfer (a large code sync); ``done == total`` ends it."""
 
+    def status(self, label: str, text: str | None) -> None:
+        """The latest step of a long task without a known size (an environment build); None ends it."""
+
 
 @dataclass(frozen=True)
 class Job:

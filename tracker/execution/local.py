@@ -27,6 +27,7 @@ from tracker.execution.launch import build
 from tracker.execution.lifecycle import boot_id, exit_record, proc_start, read_pids
 from tracker.project import Project
 from tracker.store import Trial
+from tracker.venvs import ProjectEnv
 
 # runner.py is imported, not run as a script, so its cached bytecode is used (about 8 ms less
 # per trial); its directory goes last on sys.path, so it shadows nothing of the standard library
@@ -42,11 +43,12 @@ def _runner_alive(handle: dict[str, Any]) -> bool:
 
 
 class LocalExecutor(BaseExecutor):
-    """Runs trials on this machine, ``parallel`` at a time."""
+    """Runs trials on this machine, ``parallel`` at a time, in ``venv`` when given (its ``python`` first on PATH)."""
 
     name = "local"
 
-    def __init__(self, project: Project, parallel: int | None = None, **options: Any) -> None:
+    def __init__(self, project: Project, parallel: int | None = None, venv: ProjectEnv | None = None,
+                 **options: Any) -> None:
         super().__init__(project)
         if options:
             raise UsageError(f"the local executor takes no option {sorted(options)[0]!r}")
@@ -54,6 +56,7 @@ class LocalExecutor(BaseExecutor):
         if parallel < 1:
             raise ExecutionError(f"--parallel must be at least 1, got {parallel}")
         self.parallel = parallel
+        self.variables = venv.variables() if venv else {}  # an experiment's env: may still override them
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pidfds: dict[str, int] = {}
         self._spare: subprocess.Popen[bytes] | None = None
@@ -78,7 +81,7 @@ class LocalExecutor(BaseExecutor):
         directory.mkdir(parents=True, exist_ok=True)
         launch = build(trial, job.config, directory, self.project.root)
         proc, self._spare = (self._spare or self._spawn()), None
-        env = [f"{k}={v}" for k, v in launch.env.items()]
+        env = [f"{k}={v}" for k, v in {**self.variables, **launch.env}.items()]
         spec = [str(directory), str(launch.timeout or 0), str(job.grace), str(self.project.root), str(len(env)),
                 *env, *launch.argv]
         try:

@@ -22,10 +22,9 @@ from typing import Any
 from tracker.errors import RemoteError
 from tracker.remote.connection import Connection
 from tracker.remote.hosts import RemoteHost
+from tracker.venvs import READY, EnvSpec
 
 RUNNER_SOURCE = Path(__file__).parent.parent / "execution" / "runner.py"
-ENV_FILES = ("requirements.txt", "requirements.lock", "pyproject.toml", "setup.py", "setup.cfg")
-READY = ".tracker-ready"
 
 
 @dataclass(frozen=True)
@@ -93,28 +92,22 @@ class Workspace:
             raise RemoteError(f"{python!r} does not run on {self.host.name}: "
                               f"{(version.err or version.out).strip()[-200:]}",
                               hint=f"install Python 3 there or set 'python:' for remote {self.host.name}")
-        digest = hashlib.sha256(version.out.encode())
-        present = [name for name in ENV_FILES if (project_root / name).is_file()]
-        for name in present:
-            digest.update(name.encode() + b"\0" + (project_root / name).read_bytes())
-        for command in self.host.config.setup:
-            digest.update(b"setup\0" + command.encode())
-        key = digest.hexdigest()[:16]
+        spec = EnvSpec.of(project_root, self.host.config.setup)  # keyed as the local venv is
+        key = spec.key(project_root, version.out)
         env_dir = posixpath.join(self.base, "envs", key)
         env_python = posixpath.join(env_dir, "bin", "python")
         if self.conn.run(["test", "-f", posixpath.join(env_dir, READY)], check=False).code == 0:
             return RemoteEnv(env_dir, env_python, key, built=False)
         if log:
             log(f"{self.host.name}: building the environment {key} (once; reused until requirements change)")
-        needs_pip = any(n in present for n in ("requirements.txt", "requirements.lock", "pyproject.toml", "setup.py"))
         q = shlex.quote
-        steps = [f"rm -rf {q(env_dir)}", f"{q(python)} -m venv {'' if needs_pip else '--without-pip '}{q(env_dir)}"]
+        steps = [f"rm -rf {q(env_dir)}",
+                 f"{q(python)} -m venv {'' if spec.needs_pip else '--without-pip '}{q(env_dir)}"]
         activate = f"export VIRTUAL_ENV={q(env_dir)} PATH={q(env_dir + '/bin')}:$PATH"
-        if "requirements.lock" in present:
-            steps.append(f"{q(env_python)} -m pip install -q -r {q(code_dir + '/requirements.lock')}")
-        elif "requirements.txt" in present:
-            steps.append(f"{q(env_python)} -m pip install -q -r {q(code_dir + '/requirements.txt')}")
-        elif "pyproject.toml" in present or "setup.py" in present:
+        if spec.requirements:
+            steps.append(f"{q(env_python)} -m pip install -q "
+                         + " ".join(f"-r {q(posixpath.join(code_dir, r))}" for r in spec.requirements))
+        elif spec.project:
             steps.append(f"{q(env_python)} -m pip install -q {q(code_dir)}")
         steps += [f"cd {q(code_dir)} && {activate} && {command}" for command in self.host.config.setup]
         for step in steps:
