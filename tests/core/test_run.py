@@ -261,3 +261,29 @@ def test_kill_9_of_tracker_leaves_lost_trial_that_can_be_reset(project_dir: Path
         raise AssertionError("orphaned trial process still running")
     assert [t.status for t in reset(Project.load(project_dir))] == ["queued"]
     assert os.path.exists(project_dir / ".tracker/tracker.db")
+
+
+ECHO_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    out = os.path.join(os.environ["TRACKER_TRIAL_DIR"], "seen.json")
+    with open(out, "w") as fh:
+        json.dump({"argv": sys.argv[1:], "env": os.environ["TRACKER_PARAM_NOTE"],
+                   "params": json.loads(os.environ["TRACKER_PARAMS"])}, fh)
+""")
+
+
+def test_param_with_newline_and_hash_arrives_intact(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    (project_dir / "echo.py").write_text(ECHO_SCRIPT)
+    (project_dir / "experiments/echo.yaml").write_text(
+        f"command: [{sys.executable!r}, echo.py]\nseeds: [1]\nseed_flag: null\n")
+    note = "first line\nsecond line # not a comment"
+    result = CliRunner().invoke(app, ["run", "echo", "-p", f"note={note}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    [trial] = Project.find().store.list_trials()
+    assert trial.params == {"note": note}
+    seen = json.loads((project_dir / ".tracker/trials" / trial.id / "seen.json").read_text())
+    assert seen == {"argv": [f"--note={note}"], "env": note, "params": {"note": note}}

@@ -94,6 +94,22 @@ def test_parameter_with_shell_metacharacters_arrives_intact(remote_project: Proj
     assert not canary.exists()
 
 
+def test_param_with_newline_arrives_intact_over_ssh(remote_project: Project) -> None:
+    from tests.core.test_run import ECHO_SCRIPT
+
+    root = remote_project.root
+    (root / "echo.py").write_text(ECHO_SCRIPT)
+    (root / "experiments/echo.yaml").write_text("command: [python3, echo.py]\nseeds: [1]\nseed_flag: null\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "echo")
+    note = "first line\nsecond line # not a comment"
+    result = runner.invoke(app, ["run", "echo", "--remote", "gpu1", "-p", f"note={note}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    [trial] = Project.find().store.list_trials()
+    seen = json.loads((remote_project.paths.trial_dir(trial.id) / "seen.json").read_text())
+    assert seen == {"argv": [f"--note={note}"], "env": note, "params": {"note": note}}
+
+
 def test_unchanged_resync_moves_nothing_and_delta_moves_only_changes(remote_project: Project) -> None:
     root = remote_project.root
     for i in range(50):
