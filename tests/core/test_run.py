@@ -287,3 +287,35 @@ def test_param_with_newline_and_hash_arrives_intact(project_dir: Path) -> None:
     assert trial.params == {"note": note}
     seen = json.loads((project_dir / ".tracker/trials" / trial.id / "seen.json").read_text())
     assert seen == {"argv": [f"--note={note}"], "env": note, "params": {"note": note}}
+
+
+def test_concurrent_first_runs_share_one_generated_seed_list(project_dir: Path) -> None:
+    (project_dir / "tracker.yaml").write_text("name: demo\n")
+    (project_dir / "experiments/quick.yaml").write_text(
+        f"command: [{sys.executable!r}, -c, pass]\nseeds: 2\nseed_flag: null\n")
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "no preset seeds yet")
+    go = project_dir.parent / "go"
+    ready = project_dir.parent / "ready"
+    ready.mkdir()
+    # 8 real `tracker run` processes, imported and waiting, then released at the same moment
+    start = ("import os, sys, time\nimport tracker.runs\nfrom tracker.cli import app\n"
+             f"open(os.path.join({str(ready)!r}, str(os.getpid())), 'w').close()\n"
+             f"while not os.path.exists({str(go)!r}): time.sleep(0.002)\n"
+             "app(['run', 'quick', '-q'], prog_name='tracker')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", start], cwd=project_dir, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    import time
+
+    deadline = time.monotonic() + 60
+    while len(list(ready.iterdir())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    project = Project.load(project_dir)
+    assert len(project.config.seeds) == 10
+    trials = project.store.list_trials()
+    assert len(trials) == 16 and {t.status for t in trials} == {"completed"}
+    assert sorted({t.seed for t in trials}) == sorted(project.config.seeds[:2])  # 2 seeds, not 16
