@@ -4,7 +4,7 @@
 bench_cli.py times one tree; on a shared 2-core machine two of its runs minutes apart can
 differ by 10 ms per trial. This script runs the same measurements for a BEFORE and an AFTER
 tree in alternation (A B, B A, ...), so a noisy moment hits both, and takes medians:
-  1. per-trial overhead of `tracker run e --seeds N -q` (bench_cli's project and script) over
+  1. per-trial overhead of `tracker run e -q` of N new seeds (bench_cli's project and script) over
      the bare script, split with the store's started/finished stamps into: start-up before
      the first trial (divided by N), started->finished minus the bare script, the gap between
      a trial's end and the next start, and the time from the last end to the exit (over N);
@@ -79,10 +79,12 @@ def make_project(root: Path, bin_dir: Path, seeds: int) -> None:
                    cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def timed_run(project: Path, bin_dir: Path, n: int) -> dict[str, float]:
-    """One `tracker run e --seeds n -q`, split into its parts (seconds)."""
+def timed_run(project: Path, bin_dir: Path, n: int, first_seed: int) -> dict[str, float]:
+    """One `tracker run e --seed ... -q` of n new seeds (a tracker that skips trials it already
+    completed would otherwise run nothing on a repeat), split into its parts (seconds)."""
+    seeds = [arg for i in range(first_seed, first_seed + n) for arg in ("--seed", str(i))]
     t0 = time.time()
-    wall = clock([str(bin_dir / "tracker"), "run", "e", "--seeds", str(n), "-q"], project)
+    wall = clock([str(bin_dir / "tracker"), "run", "e", *seeds, "-q"], project)
     with sqlite3.connect(project / ".tracker/tracker.db") as conn:
         run_id = conn.execute("SELECT run_id FROM trials ORDER BY created DESC LIMIT 1").fetchone()[0]
         rows = sorted(((stamp(s), stamp(f)) for s, f in conn.execute(
@@ -124,7 +126,7 @@ def main() -> None:
             bare += [clock([str(trees["after"] / "python"), "train.py", f"--seed={i}"], projects["after"])
                      for i in range(3)]
             for name in order if r % 2 == 0 else order[::-1]:
-                parts[name].append(timed_run(projects[name], trees[name], n))
+                parts[name].append(timed_run(projects[name], trees[name], n, 1000 + r * n))
         b = statistics.median(bare)
 
         def med(name: str, key: str) -> float:

@@ -126,7 +126,7 @@ def main() -> None:
             t_run, _ = timed(lambda: sh("tracker", "run", "e", "--remote", "gpu1", "--seeds", str(n), "-q",
                                         cwd=project))
             t_one = statistics.median(timed(lambda: sh("tracker", "run", "e", "--remote", "gpu1", "--seed", "1",
-                                                       "-q", cwd=project))[0] for _ in range(3))
+                                                       "--rerun", "-q", cwd=project))[0] for _ in range(3))
             rows += [
                 ("ssh gpu1 python train.py (bare, incl. SSH handshake)", f"{bare * 1000:.0f} ms", ""),
                 (f"tracker run --remote gpu1, {n} trials, per trial", f"{t_run / n * 1000:.0f} ms",

@@ -370,7 +370,11 @@ def parse_model(text: str, model: type[M], path: object = "<string>") -> M:
 
 
 def parse_assignment(text: str, *, where: str = "--param") -> tuple[str, Any]:
-    """Parse ``name=value`` (value as a YAML scalar/list) from the command line."""
+    """Parse ``name=value`` from the command line.
+
+    The value is read as YAML (``0.1``, ``true``, ``[1, 2]``, ``'quoted'``), except that an
+    unquoted string is kept exactly as typed, newlines and ``#`` included.
+    """
     import yaml
 
     name, sep, raw = text.partition("=")
@@ -379,10 +383,15 @@ def parse_assignment(text: str, *, where: str = "--param") -> tuple[str, Any]:
         raise ConfigError(f"{where} {text!r}: expected NAME=VALUE", hint=f"e.g. {where} lr=0.01")
     if not PARAM_RE.match(name):
         raise ConfigError(f"{where} {text!r}: invalid parameter name {name!r}")
+    if not raw.strip():
+        return name, ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = yaml.compose(raw, Loader=yaml.SafeLoader)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
-        value = raw
+        return name, raw
     if isinstance(value, float) and math.isnan(value):
         value = raw
+    if isinstance(value, str) and isinstance(node, yaml.ScalarNode) and node.style is None:
+        value = raw  # a plain string arrives as typed: YAML would fold a newline into a space, drop "# ..."
     return name, value

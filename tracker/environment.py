@@ -65,6 +65,16 @@ def gpus() -> list[dict[str, str]]:
     return [dict(zip(("index", "name", "memory", "driver"), r, strict=False)) for r in rows]
 
 
+def gpu_ids() -> list[str]:
+    """The GPUs trials may use: ``CUDA_VISIBLE_DEVICES`` when it is set (the user's choice, "" for
+    none), else every GPU nvidia-smi reports, by index."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [g.strip() for g in visible.split(",")]
+        return ids[:ids.index("-1")] if "-1" in ids else [g for g in ids if g]
+    return [g["index"] for g in gpus()]
+
+
 def _stamp_matches(stamp: list[list[Any]]) -> bool:
     """Whether no directory on the interpreter's sys.path changed (no package (un)installed)."""
     for directory, mtime in stamp:

@@ -220,18 +220,26 @@ def config_hash(config: ExperimentConfig) -> str:
 
 
 def preset_seeds(project: Project, needed: int) -> list[int]:
-    """The project's preset seeds, generating (and saving) them on first need."""
-    presets = list(project.config.seeds)
-    if len(presets) >= needed:
-        return presets
-    count = max(needed, seedlib.DEFAULT_COUNT)
-    if presets:
-        raise ConfigError(
-            f"the run needs {needed} seeds but tracker.yaml has only {len(presets)} preset seeds",
-            path=_display(project.paths.config), line=project.line("seeds"),
-            hint=f"run 'tracker seeds generate {count} --extend' or ask for fewer seeds",
-        )
-    write_seeds(project, count, None)
+    """The project's preset seeds, generating (and saving) them on first need.
+
+    Generation happens once, under the project's lock: runs started at the same time in a
+    project without seeds all wait for the first one's list and use it.
+    """
+    if len(project.config.seeds) >= needed:
+        return list(project.config.seeds)
+    with project.locked():
+        project.reload()  # another run may have written the list while this one waited
+        presets = list(project.config.seeds)
+        if len(presets) >= needed:
+            return presets
+        count = max(needed, seedlib.DEFAULT_COUNT)
+        if presets:
+            raise ConfigError(
+                f"the run needs {needed} seeds but tracker.yaml has only {len(presets)} preset seeds",
+                path=_display(project.paths.config), line=project.line("seeds"),
+                hint=f"run 'tracker seeds generate {count} --extend' or ask for fewer seeds",
+            )
+        write_seeds(project, count, None)
     return list(project.config.seeds)
 
 

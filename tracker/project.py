@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +75,26 @@ class Project:
         from tracker.store import open_store
 
         return open_store(self.store_url()[0])
+
+    def reload(self) -> None:
+        """Read tracker.yaml again (another process may have changed it)."""
+        fresh = Project.load(self.root)
+        self.config, self.lines = fresh.config, fresh.lines
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the project's lock (other tracker processes wait) for a read-modify-write of tracker.yaml.
+
+        The lock is on the project directory itself, so it leaves no file behind.
+        """
+        import fcntl
+
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def raw(self) -> dict[str, Any]:
         """tracker.yaml as plain data (to edit and save)."""

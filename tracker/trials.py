@@ -161,6 +161,13 @@ def log_path(project: Project, ref: str, stream: str = "stdout") -> tuple[Trial,
     return trial, project.paths.trial_dir(trial.id) / (outputs.STDOUT if stream == "stdout" else outputs.STDERR)
 
 
+def logs_command(project: Project, trial: Trial) -> str:
+    """The command that shows where a trial's error is: its stderr when it wrote any, else its stdout."""
+    _, path = log_path(project, trial.id, "stderr")
+    has_stderr = path.is_file() and path.stat().st_size > 0
+    return f"tracker trials logs {trial.id}{' --stderr' if has_stderr else ''}"
+
+
 def follow(project: Project, ref: str, stream: str = "stdout", poll: float = 0.5) -> Iterator[str]:
     """Yield a trial's log lines, waiting for new ones until the trial is final."""
     trial, path = log_path(project, ref, stream)

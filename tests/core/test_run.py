@@ -261,3 +261,61 @@ def test_kill_9_of_tracker_leaves_lost_trial_that_can_be_reset(project_dir: Path
         raise AssertionError("orphaned trial process still running")
     assert [t.status for t in reset(Project.load(project_dir))] == ["queued"]
     assert os.path.exists(project_dir / ".tracker/tracker.db")
+
+
+ECHO_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    out = os.path.join(os.environ["TRACKER_TRIAL_DIR"], "seen.json")
+    with open(out, "w") as fh:
+        json.dump({"argv": sys.argv[1:], "env": os.environ["TRACKER_PARAM_NOTE"],
+                   "params": json.loads(os.environ["TRACKER_PARAMS"])}, fh)
+""")
+
+
+def test_param_with_newline_and_hash_arrives_intact(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    (project_dir / "echo.py").write_text(ECHO_SCRIPT)
+    (project_dir / "experiments/echo.yaml").write_text(
+        f"command: [{sys.executable!r}, echo.py]\nseeds: [1]\nseed_flag: null\n")
+    note = "first line\nsecond line # not a comment"
+    result = CliRunner().invoke(app, ["run", "echo", "-p", f"note={note}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    [trial] = Project.find().store.list_trials()
+    assert trial.params == {"note": note}
+    seen = json.loads((project_dir / ".tracker/trials" / trial.id / "seen.json").read_text())
+    assert seen == {"argv": [f"--note={note}"], "env": note, "params": {"note": note}}
+
+
+def test_concurrent_first_runs_share_one_generated_seed_list(project_dir: Path) -> None:
+    (project_dir / "tracker.yaml").write_text("name: demo\n")
+    (project_dir / "experiments/quick.yaml").write_text(
+        f"command: [{sys.executable!r}, -c, pass]\nseeds: 2\nseed_flag: null\n")
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "no preset seeds yet")
+    go = project_dir.parent / "go"
+    ready = project_dir.parent / "ready"
+    ready.mkdir()
+    # 8 real `tracker run` processes, imported and waiting, then released at the same moment
+    start = ("import os, sys, time\nimport tracker.runs\nfrom tracker.cli import app\n"
+             f"open(os.path.join({str(ready)!r}, str(os.getpid())), 'w').close()\n"
+             f"while not os.path.exists({str(go)!r}): time.sleep(0.002)\n"
+             "app(['run', 'quick', '-q'], prog_name='tracker')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", start], cwd=project_dir, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    import time
+
+    deadline = time.monotonic() + 60
+    while len(list(ready.iterdir())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    project = Project.load(project_dir)
+    assert len(project.config.seeds) == 10
+    trials = project.store.list_trials()
+    assert len(trials) == 16 and {t.status for t in trials} == {"completed"}
+    assert sorted({t.seed for t in trials}) == sorted(project.config.seeds[:2])  # 2 seeds, not 16

@@ -125,7 +125,7 @@ def test_trials_run_in_the_venv_built_once_and_reused(venv_project: Path) -> Non
     marker = (env_dir / READY).stat()
 
     again = Recorder()
-    second = run_experiment(Project.find(), "show", RunOptions(), again)
+    second = run_experiment(Project.find(), "show", RunOptions(rerun=True), again)
     assert {t.status for t in second.trials} == {"completed"}
     assert again.messages == [] and again.statuses == []  # nothing built
     now = (env_dir / READY).stat()
@@ -207,11 +207,11 @@ def test_reset_run_uses_the_venv_and_records_it(project_dir: Path, wheels: Path)
     with pytest.raises(ExecutionError, match=r"tinypkg==9\.9"):  # a venv that cannot be built
         rerun_queued(project, [trial.id])
     again = project.store.get(trial.id)
-    assert again.status == "failed" and again.error.startswith("not started: building the environment")
+    assert again.status == "cancelled" and again.error.startswith("not started: building the environment")
 
     (project_dir / "requirements.txt").write_text("tinypkg==1.0\n")
     reset(project, [trial.id])
-    [done] = rerun_queued(project, [trial.id])
+    [done] = rerun_queued(project, [trial.id]).trials
     assert done.status == "completed"
     assert Path(printed(project_dir, done.id)["prefix"]).parent == project_dir / ".tracker" / "envs"
     record = project.store.environment(done.env_id)

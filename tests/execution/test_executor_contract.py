@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from tests.conftest import git
-from tracker import environment, gitinfo, trials
+from tracker import environment, trials
 from tracker.execution.base import BaseExecutor
 from tracker.execution.driver import drive
 from tracker.project import Project
@@ -191,12 +191,12 @@ def end_leftover(pid: int | None, name: str) -> None:
 
 def new_trials(project: Project, executor: BaseExecutor, name: str, options: RunOptions) -> list[Trial]:
     """Queued trials made as ``tracker run`` makes them (for driving them directly)."""
-    config, specs = plan(project, name, options)
-    code = gitinfo.capture(project.root)
+    planned = plan(project, [name], options)
+    config = planned.configs[name]
     env = environment.capture(config.command_argv(), project.paths.state / "environments.json")
     env_id = environment.env_id(env)
     project.store.save_environment(env_id, env)
-    _, made = create_trials(project, name, config, specs, code, env_id, executor.name)
+    _, made = create_trials(project, planned.specs, planned.configs, planned.code, {name: env_id}, executor.name)
     return made
 
 
@@ -452,7 +452,7 @@ class TestSSHExecutor(ExecutorContract):
         assert running.handle["runner_pid"] and "boom" not in log(project, failed.id, "stderr.log")
         stopped = trials.stop(Project.load(root), failed.id)  # would fail on any SSH attempt: no remotes
         assert stopped.status == "cancelled"
-        [final] = run.value(30)
+        [final] = run.value(30).trials
         assert (final.status, final.executor) == ("cancelled", "local")
         assert not connection._pool
 
@@ -467,7 +467,7 @@ class TestSSHExecutor(ExecutorContract):
         (root / "flaky.py").write_text("import time\ntime.sleep(1)\nprint('second: 1')\n")
         git(root, "commit", "-qam", "fixed")
         trials.reset(Project.load(root), [failed.id])
-        [final] = rerun_queued(Project.load(root), [failed.id], remote=["gpu1"])
+        [final] = rerun_queued(Project.load(root), [failed.id], remote=["gpu1"]).trials
         assert final.status == "completed" and final.exit_code == 0, final.error
         assert final.metrics == {"second": 1.0}
         assert "first" not in log(project, final.id) and "boom" not in log(project, final.id, "stderr.log")

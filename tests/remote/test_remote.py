@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from tests.conftest import git
 from tests.remote.conftest import restart_hosts, sshd_pids
 from tracker.cli import app
-from tracker.errors import HostKeyError
-from tracker.execution.base import Reporter
+from tracker.errors import HostKeyError, RemoteError
+from tracker.execution.base import Job, Reporter
 from tracker.project import Project
 from tracker.remote import connection, control, hosts, sync
 from tracker.remote.executor import workspace
@@ -94,6 +94,22 @@ def test_parameter_with_shell_metacharacters_arrives_intact(remote_project: Proj
     assert not canary.exists()
 
 
+def test_param_with_newline_arrives_intact_over_ssh(remote_project: Project) -> None:
+    from tests.core.test_run import ECHO_SCRIPT
+
+    root = remote_project.root
+    (root / "echo.py").write_text(ECHO_SCRIPT)
+    (root / "experiments/echo.yaml").write_text("command: [python3, echo.py]\nseeds: [1]\nseed_flag: null\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "echo")
+    note = "first line\nsecond line # not a comment"
+    result = runner.invoke(app, ["run", "echo", "--remote", "gpu1", "-p", f"note={note}", "-q"])
+    assert result.exit_code == 0, result.stderr
+    [trial] = Project.find().store.list_trials()
+    seen = json.loads((remote_project.paths.trial_dir(trial.id) / "seen.json").read_text())
+    assert seen == {"argv": [f"--note={note}"], "env": note, "params": {"note": note}}
+
+
 def test_unchanged_resync_moves_nothing_and_delta_moves_only_changes(remote_project: Project) -> None:
     root = remote_project.root
     for i in range(50):
@@ -163,7 +179,9 @@ def test_failing_setup_shows_the_remote_output(remote_project: Project) -> None:
     result = runner.invoke(app, ["run", "base", "--remote", "gpu1", "--seed", "1", "-p", "lr=0.1"])
     assert result.exit_code == 1
     assert "setting up the environment on gpu1 failed" in result.stderr and "no such package: torchh" in result.stderr
-    assert [t.status for t in Project.find().store.list_trials()] == ["failed"]
+    [trial] = Project.find().store.list_trials()
+    assert trial.status == "cancelled" and trial.started is None  # nothing was started
+    assert trial.error.startswith("not started: setting up the environment on gpu1 failed")
 
 
 def test_unknown_and_changed_host_keys_are_refused_then_trusted(remote_project: Project, tmp_path: Path,
@@ -179,7 +197,9 @@ def test_unknown_and_changed_host_keys_are_refused_then_trusted(remote_project: 
     result = runner.invoke(app, ["run", "base", "--remote", "gpu1", "--seed", "1", "-p", "lr=0.1"])
     assert result.exit_code == 1 and "tracker remote trust gpu1" in result.stderr
     assert "Traceback" not in result.stderr
-    assert [t.status for t in Project.find().store.list_trials()] == ["failed"]
+    [trial] = Project.find().store.list_trials()  # refused before anything started: cancelled, with the reason
+    assert (trial.status, trial.started, trial.host) == ("cancelled", None, None)
+    assert trial.error.startswith("not started: the host key of gpu1 (127.0.0.2:") and "is not known" in trial.error
     # trusting needs a terminal or --yes; then the key is recorded and checks pass
     assert runner.invoke(app, ["remote", "trust", "gpu1"]).exit_code == 2
     result = runner.invoke(app, ["remote", "trust", "gpu1", "--yes"])
@@ -192,6 +212,10 @@ def test_unknown_and_changed_host_keys_are_refused_then_trusted(remote_project: 
     connection._pool.clear()
     with pytest.raises(HostKeyError, match="CHANGED"):
         connection.connect(hosts.resolve(Project.find(), "gpu1"))
+    result = runner.invoke(app, ["run", "base", "--remote", "gpu1", "--seed", "2", "-p", "lr=0.1"])
+    assert result.exit_code == 1 and "has CHANGED" in result.stderr
+    changed = Project.find().store.list_trials(status="cancelled")[-1]
+    assert changed.seed == 2 and changed.error.startswith("not started: the host key of gpu1")
     result = runner.invoke(app, ["remote", "trust", "gpu1", "--yes"])
     assert result.exit_code == 1 and "DIFFERENT key" in result.stderr
 
@@ -347,7 +371,42 @@ def test_unreachable_host_is_a_clear_error(remote_project: Project) -> None:
     connection._pool.clear()
     result = runner.invoke(app, ["run", "base", "--remote", "gpu1", "--seed", "1", "-p", "lr=0.1"])
     assert result.exit_code == 1 and "cannot connect to gpu1 (127.0.0.2:1)" in result.stderr
-    assert [t.status for t in Project.find().store.list_trials()] == ["failed"]
+    [trial] = Project.find().store.list_trials()
+    assert (trial.status, trial.started) == ("cancelled", None)
+    assert trial.error.startswith("not started: cannot connect to gpu1 (127.0.0.2:1)")
+
+
+def test_a_host_dying_before_a_trial_starts_gives_a_clean_message(remote_project: Project,
+                                                                   ssh_hosts: dict[str, str]) -> None:
+    from tracker.execution.driver import Driver
+    from tracker.remote.executor import SSHExecutor
+    from tracker.runs import create_trials, plan
+
+    planned = plan(remote_project, ["base"], RunOptions(seeds=[1], params={"lr": 0.1}))
+    _, made = create_trials(remote_project, planned.specs, planned.configs, planned.code, {"base": None}, "ssh")
+    messages: list[str] = []
+    driver = Driver(remote_project, SSHExecutor(remote_project, remotes=["gpu1"]), _Messages(messages))
+    driver.executor.prepare([Job(t, driver.config(t), 1.0) for t in made], driver.reporter)  # synced, env ready
+    pooled = connection.connect(hosts.resolve(remote_project, "gpu1"))
+    try:
+        for pid in sshd_pids(ssh_hosts, "gpu1"):  # the host goes down before the trial is submitted
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not pooled.alive, 10)
+        with pytest.raises(RemoteError, match=r"^lost the connection to gpu1 \(127\.0\.0\.2:"):
+            pooled.sftp()  # what a dropped connection says, instead of paramiko's internals
+        connection.drop(pooled.host)
+        with pytest.raises(RemoteError, match=r"^lost the connection to gpu1 "):
+            pooled.run("true")
+        driver.run(made)
+    finally:
+        time.sleep(2.5)  # zombie reaping, see tests/infra/README.md
+        restart_hosts(ssh_hosts)
+    [trial] = remote_project.store.list_trials()
+    assert trial.status == "failed" and trial.started is None
+    assert "cannot connect to gpu1 (127.0.0.2:" in trial.error, trial.error
+    assert any(m.startswith("gpu1: dropped from this run: cannot connect to gpu1") for m in messages), messages
+    assert not any("NoneType" in m or "session not active" in m for m in [*messages, trial.error])
 
 
 def test_large_sync_reports_progress(remote_project: Project) -> None:

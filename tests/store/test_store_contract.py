@@ -506,6 +506,15 @@ class StoreContract:
         assert [t.id for t in store.list_trials(newest_first=True)] == ids(4, 3, 2, 1, 0)
         assert [t.id for t in store.list_trials(experiment="e1", limit=2)] == ids(1, 2)
 
+    def test_fingerprints_filter_finds_trials_by_their_fingerprint(self, store: BaseStore) -> None:
+        a, b, c = (make("completed", extra={"fingerprint": f}) for f in ("fa", "fb", "fa"))
+        store.add_trials([a, b, c, make("completed")])
+        assert [t.id for t in store.list_trials(fingerprints=["fa"])] == [a.id, c.id]
+        assert [t.id for t in store.list_trials(fingerprints=["fb", "zz"])] == [b.id]
+        assert store.list_trials(fingerprints=[]) == []
+        many = [f"f{i}" for i in range(5000)] + ["fb"]  # more than any limit on query arguments
+        assert [t.id for t in store.list_trials(fingerprints=many)] == [b.id]
+
     def test_get_by_id_or_unique_prefix(self, store: BaseStore) -> None:
         a, b = make(id="abc111def000"), make(id="abc222def000")
         store.add_trials([a, b])
@@ -649,16 +658,22 @@ class TestSQLiteStore(StoreContract):
             watcher.close()
 
     def test_migration_names(self, store: BaseStore) -> None:
-        assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle"]
+        assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
+
+    def test_the_fingerprint_lookup_is_one_indexed_query(self, store: BaseStore) -> None:
+        assert isinstance(store, SQLiteStore)
+        where, args = store._where(fingerprints=["fa", "fb"])
+        plan = " ".join(row[3] for row in store._query(f"EXPLAIN QUERY PLAN SELECT id FROM trials{where}", args))
+        assert "USING INDEX trials_fingerprint" in plan, plan
 
     def test_reopening_is_idempotent(self, tmp_path: Path) -> None:
         path = tmp_path / "t.db"
         for _ in range(3):
             store = SQLiteStore.open(path)
-            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle"]
+            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
             store.close()
         conn = sqlite3.connect(path)
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 3
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 4
         conn.close()
 
     def test_many_connections_creating_the_store_at_once(self, tmp_path: Path) -> None:
@@ -682,14 +697,14 @@ class TestSQLiteStore(StoreContract):
         for t in threads:
             t.join()
         assert not errors, errors
-        assert opened == [["0001_initial", "0002_file_hashes", "0003_lifecycle"]] * 4
+        assert opened == [["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]] * 4
 
     def test_the_0001_fixture_upgrades_in_place(self, tmp_path: Path) -> None:
         path = tmp_path / "old.db"
         shutil.copy(FIXTURES / "store-0001.db", path)
         store = SQLiteStore.open(path)
         try:
-            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle"]
+            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
             trial = store.get("0ld0ld")
             assert (trial.status, trial.seed, trial.params, trial.metrics) == (
                 "completed", 7, {"lr": 0.1}, {"val/acc": 0.9})

@@ -24,7 +24,7 @@ from tracker.cli._common import (
 
 
 def run(
-    experiment: str = typer.Argument(..., help="Experiment name (experiments/NAME.yaml)."),
+    experiments: list[str] = typer.Argument(..., help="Experiment names (experiments/NAME.yaml); several run as one."),
     seeds: int = typer.Option(None, "--seeds", "-n", help="Use the first N preset seeds."),
     seed: list[int] = typer.Option(None, "--seed", "-s", help="Run with this seed (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Override a param: NAME=VALUE."),
@@ -32,11 +32,19 @@ def run(
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
     remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
     backup_to: str = typer.Option(None, "--backup-to", help="Back up each completed trial here."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials without running them."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials (and those skipped) without running them."),
+    rerun: bool = typer.Option(False, "--rerun", help="Also run trials already completed with the same params, "
+                               "seed, code and settings."),
+    max_failures: int = typer.Option(None, "--max-failures", help="Start no more trials after N failed the same "
+                                     "way and none completed (default 3; 0: never stop early)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run EXPERIMENT: fixed params x grid x seeds, each trial tied to the current commit.
+    """Run EXPERIMENTS: fixed params x grid x seeds, each trial tied to the current commit.
+
+    Trials already completed with the same params, seed, code and experiment settings are
+    skipped (--rerun runs them again). Several experiments run as one run: the options
+    apply to each, the trials share the slots, one summary ends it.
 
     Examples:
 
@@ -44,8 +52,9 @@ def run(
         tracker run baseline --seeds 5 -j 2   # 5 seeds, 2 trials at a time
         tracker run baseline -p lr=0.05 --seed 7
         tracker run baseline --grid lr=[0.1,0.01] --dry-run
+        tracker run baseline wide deep -j 4   # three experiments, one run
     """
-    from tracker.runs import RunOptions, run_experiment
+    from tracker.runs import RunOptions, run_experiments
 
     proj = project()
     had_seeds = bool(proj.config.seeds)
@@ -53,41 +62,63 @@ def run(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
         remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else [],
-        backup_to=backup_to,
+        backup_to=backup_to, rerun=rerun,
+        **({} if max_failures is None else {"max_failures": max_failures}),
     )
-    if dry_run:
-        from tracker.runs import plan
-
-        _, specs = plan(proj, experiment, options)
-        _note_new_seeds(proj, had_seeds)
-        if as_json:
-            emit_json([{"experiment": s.experiment, "seed": s.seed, "params": s.params} for s in specs])
-        else:
-            emit_table([(i + 1, s.seed, fmt_params(s.params)) for i, s in enumerate(specs)],
-                       ["#", "seed", "params"], title=f"{len(specs)} trials would run")
-        return
+    title = ", ".join(dict.fromkeys(experiments))
     reporter = ConsoleReporter(stream=not quiet and not as_json)
     try:
-        result = run_experiment(proj, experiment, options, reporter)
+        result = run_experiments(proj, experiments, options, reporter)
     finally:
         reporter.close()
     _note_new_seeds(proj, had_seeds)
+    if dry_run:
+        rows = [(s.experiment, s.seed, s.params, "run") for s in result.specs]
+        rows += [(t.experiment, t.seed, t.params, f"skip: completed as {t.id}") for t in result.skipped]
+        if as_json:
+            emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != "run"}
+                       for e, seed, p, what in rows])
+        else:
+            emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
+                       ["#", "experiment", "seed", "params", "plan"],
+                       title=f"{len(result.specs)} trials would run, {len(result.skipped)} skipped")
+        return
+    if not result.trials:
+        info(f"nothing to run: all {len(result.skipped)} trial(s) of {title} already completed with the same "
+             "params, seed, code and settings (--rerun runs them again)")
+        if as_json:
+            emit_json([])
+        return
     if as_json:
         emit_json([t.summary() for t in result.trials])
     else:
         from tracker.experiments import objectives
 
         shown = _summary_params([t.params for t in result.trials], [*options.params, *options.grid])
-        objective = objectives(proj).get(experiment)
-        emit_table([(t.id, t.seed, fmt_params({k: t.params[k] for k in shown if k in t.params}),
-                     t.status, fmt_duration(t.duration), fmt_metrics(t.metrics, first=objective))
-                    for t in result.trials], ["trial", "seed", "params", "status", "time", "metrics"],
-                   title=f"{experiment}: {len(result.trials) - len(result.failed)}/{len(result.trials)} completed",
+        goals = objectives(proj)
+        several = len(result.experiments) > 1
+        emit_table([((t.experiment,) if several else ()) + (
+                     t.id, t.seed, fmt_params({k: t.params[k] for k in shown if k in t.params}),
+                     t.status, fmt_duration(t.duration), fmt_metrics(t.metrics, first=goals.get(t.experiment)))
+                    for t in result.trials],
+                   (["experiment"] if several else []) + ["trial", "seed", "params", "status", "time", "metrics"],
+                   title=f"{title}: {len(result.trials) - len(result.failed)}/{len(result.trials)} completed",
                    keep={"trial", "seed", "status", "time"})
+    if result.skipped:
+        info(f"skipped {len(result.skipped)} trial(s) already completed (--rerun runs them again)")
+    if result.stopped:
+        info(f"stopped early: {result.stopped}")
     if result.failed:
-        first = result.failed[0]
-        info(f"{len(result.failed)} trial(s) did not complete; see 'tracker trials logs {first.id}'")
+        report_failed(proj, result.failed)
         raise typer.Exit(1)
+
+
+def report_failed(proj: Any, failed: list[Any]) -> None:
+    """One line on what did not complete, pointing at the log that holds the error."""
+    from tracker.trials import logs_command
+
+    first = next((t for t in failed if t.status == "failed"), failed[0])
+    info(f"{len(failed)} trial(s) did not complete; see '{logs_command(proj, first)}'")
 
 
 def _note_new_seeds(proj: Any, had_seeds: bool) -> None:
@@ -105,20 +136,21 @@ def _summary_params(params: list[dict[str, Any]], overridden: list[str]) -> list
 class ConsoleReporter:
     """Streams trial output and shows a progress bar on a terminal; plain lines when piped."""
 
-    def __init__(self, stream: bool = True) -> None:
+    def __init__(self, stream: bool = True, console: Any = None) -> None:
         self.stream = stream
-        self.tty = is_tty()
+        self.tty = is_tty() if console is None else console.is_terminal
         self._lock = threading.Lock()
-        self._console: Any = None
+        self._console: Any = console  # a rich Console (default: stderr's, made on first use)
         self._progress: Any = None
         self._task: Any = None
         self._done = 0
+        self._total: int | None = None
         self._transfers: dict[str, Any] = {}
 
     def _rich(self, experiment: str | None = None) -> Any:
         """The rich console and progress bar, made on first use and only on a terminal; the
-        run's own bar appears with its first trial."""
-        if self._console is None:
+        run's own bar (done/total) appears with its first trial."""
+        if self._progress is None:
             from rich.progress import (
                 BarColumn,
                 Progress,
@@ -126,16 +158,27 @@ class ConsoleReporter:
                 TimeElapsedColumn,
             )
 
-            from tracker.cli._common import console
+            if self._console is None:
+                from tracker.cli._common import console
 
-            self._console = console(stderr=True)
+                self._console = console(stderr=True)
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=self._console, transient=True)
             self._progress.start()
         if experiment is not None and self._task is None:
-            self._task = self._progress.add_task(experiment, total=None, detail="")
+            self._task = self._progress.add_task(experiment, total=self._total, detail=self._count())
         return self._console
+
+    def _count(self) -> str:
+        """``done/total`` (just the done count while the total is unknown)."""
+        return f"{self._done}/{self._total}" if self._total is not None else f"{self._done} done"
+
+    def planned(self, total: int) -> None:
+        with self._lock:
+            self._total = total
+            if self._task is not None:
+                self._progress.update(self._task, total=total, detail=self._count())
 
     def _print(self, trial: Any, plain: str, styled: str | None = None) -> None:
         if self.tty:
@@ -163,7 +206,7 @@ class ConsoleReporter:
             self._print(trial, f"trial {trial.id} {trial.status} {rest}",
                         f"trial {trial.id} [{colour}]{trial.status}[/{colour}] {rest}")
             if self._task is not None:
-                self._progress.update(self._task, completed=self._done, detail=f"{self._done} trial(s) done")
+                self._progress.update(self._task, completed=self._done, detail=self._count())
 
     def message(self, text: str) -> None:
         with self._lock:

@@ -176,7 +176,7 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the trial ends."),
     tail: int = typer.Option(None, "--tail", help="Only the last N lines."),
 ) -> None:
-    """Print a trial's captured stdout (or stderr)."""
+    """Print a trial's captured stdout (or stderr); says so when only stderr holds output."""
     from tracker import trials
     from tracker.execution import outputs
 
@@ -186,9 +186,13 @@ def logs(
         for line in trials.follow(proj, ref, stream):
             typer.echo(line)
         return
-    _, path = trials.log_path(proj, ref, stream)
-    if not path.is_file():
+    trial, path = trials.log_path(proj, ref, stream)
+    if not path.is_file() or not path.stat().st_size:
         info(f"no {stream} captured for this trial")
+        other = "stdout" if stderr else "stderr"
+        _, path = trials.log_path(proj, trial.id, other)
+        if path.is_file() and path.stat().st_size:
+            info(f"it wrote to {other}: see 'tracker trials logs {trial.id}{'' if stderr else ' --stderr'}'")
         return
     if tail:
         typer.echo(outputs.tail(path, tail))
@@ -245,6 +249,8 @@ def reset(
     run_now: bool = typer.Option(False, "--run", help="Run the reset trials right away."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="With --run: trials at once (local)."),
     remote: str = typer.Option(None, "--remote", "-r", help="With --run: run on named remotes: gpu1,gpu2."),
+    max_failures: int = typer.Option(None, "--max-failures", help="With --run: start no more trials after N "
+                                     "failed the same way and none completed (default 3; 0: never stop early)."),
 ) -> None:
     """Put failed, lost or cancelled trials (pruned ones if named) back to queued, ready to run again.
 
@@ -252,24 +258,27 @@ def reset(
     """
     from tracker import trials
 
-    if (parallel or remote) and not run_now:
+    if (parallel or remote or max_failures is not None) and not run_now:
         from tracker.errors import UsageError
 
-        raise UsageError("--parallel and --remote only apply with --run", hint="add --run")
+        raise UsageError("--parallel, --remote and --max-failures only apply with --run", hint="add --run")
     proj = project()
     done = trials.reset(proj, refs, experiment=experiment, status=status)
     info(f"reset {len(done)} trial(s) to queued")
     if run_now and done:
-        from tracker.cli.run import ConsoleReporter
+        from tracker.cli.run import ConsoleReporter, report_failed
         from tracker.runs import rerun_queued
 
         reporter = ConsoleReporter()
         try:
-            final = rerun_queued(proj, [t.id for t in done], reporter, parallel=parallel,
-                                 remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else None)
+            result = rerun_queued(proj, [t.id for t in done], reporter, parallel=parallel,
+                                  remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else None,
+                                  **({} if max_failures is None else {"max_failures": max_failures}))
         finally:
             reporter.close()
-        failed = [t for t in final if t.status != "completed"]
-        info(f"{len(final) - len(failed)}/{len(final)} completed")
-        if failed:
+        info(f"{len(result.trials) - len(result.failed)}/{len(result.trials)} completed")
+        if result.stopped:
+            info(f"stopped early: {result.stopped}")
+        if result.failed:
+            report_failed(proj, result.failed)
             raise typer.Exit(1)

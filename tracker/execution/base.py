@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 class Reporter:
     """Receives progress from the driver; the CLI renders it, the library ignores it."""
 
+    def planned(self, total: int) -> None:
+        """How many trials the run will start (known when it is given a fixed list)."""
+
     def started(self, trial: Trial) -> None:
         """A trial's process started."""
 

@@ -13,6 +13,11 @@ executor's ``submit``, and then every poll:
 - ends exited trials with their final status, metrics and artifacts in one
   transaction.
 
+With ``max_failures`` K, a run whose trials keep failing the same way (same exit code,
+same last line of stderr) before any trial completed starts no more trials after the
+K-th such failure: the ones not started end ``cancelled`` with the reason, so a typo in
+a param name does not run every doomed trial.
+
 Ctrl-C, SIGTERM or an error stop every running trial (TERM, KILL after the grace
 period) and cancel the queued ones, so nothing stays queued or running.
 """
@@ -59,7 +64,7 @@ class Driver:
     """Runs trials through ``executor``; see the module docstring."""
 
     def __init__(self, project: Project, executor: BaseExecutor, reporter: Reporter | None = None, *,
-                 pruner: Pruner | None = None) -> None:
+                 pruner: Pruner | None = None, max_failures: int = 0) -> None:
         self.project = project
         self.store = project.store
         self.executor = executor
@@ -73,6 +78,10 @@ class Driver:
         self._configs: dict[str, ExperimentConfig] = {}
         self._beating: threading.Event | None = None
         self._next_stop_check = 0.0
+        self.max_failures = max_failures  # 0: never stop early
+        self._failures: dict[tuple[int | None, str], int] = {}
+        self._completed = False
+        self.stopped: str | None = None  # why the run started no more trials (too many identical failures)
 
     # ------------------------------------------------------------------ feeding
 
@@ -124,7 +133,7 @@ class Driver:
         more = True
         try:
             while True:
-                while more and len(self.running) < self.executor.capacity:
+                while more and not self.stopped and len(self.running) < self.executor.capacity:
                     try:
                         trial = next(source)
                     except StopIteration:
@@ -134,21 +143,44 @@ class Driver:
                         break
                     self._start(trial)
                 if not self.running:
-                    if not more or self.executor.capacity == 0:
+                    if not more or self.stopped or self.executor.capacity == 0:
                         break
                     if not self._waiting_feed(source):
                         break
                     continue
                 self.executor.wait(POLL_SECONDS)
                 self.tick()
-            if more and self.executor.capacity == 0:
+            if more and not self.stopped and self.executor.capacity == 0:
                 self._fail_rest(source, "no executor slot left to run it (every host failed)")
         except BaseException:
             self._stop_all("cancelled")
             raise
         finally:
+            self.end_queued("cancelled", f"not started: {self.stopped}" if self.stopped
+                            else "cancelled before it started")
+            self.executor.close()
+
+    def drive(self, trials: list[Trial]) -> list[Trial]:
+        """Prepare the executor for a fixed list of queued trials, run them to their end; return them as stored.
+
+        If the executor cannot get ready (a host key unknown or changed, no host reachable, a
+        failed environment set-up), nothing is started: the trials end ``cancelled`` with the reason.
+        """
+        self.claim(trials)
+        self.reporter.planned(len(trials))
+        try:
+            with self.heartbeats():
+                self.executor.prepare([Job(t, self.config(t), self.grace) for t in trials], self.reporter)
+        except TrackerError as exc:
+            self.end_queued("cancelled", f"not started: {exc}")
+            self.executor.close()
+            raise
+        except BaseException:
             self.end_queued("cancelled", "cancelled before it started")
             self.executor.close()
+            raise
+        self.run(trials)
+        return self.store.list_trials(ids=[t.id for t in trials])
 
     def _waiting_feed(self, source: Iterator[Trial | None]) -> bool:
         """Nothing runs and the feed had nothing: one more ask; False when it still has nothing."""
@@ -180,7 +212,9 @@ class Driver:
         except (TrackerError, OSError) as exc:
             if self.store.transition(trial.id, "failed", expected=["queued"], finished=now(),
                                      error=f"could not start: {exc}"):
-                self.reporter.finished(self.store.get(trial.id))
+                failed = self.store.get(trial.id)
+                self.reporter.finished(failed)
+                self._count(failed)
             self.owned.discard(trial.id)
             return
         started = self.store.transition(
@@ -284,6 +318,21 @@ class Driver:
         del self.running[trial.id]
         self.owned.discard(trial.id)
         self.reporter.finished(final)
+        self._count(final)
+
+    def _count(self, trial: Trial) -> None:
+        """Count an ended trial towards ``max_failures``; stop starting trials when it is reached."""
+        if trial.status == "completed":
+            self._completed = True
+        if trial.status != "failed" or self._completed or not self.max_failures or self.stopped:
+            return
+        signature = lifecycle.failure_signature(self.project, trial)
+        n = self._failures[signature] = self._failures.get(signature, 0) + 1
+        if n >= self.max_failures:
+            line = lifecycle.last_error_line(self.project, trial) or "no output"
+            self.stopped = (f"{n} trials failed the same way (exit code {trial.exit_code}: {line}) and none "
+                            "completed, so no more were started (--max-failures 0 runs them all)")
+            self.reporter.message(f"stopping early: {self.stopped}")
 
     # ------------------------------------------------------------------ the end of a run
 
@@ -338,18 +387,4 @@ def adopt_and_stop(project: Project, trial: Trial) -> Trial:
 def drive(project: Project, executor: BaseExecutor, trials: list[Trial], reporter: Reporter | None = None,
           **options: Any) -> list[Trial]:
     """Run a fixed list of queued trials to their end; return them as stored."""
-    driver = Driver(project, executor, reporter, **options)
-    driver.claim(trials)
-    try:
-        with driver.heartbeats():
-            executor.prepare([Job(t, driver.config(t), driver.grace) for t in trials], driver.reporter)
-    except TrackerError as exc:
-        driver.end_queued("failed", str(exc))
-        executor.close()
-        raise
-    except BaseException:
-        driver.end_queued("cancelled", "cancelled before it started")
-        executor.close()
-        raise
-    driver.run(trials)
-    return project.store.list_trials(ids=[t.id for t in trials])
+    return Driver(project, executor, reporter, **options).drive(trials)

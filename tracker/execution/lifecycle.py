@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -189,6 +190,20 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
         return "failed", f"exit code {outcome.exit_code}" + (f"\n{tail}" if tail else ""), extra
     problems = outputs.check_deliverables(directory, config.deliverables)
     return ("failed", "; ".join(problems), extra) if problems else ("completed", None, extra)
+
+
+def last_error_line(project: Project, trial: Trial) -> str:
+    """The last line a failed trial wrote to stderr, else the last line of its error."""
+    line = outputs.tail(project.paths.trial_dir(trial.id) / outputs.STDERR, 1).strip()
+    return line or ((trial.error or "").strip().splitlines() or [""])[-1].strip()
+
+
+def failure_signature(project: Project, trial: Trial) -> tuple[int | None, str]:
+    """What makes two failures "the same": the exit code and the last error line, with the
+    trial's own id and directory and every number masked (seeds, sizes, timings differ)."""
+    line = last_error_line(project, trial)
+    line = line.replace(str(project.paths.trial_dir(trial.id)), "<dir>").replace(trial.id, "<id>")
+    return trial.exit_code, " ".join(re.sub(r"0x[0-9a-fA-F]+|\d+", "N", line).split())
 
 
 def finalize(project: Project, config: ExperimentConfig, trial_id: str, outcome: Outcome,

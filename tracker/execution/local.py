@@ -6,6 +6,10 @@ owns the trial's processes: it writes their output into the trial directory, end
 descendants that detached, enforces the timeout and the grace period, and stops
 the trial if this process dies (kill -9 included), so nothing is left behind.
 The driver wakes as soon as a runner exits (a pidfd per runner where Linux has it).
+
+With ``parallel`` > 1 and GPUs present (``CUDA_VISIBLE_DEVICES`` if set, else nvidia-smi), each
+slot gets one GPU through ``CUDA_VISIBLE_DEVICES``, as remote slots do; with fewer GPUs than
+slots they are shared round-robin (slot i gets GPU i mod n). A single slot sees every GPU.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def _runner_alive(handle: dict[str, Any]) -> bool:
 
 
 class LocalExecutor(BaseExecutor):
-    """Runs trials on this machine, ``parallel`` at a time, in ``venv`` when given (its ``python`` first on PATH)."""
+    """Runs trials on this machine, ``parallel`` at a time, in ``venv`` when given (its ``python`` first on
+    PATH); ``gpus`` (ids) are spread over the slots (default: found on first need, see the module docstring)."""
 
     name = "local"
 
     def __init__(self, project: Project, parallel: int | None = None, venv: ProjectEnv | None = None,
+                 gpus: list[str] | None = None,
                  **options: Any) -> None:
         super().__init__(project)
         if options:
@@ -57,6 +63,8 @@ class LocalExecutor(BaseExecutor):
             raise ExecutionError(f"--parallel must be at least 1, got {parallel}")
         self.parallel = parallel
         self.variables = venv.variables() if venv else {}  # an experiment's env: may still override them
+        self.gpus = None if gpus is None else [str(g) for g in gpus]
+        self._slots: dict[str, int] = {}  # trial id -> the slot it runs in
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pidfds: dict[str, int] = {}
         self._spare: subprocess.Popen[bytes] | None = None
@@ -80,8 +88,12 @@ class LocalExecutor(BaseExecutor):
         directory = self.project.paths.trial_dir(trial.id)
         directory.mkdir(parents=True, exist_ok=True)
         launch = build(trial, job.config, directory, self.project.root)
+        slot, gpu = self._slot()
+        variables = dict(launch.env)
+        if gpu is not None and "CUDA_VISIBLE_DEVICES" not in job.config.env:  # the experiment's own setting wins
+            variables["CUDA_VISIBLE_DEVICES"] = gpu
         proc, self._spare = (self._spare or self._spawn()), None
-        env = [f"{k}={v}" for k, v in {**self.variables, **launch.env}.items()]
+        env = [f"{k}={v}" for k, v in {**self.variables, **variables}.items()]
         spec = [str(directory), str(launch.timeout or 0), str(job.grace), str(self.project.root), str(len(env)),
                 *env, *launch.argv]
         try:
@@ -93,12 +105,25 @@ class LocalExecutor(BaseExecutor):
             proc.wait()
             raise ExecutionError(f"the trial runner did not take the trial: {exc}") from exc
         self._procs[trial.id] = proc
+        self._slots[trial.id] = slot
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):  # an old kernel: wait() polls instead
                 self._pidfds[trial.id] = os.pidfd_open(proc.pid)
         self._spare = self._spawn()  # for the next trial
         return {"host": socket.gethostname(), "boot": boot_id(), "runner_pid": proc.pid,
-                "runner_start": proc_start(proc.pid), "dir": str(directory)}
+                "runner_start": proc_start(proc.pid), "dir": str(directory), "gpu": gpu}
+
+    def _slot(self) -> tuple[int, str | None]:
+        """The lowest free slot and its GPU (None: one slot, or no GPU)."""
+        used = set(self._slots.values())
+        slot = next(i for i in range(len(used) + 1) if i not in used)
+        if self.parallel == 1:
+            return slot, None
+        if self.gpus is None:
+            from tracker.environment import gpu_ids
+
+            self.gpus = gpu_ids()
+        return slot, self.gpus[slot % len(self.gpus)] if self.gpus else None
 
     def poll(self, trial: Trial) -> Poll:
         proc = self._procs.get(trial.id)
@@ -141,6 +166,7 @@ class LocalExecutor(BaseExecutor):
         self._forget(trial.id)
 
     def _forget(self, trial_id: str) -> None:
+        self._slots.pop(trial_id, None)
         proc = self._procs.pop(trial_id, None)
         if proc is not None:
             proc.wait()

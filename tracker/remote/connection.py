@@ -115,6 +115,14 @@ class Connection:
         transport = self.client.get_transport()
         return bool(transport and transport.is_active())
 
+    def _transport(self) -> Any:
+        """The live SSH transport; a connection the host closed (or tracker dropped) is a clear RemoteError."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise RemoteError(f"lost the connection to {self.host.name} ({self.host.address})",
+                              hint=f"check that the host is up, then 'tracker remote check {self.host.name}'")
+        return transport
+
     def run(self, command: str | list[str], *, check: bool = True, timeout: float | None = 600,
             stdin: bytes | None = None) -> Result:
         """Run a command (a list is quoted with shlex); RemoteError when ``check`` and it fails."""
@@ -122,7 +130,7 @@ class Connection:
 
         text = shlex.join(command) if isinstance(command, list) else command
         try:
-            chan = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+            chan = self._transport().open_session(timeout=CONNECT_TIMEOUT)
             chan.settimeout(timeout)
             chan.exec_command(text)
             if stdin is not None:
@@ -151,10 +159,11 @@ class Connection:
         """A new SFTP session (close it when done)."""
         import paramiko
 
+        transport = self._transport()
         try:
-            return self.client.open_sftp()
-        except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:  # AttributeError: closed
-            raise RemoteError(f"SFTP to {self.host.name} failed: {exc}") from exc
+            return transport.open_sftp_client()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise RemoteError(f"SFTP to {self.host.name} failed: {exc or type(exc).__name__}") from exc
 
     @property
     def home(self) -> str:

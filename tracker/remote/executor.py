@@ -164,6 +164,7 @@ class SSHExecutor(BaseExecutor):
 
     def submit(self, job: Job, reporter: Reporter) -> dict[str, Any]:
         """Start the trial on the next free slot; a host that fails here is dropped and the next one tried."""
+        last: RemoteError | None = None
         while self.free:
             slot = self.free.pop(0)
             if slot.run.dead:
@@ -172,10 +173,11 @@ class SSHExecutor(BaseExecutor):
                 handle = self._start(job, slot)
             except RemoteError as exc:
                 self._drop(slot.run, reporter, exc)
+                last = exc
                 continue
             self._pause = POLL_SECONDS[0]
             return handle
-        raise RemoteError("no remote left to run it (all failed)")
+        raise RemoteError("no remote left to run it (all failed)" + (f"; last: {last.message}" if last else ""))
 
     def _drop(self, run: HostRun, reporter: Reporter, exc: Exception) -> None:
         if not run.dead:
@@ -185,6 +187,8 @@ class SSHExecutor(BaseExecutor):
 
     def _start(self, job: Job, slot: _Slot) -> dict[str, Any]:
         trial, run = job.trial, slot.run
+        if not run.ws.conn.alive:  # the host closed the connection since it was prepared: one new try
+            run.ws.conn = connection.connect(run.host)
         remote_dir = run.ws.trial_dir(trial.id)
         launch = build(trial, job.config, PurePosixPath(remote_dir), PurePosixPath(run.code_dir))
         argv = list(launch.argv)

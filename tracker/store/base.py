@@ -126,7 +126,10 @@ class BaseStore(ABC):
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, run_id, ids), oldest first."""
+        """Trials matching every filter (experiment, status, params, run_id, ids, fingerprints), oldest first.
+
+        ``fingerprints`` matches ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
+        """
 
     @abstractmethod
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:

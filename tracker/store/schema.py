@@ -140,10 +140,17 @@ def _m0003_lifecycle(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0005_fingerprints(conn: sqlite3.Connection) -> None:
+    """An index on each trial's fingerprint (``extra.fingerprint``: experiment, params, seed, code
+    and config), so a run finds the trials it already completed in one indexed query."""
+    conn.execute("CREATE INDEX trials_fingerprint ON trials(json_extract(extra, '$.fingerprint'))")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_file_hashes", _m0002_file_hashes),
     ("0003_lifecycle", _m0003_lifecycle),
+    ("0005_fingerprints", _m0005_fingerprints),
 ]
 
 

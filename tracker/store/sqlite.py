@@ -428,6 +428,7 @@ class SQLiteStore(BaseStore):
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
         ids: Sequence[str] | None = None,
+        fingerprints: Sequence[str] | None = None,
     ) -> tuple[str, list[Any]]:
         """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
@@ -444,6 +445,9 @@ class SQLiteStore(BaseStore):
         for name, value in (params or {}).items():
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
+        if fingerprints is not None:  # one JSON argument, however many; the expression index answers it
+            where.append("json_extract(extra, '$.fingerprint') IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(fingerprints)))
         return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
     def _select(self, columns: str, filters: dict[str, Any], limit: int | None,
@@ -461,7 +465,7 @@ class SQLiteStore(BaseStore):
 
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, run_id, ids), oldest first.
+        """Trials matching every filter (experiment, status, params, run_id, ids, fingerprints), oldest first.
 
         ``limit`` keeps the newest N; ``newest_first`` reverses the order. One query.
         """
