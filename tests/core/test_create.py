@@ -57,7 +57,8 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
     project = tmp_path / "digits-demo"
     assert result.path == project and result.initialized_git and result.template == "default"
     assert result.commit == git(project, "rev-parse", "HEAD").strip()
-    assert set(result.as_dict()) == {"path", "commit", "initialized_git", "template"}
+    assert set(result.as_dict()) == {"path", "commit", "initialized_git", "template", "parent_repo",
+                                     "ignored_by_parent"}
     assert git(project, "log", "--format=%s") == "Create project from template default\n"
     assert git(project, "log", "--format=%an <%ae>") == "Test User <test@example.invalid>\n"  # the user's identity
     assert git(project, "status", "--porcelain") == ""
@@ -201,20 +202,77 @@ def test_zip_template_with_directory(tmp_path: Path) -> None:
     assert (result.path / "pkg/sub/deep.py").exists() and result.commit
 
 
-def test_inside_existing_repo_no_new_repo_and_existing_output(tmp_path: Path) -> None:
+def outer_repo(root: Path, ignore: str) -> Path:
+    """A repository with one commit that ignores ``ignore`` (like tracker's own, which ignores demo/)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".gitignore").write_text(ignore)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "outer")
+    (root / "demo").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("ignored", [True, False])
+def test_a_project_inside_another_repository_is_a_repository_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignored: bool) -> None:
+    from tracker import trials
+    from tracker.project import Project
+    from tracker.runs import RunOptions, run_experiment
+
+    outer = outer_repo(tmp_path / "outer", "demo/\n" if ignored else "*.log\n")
     write_template(tmp_path / "tpl", hooks=False)
-    git(tmp_path, "init", "-q")
+    (tmp_path / "tpl/{{cookiecutter.slug}}/experiments").mkdir()
+    (tmp_path / "tpl/{{cookiecutter.slug}}/experiments/quick.yaml").write_text(
+        f"command: [{sys.executable!r}, -c, \"print('acc: 1')\"]\nseeds: 1\nseed_flag: null\n")
+    conf(outer / "demo" / "c.yaml", template=str(tmp_path / "tpl"), context={"owner": "x"})
+    monkeypatch.chdir(outer / "demo")
+    code, out, err = cli("create", "c.yaml")
+    assert code == 0, err
+    project = outer / "demo" / "thing"
+    assert f"created {project}, a new git repository (commit " in err
+    assert f"it is a repository of its own inside the repository {outer}" in err
+    assert ("will list it as untracked" in err) is not ignored
+    assert git(project, "rev-parse", "--show-toplevel").strip() == str(project)
+    assert git(project, "status", "--porcelain") == ""
+    assert git(outer, "rev-list", "--count", "HEAD") == "1\n"  # nothing committed in the outer repository
+    # trials are tied to the project's own commits, so the code a trial ran can be checked out
+    proj = Project.load(project)
+    trial = run_experiment(proj, "quick", RunOptions()).trials[0]
+    assert trial.status == "completed" and trial.commit == git(project, "rev-parse", "HEAD").strip()
+    trials.checkout(proj, trial.id, tmp_path / "exact")
+    assert (tmp_path / "exact" / "README.md").read_text() == "# Thing by x (MIT)\n"
+
+
+def test_json_names_the_enclosing_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = outer_repo(tmp_path / "outer", "demo/\n")
+    write_template(tmp_path / "tpl", hooks=False)
+    conf(outer / "demo" / "c.yaml", template=str(tmp_path / "tpl"), context={"owner": "x"})
+    monkeypatch.chdir(outer / "demo")
+    code, out, err = cli("create", "c.yaml", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["initialized_git"] and result["commit"]
+    assert (result["parent_repo"], result["ignored_by_parent"]) == (str(outer), True)
+
+
+def test_existing_project_needs_overwrite_and_keeps_its_history(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl", hooks=False)
     result = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"}))
-    assert not result.initialized_git and result.commit is None
-    assert not (result.path / ".git").exists()
-    assert git(tmp_path, "rev-list", "--all") == ""  # nothing committed in the outer repo either
-    assert (result.path / "tracker.yaml").exists() and (result.path / "experiments").is_dir()
+    first = result.commit
     (result.path / "README.md").write_text("mine\n")
+    (result.path / "notes.txt").write_text("my own file\n")
     with pytest.raises(UsageError, match=r"thing\" directory already exists.*'overwrite: true' in /.*c.yaml"):
         create_project(tmp_path / "c.yaml")
     assert (result.path / "README.md").read_text() == "mine\n"
+    assert not any(p.name.startswith(".tracker-create-") for p in tmp_path.iterdir())
     again = create_project(conf(tmp_path / "c.yaml", template="./tpl", overwrite=True, context={"owner": "y"}))
+    assert again.path == result.path and not again.initialized_git and again.commit is None
     assert (again.path / "README.md").read_text() == "# Thing by y (MIT)\n"
+    assert (again.path / "notes.txt").read_text() == "my own file\n"  # what the template does not make stays
+    assert git(again.path, "log", "--format=%H").split() == [first]  # the user commits the update
+    code, _, err = cli("create", str(tmp_path / "c.yaml"))
+    assert code == 0 and "updated " in err and "review and commit" in err
 
 
 def test_fallback_identity_only_without_a_configured_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
