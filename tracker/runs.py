@@ -13,11 +13,12 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import environment, experiments, gitinfo
+from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
@@ -40,6 +41,7 @@ class RunOptions:
     dry_run: bool = False
     remote: list[str] = field(default_factory=list)
     backup_to: str | None = None
+    tags: list[str] = field(default_factory=list)  # on top of the experiment file's tags
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ def new_id() -> str:
 
 def plan(project: Project, name: str, options: RunOptions) -> tuple[Any, list[TrialSpec]]:
     """Load the experiment and expand it into trial specs (nothing is written but seeds)."""
+    check_tags(options.tags)
     config = experiments.load(project, name)
     specs = experiments.expand(project, name, config, seeds=options.seeds,
                                seed_count=options.seed_count, params=options.params,
@@ -81,8 +84,13 @@ def make_executor(project: Project, options: RunOptions) -> BaseExecutor:
 
 
 def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpec],
-                  code: gitinfo.CodeState, env_id: str, executor: str) -> tuple[str, list[Trial]]:
-    """Insert queued trials for ``specs``, owned by this process, and prepare their directories."""
+                  code: gitinfo.CodeState, env_id: str, executor: str,
+                  tags: Sequence[str] = ()) -> tuple[str, list[Trial]]:
+    """Insert queued trials for ``specs``, owned by this process, and prepare their directories.
+
+    Every trial gets the experiment file's ``tags`` plus ``tags`` (the run's ``--tag``).
+    """
+    labels = list(dict.fromkeys([*config.tags, *tags]))
     run_id = new_id()
     created = now()
     me = lifecycle.owner()
@@ -92,7 +100,7 @@ def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpe
         Trial(id=new_id(), experiment=name, status="queued", seed=s.seed, params=s.params,
               created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
               commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
-              executor=executor, env_id=env_id, owner=me, heartbeat=beat, lease=lease)
+              executor=executor, env_id=env_id, owner=me, heartbeat=beat, lease=lease, tags=labels)
         for s in specs
     ]
     project.store.add_trials(trials)
@@ -128,7 +136,7 @@ def run_experiment(project: Project, name: str, options: RunOptions,
     store = project.store
     store.save_environment(env_id, env)
     store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
-    run_id, trials = create_trials(project, name, config, specs, code, env_id, executor.name)
+    run_id, trials = create_trials(project, name, config, specs, code, env_id, executor.name, options.tags)
     with _sigterm_as_interrupt():
         drive(project, executor, trials, reporter)
     final = store.list_trials(run_id=run_id)

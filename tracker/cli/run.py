@@ -32,6 +32,7 @@ def run(
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
     remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
     backup_to: str = typer.Option(None, "--backup-to", help="Back up each completed trial here."),
+    tag: list[str] = typer.Option(None, "--tag", help="Tag every trial of this run (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials without running them."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
     as_json: bool = JSON_OPTION,
@@ -53,7 +54,7 @@ def run(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
         remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else [],
-        backup_to=backup_to,
+        backup_to=backup_to, tags=list(tag or []),
     )
     if dry_run:
         from tracker.runs import plan

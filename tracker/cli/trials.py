@@ -19,7 +19,7 @@ from tracker.cli._common import (
     project,
 )
 
-app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, tag, delete and reset trials.", no_args_is_help=True)
 
 
 TTY_LIMIT = 100
@@ -30,6 +30,7 @@ def list_(
     experiment: list[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment (repeatable)."),
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Only trials with NAME=VALUE."),
+    tag: list[str] = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
     all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
     as_json: bool = JSON_OPTION,
@@ -37,7 +38,7 @@ def list_(
 ) -> None:
     """List trials, oldest first. Piped output is tab-separated with one column per param/metric.
 
-    Example: tracker trials list -e baseline --status completed -p lr=0.1 --json
+    Example: tracker trials list -e baseline --status completed -p lr=0.1 --tag best --json
     """
     import sys
 
@@ -45,7 +46,7 @@ def list_(
 
     proj = project()
     filters = {"experiment": experiment, "status": status,
-               "params": parse_assignments(param, "--param")}
+               "params": parse_assignments(param, "--param"), "tags": tag}
     if as_json:
         sys.stdout.write(trials.list_json(proj, limit=limit, **filters) + "\n")
         return
@@ -55,11 +56,12 @@ def list_(
         return
     shown = limit if limit is not None or all_ else TTY_LIMIT
     rows = trials.list_trials(proj, limit=shown, **filters)
+    tagged = any(t.tags for t in rows)
     emit_table([(t.id, t.experiment, t.status, t.seed, fmt_params(t.params), fmt_metrics(t.metrics),
                  "" if t.step is None else t.step, fmt_commit(t.commit, t.dirty), t.host, fmt_time(t.started),
-                 fmt_duration(t.duration)) for t in rows],
+                 fmt_duration(t.duration), *([", ".join(t.tags)] if tagged else [])) for t in rows],
                ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "host",
-                "started", "time"])
+                "started", "time", *(["tags"] if tagged else [])])
     total = trials.count(proj, **filters)
     if limit is None and not all_ and total > len(rows):
         info(f"showing the newest {len(rows)} of {total} trials (--all or --limit N for more)")
@@ -92,6 +94,10 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
         f"{len(env.get('packages', {}))} packages, gpus: {len(env.get('gpus') or [])}",
         f"directory   {detail.directory}",
     ]
+    if t.tags:
+        lines.append(f"tags        {', '.join(t.tags)}")
+    if t.note:
+        lines.append("note        " + t.note.replace("\n", "\n            "))
     if t.metrics:
         at = "" if t.step is None else f"   (latest step {t.step}{', still running' if t.status == 'running' else ''})"
         lines.append("metrics     " + fmt_metrics(t.metrics, limit=50) + at)
@@ -106,6 +112,37 @@ def show(ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
         lines.append("error       " + t.error.replace("\n", "\n            "))
     lines.append("history     " + "; ".join(f"{e.ts[11:19]} {e.message}" for e in detail.events))
     typer.echo("\n".join(lines))
+
+
+@app.command("tag")
+def tag(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    tags: list[str] = typer.Argument(..., help="Tags: no spaces or commas."),
+    remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
+) -> None:
+    """Add tags to a trial (or --remove them). Find tagged trials with 'trials list --tag NAME'.
+
+    Example: tracker trials tag 3f2a best paper-fig2
+    """
+    from tracker import trials
+
+    trial = trials.tag(project(), ref, tags, remove=remove)
+    info(f"trial {trial.id} tags: {', '.join(trial.tags) or '(none)'}")
+
+
+@app.command("note")
+def note(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    text: str = typer.Argument(..., help="The note; \"\" removes it."),
+) -> None:
+    """Set a trial's note, shown by 'trials show' and in --json output (replaces any earlier note).
+
+    Example: tracker trials note 3f2a "diverged after epoch 3: lr too high"
+    """
+    from tracker import trials
+
+    trial = trials.note(project(), ref, text)
+    info(f"trial {trial.id}: " + ("note saved" if trial.note else "note removed"))
 
 
 @app.command("logs")
