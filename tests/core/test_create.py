@@ -534,3 +534,14 @@ def test_default_template_needs_only_a_project_name(tmp_path: Path, monkeypatch:
     conf(tmp_path / "conf.yaml", template="default", context={"project_name": "Third", "author": "Grace"})
     assert cli("create", "conf.yaml")[0] == 0
     assert "Author: Grace\n" in (tmp_path / "third/README.md").read_text()
+
+
+def test_a_template_of_templates_uses_the_first_without_a_terminal(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl" / "first", hooks=False)
+    write_template(tmp_path / "tpl" / "second", hooks=False)
+    (tmp_path / "tpl/cookiecutter.json").write_text(json.dumps({"templates": {
+        "first": {"path": "./first", "title": "First", "description": "one"},
+        "second": {"path": "./second", "title": "Second", "description": "two"}}}))
+    (tmp_path / "tpl/second/{{cookiecutter.slug}}/README.md").write_text("second\n")
+    made = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "o", "name": "N"}))
+    assert (made.path / "README.md").read_text() == "# N by o (MIT)\n"  # its variables are the nested one's
