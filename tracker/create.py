@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlparse
 
 from jinja2.ext import Extension
 
+from tracker import template_paths
 from tracker.config import CreateConfig, load_model
 from tracker.errors import ConfigError, TemplateError, UsageError
 from tracker.gitinfo import committer_args, git, repo_root
@@ -285,69 +286,6 @@ def _full_context(repo_dir: str, context: dict[str, Any], staging: Path) -> dict
     return full
 
 
-def _inside(path: str, top: str) -> bool:
-    return os.path.commonpath([top, path]) == top
-
-
-def _project_name(repo_dir: str, context: dict[str, Any], staging: Path) -> str:
-    """Render every path the template will write, before anything is written; return the project's name.
-
-    Mirrors cookiecutter's ``generate_files``: the project directory must be one folder
-    name, every rendered directory and file must stay inside it, and no file of the
-    template may be a symlink leading out of the template (its content would be copied).
-    """
-    import jinja2
-    from cookiecutter.find import find_template
-    from cookiecutter.generate import is_copy_only_path
-    from cookiecutter.utils import create_env_with_context
-
-    env = create_env_with_context(context)
-    template_dir = Path(find_template(repo_dir, env))
-    home = os.path.realpath(repo_dir)
-
-    def render(text: str) -> str:
-        try:
-            return env.from_string(text).render(**context)
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"cannot render the file name {text!r}: {exc}") from exc
-
-    name = render(template_dir.name)
-    if name.strip() in ("", ".", "..") or "/" in name or os.sep in name:
-        raise TemplateError(f"the project directory's name renders to {name!r}, which is not a single folder name",
-                            hint="check the context values it is made from, such as project_slug; nothing was created")
-    project = os.path.join(staging, name)
-
-    def check(rendered: str) -> None:
-        path = os.path.normpath(os.path.join(project, rendered))
-        if not _inside(path, project):
-            raise TemplateError(f"the template would write {rendered!r} outside the project directory",
-                                hint="a context value used in a file or folder name contains '..' or '/'; "
-                                     "nothing was created")
-
-    for root, dirs, files in os.walk(template_dir):
-        rel = os.path.relpath(root, template_dir)
-        for entry in (*dirs, *files):
-            source = os.path.join(root, entry)
-            if os.path.islink(source) and not _inside(os.path.realpath(source), home):
-                raise TemplateError(f"the template's {os.path.normpath(os.path.join(rel, entry))} is a symlink to "
-                                    f"{os.path.realpath(source)}, outside the template",
-                                    hint="a template may only link to its own files")
-    for root, dirs, files in os.walk(template_dir):
-        rel = os.path.relpath(root, template_dir)
-        rendered_dirs = []
-        for d in sorted(dirs):
-            inner = os.path.normpath(os.path.join(rel, d))
-            if is_copy_only_path(inner, context):  # copied whole: only its own name is rendered
-                check(render(os.path.normpath(os.path.join(project, inner))))
-            else:
-                rendered_dirs.append(d)
-                check(render(os.path.join(project, rel, d)))
-        dirs[:] = rendered_dirs
-        for f in files:
-            check(render(os.path.normpath(os.path.join(rel, f))))
-    return name
-
-
 def _hook_error(exc: Exception, lines: list[str], log: _LogMessages, existed: bool) -> TemplateError:
     """A hook failure as one line: which hook, and the last line it printed."""
     said = lines[-1].strip() if lines else _first_line(exc)
@@ -379,7 +317,7 @@ def _generate(repo_dir: str, context: dict[str, Any], output_dir: Path, *, overw
     try:
         with _importable(repo_dir):
             full = _full_context(repo_dir, context, staging)
-            name = _project_name(repo_dir, full, staging)
+            name = template_paths.project_name(repo_dir, full, staging)
         target = output_dir / name
         existed = os.path.lexists(target)
         if existed and not overwrite:
@@ -402,10 +340,10 @@ def _generate(repo_dir: str, context: dict[str, Any], output_dir: Path, *, overw
             _echo([line for line in "".join(output).splitlines() if line.strip()])
             raise
         _echo("".join(output).splitlines())
-        _tidy(made)
+        template_paths.check_rendered(made)
         if existed:
             target = target.resolve()  # a project folder that is a symlink is updated where it lives
-            _merge(made, target, staging / "replaced")
+            template_paths.merge(made, target, staging / "replaced")
         else:
             made.rename(target)
     except BaseException:
@@ -415,70 +353,6 @@ def _generate(repo_dir: str, context: dict[str, Any], output_dir: Path, *, overw
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _tidy(project: Path) -> None:
-    """Check a rendered project before it moves into place; drop Python bytecode caches.
-
-    Every symlink (only hooks make them) must be relative and lead to a path inside the project.
-    """
-    top = os.path.realpath(project)
-    for root, dirs, files in os.walk(project):
-        for entry in (*dirs, *files):
-            path = os.path.join(root, entry)
-            if os.path.islink(path) and (os.path.isabs(os.readlink(path))
-                                         or not _inside(os.path.realpath(path), top)):
-                shown = os.path.relpath(path, project)
-                raise TemplateError(f"the new project's {shown} is a symlink to {os.readlink(path)}, "
-                                    "which leads outside the project",
-                                    hint="a template (or its hooks) may only link inside the project; "
-                                         "nothing was created")
-        for cache in [d for d in dirs if d == "__pycache__"]:
-            shutil.rmtree(os.path.join(root, cache))
-            dirs.remove(cache)
-        for f in files:
-            if f.endswith((".pyc", ".pyo")):
-                os.unlink(os.path.join(root, f))
-
-
-def _merge(source: Path, dest: Path, replaced: Path) -> None:
-    """Move everything in ``source`` into the existing directory ``dest`` (``overwrite``).
-
-    What is in the way is moved aside to ``replaced``, never written through, so a symlink in
-    ``dest`` is replaced rather than followed; on any failure every step is undone.
-    """
-    replaced.mkdir()
-    done: list[tuple[Path, Path | None]] = []  # (path in dest, None: placed there | where its old self went)
-
-    def move_in(src: Path, dst: Path) -> None:
-        for entry in sorted(src.iterdir()):
-            to = dst / entry.name
-            if entry.is_dir() and not entry.is_symlink() and to.is_dir() and not to.is_symlink():
-                move_in(entry, to)
-                continue
-            if os.path.lexists(to):
-                aside = replaced / str(len(done))
-                to.rename(aside)
-                done.append((to, aside))
-            entry.rename(to)
-            done.append((to, None))
-
-    try:
-        move_in(source, dest)
-    except BaseException:
-        for path, aside in reversed(done):
-            if aside is None:
-                _remove(path)
-            else:
-                aside.rename(path)
-        raise
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        path.unlink()
 
 
 def _first_missing(path: Path) -> Path | None:
