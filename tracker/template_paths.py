@@ -125,9 +125,9 @@ def merge(source: Path, dest: Path, replaced: Path) -> None:
                 continue
             if os.path.lexists(to):
                 aside = replaced / str(len(done))
-                to.rename(aside)
+                shutil.move(to, aside)  # a rename, or a copy when the project is on another file system
                 done.append((to, aside))
-            entry.rename(to)
+            shutil.move(entry, to)
             done.append((to, None))
 
     try:
@@ -137,7 +137,7 @@ def merge(source: Path, dest: Path, replaced: Path) -> None:
             if aside is None:
                 _remove(path)
             else:
-                aside.rename(path)
+                shutil.move(aside, path)
         raise
 
 
