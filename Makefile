@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## venv with tracker, every extra and the dev tools
 
-demo: $(STAMP)  ## create a project from the bundled template and run 3 seeds
+demo: $(STAMP)  ## create a project from the bundled template, run 3 seeds, check out the code a trial ran
 	rm -rf demo && mkdir -p demo
-	printf 'template: default\ncontext:\n  project_name: Digits Demo\n  author: Demo User\n' > demo/conf.yaml
+	printf 'template: default\ncontext:\n  project_name: Digits Demo\n' > demo/conf.yaml
 	cd demo && tracker create conf.yaml --no-input
 	cd demo/digits-demo && tracker run baseline --seeds 3 && tracker trials list
+	cd demo/digits-demo && first=$$(tracker trials list | awk -F'\t' 'NR == 2 {print $$1}') && \
+		tracker checkout "$$first" --to ../first-trial-code && cmp train.py ../first-trial-code/train.py
 
 test: $(STAMP)  ## lint, then the whole test suite (starts its own sshd hosts and emulators)
 	$(BIN)/ruff check tracker tests benchmarks

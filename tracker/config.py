@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -18,6 +19,23 @@ from tracker.names import RULE, valid_name
 from tracker.yamlio import LineMap, line_of, load_yaml, parse_yaml
 
 PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+TAG_RE = re.compile(r"[^\s,\x00-\x1f\x7f-][^\s,\x00-\x1f\x7f]{0,99}\Z")
+
+
+def check_tag(tag: object) -> str:
+    """A trial tag as given, or ValueError: 1-100 characters, no spaces or commas, not starting with '-'."""
+    if not isinstance(tag, str) or not TAG_RE.match(tag):
+        raise ValueError(f"invalid tag {tag!r}: use 1-100 characters without spaces, commas or control characters, "
+                         "not starting with '-'")
+    return tag
+
+
+def check_tags(tags: Iterable[str], where: str = "--tag") -> list[str]:
+    """Tags given on the command line, each once; a bad one is a ConfigError naming ``where``."""
+    try:
+        return list(dict.fromkeys(check_tag(t) for t in tags))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 class _Strict(BaseModel):
@@ -211,6 +229,11 @@ class ExperimentConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     backup: str | None = None
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(check_tag(t) for t in v))
 
     @field_validator("command")
     @classmethod

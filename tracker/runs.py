@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import environment, experiments, gitinfo, venvs
-from tracker.config import ExperimentConfig
+from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import GitError, ProjectError, TrackerError, UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
@@ -54,6 +54,7 @@ class RunOptions:
     backup_to: str | None = None
     rerun: bool = False  # run trials again even if one with the same fingerprint completed
     max_failures: int = DEFAULT_MAX_FAILURES  # 0: never stop early
+    tags: list[str] = field(default_factory=list)  # on top of the experiment file's tags
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
     """
     reporter = reporter or Reporter()
     names = list(dict.fromkeys(names))
+    check_tags(options.tags)
     if not names:
         raise UsageError("name at least one experiment to run", hint="see 'tracker experiments list'")
     configs = {name: experiments.load(project, name) for name in names}  # every name, before any work
@@ -187,8 +189,12 @@ def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv
 
 
 def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, ExperimentConfig],
-                  code: gitinfo.CodeState, env_ids: dict[str, str], executor: str) -> tuple[str, list[Trial]]:
-    """Insert queued trials for ``specs`` (one run), owned by this process, and prepare their directories."""
+                  code: gitinfo.CodeState, env_ids: dict[str, str], executor: str,
+                  tags: Sequence[str] = ()) -> tuple[str, list[Trial]]:
+    """Insert queued trials for ``specs`` (one run), owned by this process, and prepare their directories.
+
+    Every trial gets its experiment file's ``tags`` plus ``tags`` (the run's ``--tag``).
+    """
     run_id = new_id()
     created = now()
     me = lifecycle.owner()
@@ -203,7 +209,8 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
             created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
             commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
             executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={"fingerprint": key} if key else {}))
+            extra={"fingerprint": key} if key else {},
+            tags=list(dict.fromkeys([*config.tags, *tags]))))
     project.store.add_trials(trials)
     if code.snapshot:
         gitinfo.pin(project.root, [t.id for t in trials], code.snapshot)
@@ -250,7 +257,8 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     for name, config in planned.configs.items():
         env_ids[name] = record_environment(project, config.command_argv(), venv)
         store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
-    run_id, trials = create_trials(project, planned.specs, planned.configs, code, env_ids, executor.name)
+    run_id, trials = create_trials(project, planned.specs, planned.configs, code, env_ids, executor.name,
+                                   options.tags)
     driver = Driver(project, executor, reporter, max_failures=options.max_failures)
     with _sigterm_as_interrupt():
         driver.drive(trials)

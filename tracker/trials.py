@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import gitinfo
+from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
@@ -50,37 +51,38 @@ def _statuses(status: list[str] | None) -> list[str] | None:
 
 def list_trials(project: Project, *, experiment: list[str] | None = None,
                 status: list[str] | None = None, params: dict[str, Any] | None = None,
-                limit: int | None = None) -> list[Trial]:
-    """Trials matching the filters, oldest first (``limit`` keeps the newest N)."""
+                tags: list[str] | None = None, limit: int | None = None) -> list[Trial]:
+    """Trials matching the filters (``tags``: having every one), oldest first (``limit`` keeps the newest N)."""
     lifecycle.reconcile(project)
-    trials = project.store.list_trials(experiment=experiment or None, status=_statuses(status),
-                                       params=params, limit=limit, newest_first=limit is not None)
+    trials = project.store.list_trials(**_filters(experiment, status, params, tags), limit=limit,
+                                       newest_first=limit is not None)
     return trials[::-1] if limit is not None else trials
 
 
 BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started",
-                "finished", "duration", "exit_code"]
+                "finished", "duration", "exit_code", "tags"]
 
 
 def _filters(experiment: list[str] | None, status: list[str] | None,
-             params: dict[str, Any] | None) -> dict[str, Any]:
-    return {"experiment": experiment or None, "status": _statuses(status), "params": params}
+             params: dict[str, Any] | None, tags: list[str] | None) -> dict[str, Any]:
+    return {"experiment": experiment or None, "status": _statuses(status), "params": params,
+            "tags": check_tags(tags or [], "--tag") or None}
 
 
 def list_json(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
-              limit: int | None = None) -> str:
+              tags: list[str] | None = None, limit: int | None = None) -> str:
     """``trials list --json``: a JSON array of trial summaries (the documented contract)."""
     lifecycle.reconcile(project)
-    return project.store.summaries_json(limit=limit, **_filters(experiment, status, params))
+    return project.store.summaries_json(limit=limit, **_filters(experiment, status, params, tags))
 
 
 def list_rows(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
-              limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Flat rows for tables and CSV: base columns, then ``params.X`` and ``metrics.Y`` columns."""
+              tags: list[str] | None = None, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Flat rows for tables and CSV: base columns (tags comma-separated), then ``params.X`` and ``metrics.Y``."""
     lifecycle.reconcile(project)
-    filters = _filters(experiment, status, params)
+    filters = _filters(experiment, status, params, tags)
     param_names, metric_names = project.store.key_names(limit=limit, **filters)
     rows = project.store.table(param_names, metric_names, limit=limit, **filters)
     columns = BASE_COLUMNS + [f"params.{n}" for n in param_names] + [f"metrics.{n}" for n in metric_names]
@@ -88,7 +90,7 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
 
 
 FIELDS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "dirty", "host",
-          "started", "finished", "duration", "exit_code"]  # a trial's fields in `trials list --json`
+          "started", "finished", "duration", "exit_code", "tags", "note"]  # a trial's fields in `trials list --json`
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,33 @@ def resolve_columns(project: Project, names: list[str]) -> list[Column]:
 
 
 def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,
-          params: dict[str, Any] | None = None) -> int:
+          params: dict[str, Any] | None = None, tags: list[str] | None = None) -> int:
     """How many trials match the filters."""
-    return project.store.count(**_filters(experiment, status, params))
+    return project.store.count(**_filters(experiment, status, params, tags))
+
+
+def tag(project: Project, ref: str, tags: list[str], *, remove: bool = False) -> Trial:
+    """Add ``tags`` to a trial (or remove them); return the trial as it is now.
+
+    Example::
+
+        tag(project, "3f2a", ["best", "paper-fig2"])
+        tag(project, "3f2a", ["best"], remove=True)
+    """
+    names = check_tags(tags, "tracker trials tag")
+    if not names:
+        raise UsageError("no tags given", hint="e.g. tracker trials tag 3f2a best")
+    trial = project.store.get(ref)
+    project.store.tag([trial.id], **{"remove" if remove else "add": names})
+    return project.store.get(trial.id)
+
+
+def note(project: Project, ref: str, text: str) -> Trial:
+    """Set a trial's note (an empty text removes it); return the trial as it is now."""
+    trial = project.store.get(ref)
+    text = text.strip()
+    project.store.update(trial.id, note=text or None, event="note set" if text else "note removed")
+    return project.store.get(trial.id)
 
 
 def show(project: Project, ref: str) -> TrialDetail:

@@ -149,6 +149,47 @@ def test_show_logs_delete_reset_and_status(project_dir: Path) -> None:
     assert cli("trials", "show", tid)[0] == 2
 
 
+def test_tags_and_notes_from_file_run_and_later(project_dir: Path) -> None:
+    base = project_dir / "experiments/base.yaml"
+    base.write_text(base.read_text() + "tags: [sweep, lr-study]\n")
+    code, out, err = cli("run", "base", "--quiet", "--json", "--tag", "v2", "--tag", "sweep")
+    assert code == 0, err
+    ran = json.loads(out)
+    assert [t["tags"] for t in ran] == [["sweep", "lr-study", "v2"]] * 4  # every trial record, each tag once
+    first, second = ran[0]["id"], ran[1]["id"]
+    code, _, err = cli("trials", "tag", first[:6], "best", "paper/fig:2")
+    assert code == 0 and "best, paper/fig:2" in err
+    assert cli("trials", "tag", second, "best")[0] == 0
+    assert cli("trials", "tag", first, "--remove", "sweep", "v2")[0] == 0
+    code, _, err = cli("trials", "note", first, "diverged after epoch 3:\nlr too high")
+    assert code == 0 and "note saved" in err
+    listed = json.loads(cli("trials", "list", "--tag", "best", "--json")[1])
+    assert [(t["id"], t["tags"]) for t in listed] == [
+        (first, ["lr-study", "best", "paper/fig:2"]), (second, ["sweep", "lr-study", "v2", "best"])]
+    assert listed[0]["note"] == "diverged after epoch 3:\nlr too high" and listed[1]["note"] is None
+    assert [t["id"] for t in json.loads(cli("trials", "list", "-t", "best", "-t", "v2", "--json")[1])] == [second]
+    assert json.loads(cli("trials", "list", "--tag", "nothing", "--json")[1]) == []
+    rows = list(csv.DictReader(io.StringIO(cli("trials", "list", "--tag", "best", "--csv")[1])))
+    assert [r["tags"] for r in rows] == ["lr-study,best,paper/fig:2", "sweep,lr-study,v2,best"]
+    code, out, _ = cli("trials", "show", first)
+    assert "tags        lr-study, best, paper/fig:2" in out
+    assert "note        diverged after epoch 3:\n            lr too high" in out
+    detail = json.loads(cli("trials", "show", first, "--json")[1])
+    assert detail["tags"] == ["lr-study", "best", "paper/fig:2"] and detail["note"].startswith("diverged")
+    assert "tags +best +paper/fig:2" in [e["message"] for e in detail["events"]]
+    assert cli("trials", "note", first, "")[0] == 0 and json.loads(cli("trials", "show", first, "--json")[1])[
+        "note"] is None
+    # bad tags: one line, exit 2, nothing run or changed
+    for args in (("run", "base", "--tag", "two words"), ("trials", "tag", first, "a,b"),
+                 ("trials", "list", "--tag", "")):
+        code, _, err = cli(*args)
+        assert code == 2 and err.count("\n") == 1 and "invalid tag" in err, (args, err)
+    assert len(json.loads(cli("trials", "list", "--json")[1])) == 4
+    base.write_text(base.read_text().replace("tags: [sweep, lr-study]", "tags: [ok, 'not ok']"))
+    code, _, err = cli("run", "base")
+    assert code == 2 and err.startswith("error: experiments/base.yaml:") and "invalid tag 'not ok'" in err
+
+
 def test_checkout_cli(project_dir: Path, tmp_path: Path) -> None:
     cli("run", "base", "--seed", "1", "-p", "lr=0.1", "-q")
     tid = json.loads(cli("trials", "list", "--json")[1])[0]["id"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -57,7 +59,8 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
     project = tmp_path / "digits-demo"
     assert result.path == project and result.initialized_git and result.template == "default"
     assert result.commit == git(project, "rev-parse", "HEAD").strip()
-    assert set(result.as_dict()) == {"path", "commit", "initialized_git", "template"}
+    assert set(result.as_dict()) == {"path", "commit", "initialized_git", "template", "parent_repo",
+                                     "ignored_by_parent"}
     assert git(project, "log", "--format=%s") == "Create project from template default\n"
     assert git(project, "log", "--format=%an <%ae>") == "Test User <test@example.invalid>\n"  # the user's identity
     assert git(project, "status", "--porcelain") == ""
@@ -202,20 +205,77 @@ def test_zip_template_with_directory(tmp_path: Path) -> None:
     assert (result.path / "pkg/sub/deep.py").exists() and result.commit
 
 
-def test_inside_existing_repo_no_new_repo_and_existing_output(tmp_path: Path) -> None:
+def outer_repo(root: Path, ignore: str) -> Path:
+    """A repository with one commit that ignores ``ignore`` (like tracker's own, which ignores demo/)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".gitignore").write_text(ignore)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "outer")
+    (root / "demo").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("ignored", [True, False])
+def test_a_project_inside_another_repository_is_a_repository_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignored: bool) -> None:
+    from tracker import trials
+    from tracker.project import Project
+    from tracker.runs import RunOptions, run_experiment
+
+    outer = outer_repo(tmp_path / "outer", "demo/\n" if ignored else "*.log\n")
     write_template(tmp_path / "tpl", hooks=False)
-    git(tmp_path, "init", "-q")
+    (tmp_path / "tpl/{{cookiecutter.slug}}/experiments").mkdir()
+    (tmp_path / "tpl/{{cookiecutter.slug}}/experiments/quick.yaml").write_text(
+        f"command: [{sys.executable!r}, -c, \"print('acc: 1')\"]\nseeds: 1\nseed_flag: null\n")
+    conf(outer / "demo" / "c.yaml", template=str(tmp_path / "tpl"), context={"owner": "x"})
+    monkeypatch.chdir(outer / "demo")
+    code, _, err = cli("create", "c.yaml")
+    assert code == 0, err
+    project = outer / "demo" / "thing"
+    assert f"created {project}, a new git repository (commit " in err
+    assert f"it is a repository of its own inside the repository {outer}" in err
+    assert ("will list it as untracked" in err) is not ignored
+    assert git(project, "rev-parse", "--show-toplevel").strip() == str(project)
+    assert git(project, "status", "--porcelain") == ""
+    assert git(outer, "rev-list", "--count", "HEAD") == "1\n"  # nothing committed in the outer repository
+    # trials are tied to the project's own commits, so the code a trial ran can be checked out
+    proj = Project.load(project)
+    trial = run_experiment(proj, "quick", RunOptions()).trials[0]
+    assert trial.status == "completed" and trial.commit == git(project, "rev-parse", "HEAD").strip()
+    trials.checkout(proj, trial.id, tmp_path / "exact")
+    assert (tmp_path / "exact" / "README.md").read_text() == "# Thing by x (MIT)\n"
+
+
+def test_json_names_the_enclosing_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = outer_repo(tmp_path / "outer", "demo/\n")
+    write_template(tmp_path / "tpl", hooks=False)
+    conf(outer / "demo" / "c.yaml", template=str(tmp_path / "tpl"), context={"owner": "x"})
+    monkeypatch.chdir(outer / "demo")
+    code, out, err = cli("create", "c.yaml", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["initialized_git"] and result["commit"]
+    assert (result["parent_repo"], result["ignored_by_parent"]) == (str(outer), True)
+
+
+def test_existing_project_needs_overwrite_and_keeps_its_history(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl", hooks=False)
     result = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"}))
-    assert not result.initialized_git and result.commit is None
-    assert not (result.path / ".git").exists()
-    assert git(tmp_path, "rev-list", "--all") == ""  # nothing committed in the outer repo either
-    assert (result.path / "tracker.yaml").exists() and (result.path / "experiments").is_dir()
+    first = result.commit
     (result.path / "README.md").write_text("mine\n")
+    (result.path / "notes.txt").write_text("my own file\n")
     with pytest.raises(UsageError, match=r"thing\" directory already exists.*'overwrite: true' in /.*c.yaml"):
         create_project(tmp_path / "c.yaml")
     assert (result.path / "README.md").read_text() == "mine\n"
+    assert not any(p.name.startswith(".tracker-create-") for p in tmp_path.iterdir())
     again = create_project(conf(tmp_path / "c.yaml", template="./tpl", overwrite=True, context={"owner": "y"}))
+    assert again.path == result.path and not again.initialized_git and again.commit is None
     assert (again.path / "README.md").read_text() == "# Thing by y (MIT)\n"
+    assert (again.path / "notes.txt").read_text() == "my own file\n"  # what the template does not make stays
+    assert git(again.path, "log", "--format=%H").split() == [first]  # the user commits the update
+    code, _, err = cli("create", str(tmp_path / "c.yaml"))
+    assert code == 0 and "updated " in err and "review and commit" in err
 
 
 def test_fallback_identity_only_without_a_configured_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,3 +338,216 @@ def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatc
     out = subprocess.run([sys.executable, "train.py", "--epochs", "2"], cwd=project, capture_output=True,
                          text=True, check=True).stdout
     assert "test/acc:" in out and (project / "outputs/model.pkl").exists()
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with its content (files), its target (symlinks) or 'dir'."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            found[key] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            found[key] = "dir"
+        else:
+            found[key] = path.read_bytes().decode(errors="replace")
+    return found
+
+
+@pytest.mark.parametrize("value", ["../../escape", "{tmp}/escape-abs", "a/../../b"])
+def test_a_context_value_cannot_put_the_project_outside_output_dir(tmp_path: Path, value: str) -> None:
+    value = value.format(tmp=tmp_path)
+    (tmp_path / "work" / "x").mkdir(parents=True)
+    path = conf(tmp_path / "work" / "x" / "conf.yaml", template="default",
+                context={"project_name": value, "author": "A"})
+    before = tree(tmp_path)
+    with pytest.raises(TemplateError, match="not a single folder name"):
+        create_project(path)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("value", ["../../../escaped", "../sibling", "{tmp}/escaped-abs"])
+@pytest.mark.parametrize("where", ["file", "folder", "raw folder"])
+def test_a_value_used_in_a_file_name_cannot_write_outside_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      value: str, where: str) -> None:
+    value = value.format(tmp=tmp_path)
+    write_template(tmp_path / "tpl", hooks=False)
+    template = tmp_path / "tpl"
+    data = json.loads((template / "cookiecutter.json").read_text())
+    data["fname"] = "ok"
+    if where == "raw folder":
+        data["_copy_without_render"] = [*data["_copy_without_render"], "{{cookiecutter.fname}}"]
+    (template / "cookiecutter.json").write_text(json.dumps(data))
+    inner = template / "{{cookiecutter.slug}}"
+    if where == "file":
+        (inner / "{{cookiecutter.fname}}.txt").write_text("x\n")
+    else:
+        (inner / "{{cookiecutter.fname}}").mkdir()
+        (inner / "{{cookiecutter.fname}}" / "inside.txt").write_text("x\n")
+    (tmp_path / "out").mkdir()
+    path = conf(tmp_path / "out" / "c.yaml", template=str(template), context={"owner": "o", "fname": value})
+    before = tree(tmp_path)
+    if where == "raw folder" and value.startswith("/"):  # cookiecutter appends it to the project's path
+        assert (create_project(path).path / value.lstrip("/") / "inside.txt").read_text() == "x\n"
+        return
+    with pytest.raises(TemplateError, match="outside the project directory"):
+        create_project(path)
+    assert tree(tmp_path) == before
+    assert not list(tmp_path.parent.glob("escaped*"))  # where ../../../escaped would have gone
+    monkeypatch.chdir(tmp_path / "out")
+    code, out, err = cli("create", "c.yaml")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "nothing was created" in err
+    # the same template with a harmless value works, the folder copied or rendered
+    create_project(conf(tmp_path / "out" / "c.yaml", template=str(template), context={"owner": "o", "fname": "sub"}))
+    assert (tmp_path / "out/thing" / ("sub.txt" if where == "file" else "sub/inside.txt")).read_text() == "x\n"
+
+
+def test_a_failing_hook_with_overwrite_restores_the_project_exactly(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    write_template(tmp_path / "tpl")
+    made = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"})).path
+    (made / "README.md").write_text("my edits\n")
+    (made / "pkg/sub/deep.py").unlink()
+    (made / "extra.txt").write_text("mine\n")
+    write_template(tmp_path / "bad", post_fail=True)
+    before = tree(tmp_path / "thing")
+    path = conf(tmp_path / "c.yaml", template="./bad", overwrite=True, context={"owner": "y"})
+    with pytest.raises(TemplateError, match="post_gen_project hook failed") as failed:
+        create_project(path)
+    assert "the existing project was left as it was" in str(failed.value)
+    assert "nothing was created" not in str(failed.value)
+    assert tree(tmp_path / "thing") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "c.yaml", "thing", "tpl"]
+
+
+def test_overwrite_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl", hooks=False)
+    made = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"})).path
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(made / "pkg")
+    (made / "pkg").symlink_to("../outside")
+    create_project(conf(tmp_path / "c.yaml", template="./tpl", overwrite=True, context={"owner": "y"}))
+    assert list(outside.iterdir()) == []
+    assert not (made / "pkg").is_symlink() and (made / "pkg/sub/deep.py").read_text() == "NAME = 'thing'\n"
+
+
+def test_symlinks_that_lead_outside_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not copy me\n")
+    write_template(tmp_path / "tpl", hooks=False)
+    (tmp_path / "tpl/{{cookiecutter.slug}}/leak.txt").symlink_to(secret)
+    before = tree(tmp_path)
+    with pytest.raises(TemplateError, match=r"leak.txt is a symlink to .*secret.txt, outside the template"):
+        create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"}))
+    assert tree(tmp_path) == {**before, "c.yaml": tree(tmp_path)["c.yaml"]}
+    # a hook that links out of the project is refused before anything is moved into place
+    write_template(tmp_path / "hooked")
+    (tmp_path / "hooked/hooks/post_gen_project.py").write_text(
+        "import os\nos.symlink('../../../secret.txt', 'data')\nos.symlink('README.md', 'README.link')\n")
+    with pytest.raises(TemplateError, match=r"data is a symlink to \.\./\.\./\.\./secret\.txt, which leads outside"):
+        create_project(conf(tmp_path / "c.yaml", template="./hooked", context={"owner": "x"}))
+    assert not (tmp_path / "thing").exists()
+    # links inside the project are fine
+    (tmp_path / "hooked/hooks/post_gen_project.py").write_text("import os\nos.symlink('README.md', 'README.link')\n")
+    made = create_project(conf(tmp_path / "c.yaml", template="./hooked", context={"owner": "x"})).path
+    assert os.readlink(made / "README.link") == "README.md"
+
+
+def test_python_caches_of_a_template_are_not_copied(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl", hooks=False)
+    cache = tmp_path / "tpl/{{cookiecutter.slug}}/pkg/__pycache__"
+    cache.mkdir()
+    (cache / "deep.cpython-311.pyc").write_bytes(b"\x00\x01compiled")
+    (tmp_path / "tpl/{{cookiecutter.slug}}/stray.pyc").write_bytes(b"\x00\x01compiled")
+    made = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "x"})).path
+    assert not (made / "pkg/__pycache__").exists() and not (made / "stray.pyc").exists()
+    assert (made / "pkg/sub/deep.py").exists()
+    assert not [f for f in git(made, "ls-files").split() if "pycache" in f or f.endswith(".pyc")]
+
+
+def test_the_wheel_ships_the_template_without_python_caches(tmp_path: Path) -> None:
+    pytest.importorskip("hatchling")
+    root = Path(__file__).resolve().parents[2]
+    inner = root / "templates/default/{{cookiecutter.project_slug}}"
+    planted = [inner / "__pycache__/train.cpython-311.pyc", inner / "train.pyc", root / "templates/default/x.pyo"]
+    planted = [p for p in planted if not p.exists()]
+    try:
+        for path in planted:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"\x00compiled")
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-q", "-w", str(tmp_path), str(root)], check=True, capture_output=True)
+    finally:
+        for path in planted:
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (inner / "__pycache__").rmdir()
+    (wheel,) = tmp_path.glob("tracker-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tracker/_templates/default/cookiecutter.json" in names
+    assert "tracker/_templates/default/{{cookiecutter.project_slug}}/train.py" in names
+    assert "tracker/execution/runner.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+
+
+def test_file_url_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bare repository whose name does not say "git" (cookiecutter guesses the kind from the name)
+    work = write_template(tmp_path / "work", hooks=False)
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "commit", "-qm", "t"], cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "shared" / "lab-template")], check=True)
+    made = create_project(conf(tmp_path / "a.yaml", template=f"file://{tmp_path}/shared/lab-template",
+                               output_dir="a", context={"owner": "o"}))
+    assert (made.path / "README.md").read_text() == "# Thing by o (MIT)\n"
+    # so is a working copy
+    made = create_project(conf(tmp_path / "b.yaml", template=f"file://{work}", output_dir="b", context={"owner": "o"}))
+    assert (made.path / "README.md").read_text() == "# Thing by o (MIT)\n"
+    # a folder that is no repository: a hint to write it as a path
+    plain = write_template(tmp_path / "plain", hooks=False)
+    with pytest.raises(TemplateError, match=r"is a folder, not a .* repository.*'template: .*plain'"):
+        create_project(conf(tmp_path / "c.yaml", template=f"file://{plain}", context={"owner": "o"}))
+    # nothing there: one line naming what the clone said, no traceback
+    monkeypatch.chdir(tmp_path)
+    for url in (f"file://{tmp_path}/nowhere/lab", f"git+file://{tmp_path}/nowhere/lab.git"):
+        conf(tmp_path / "d.yaml", template=url, context={"owner": "o"})
+        code, out, err = cli("create", "d.yaml")
+        assert code == 1 and out == "", err
+        assert err.count("\n") == 1 and "Traceback" not in err and "unexpected" not in err
+        assert err.startswith(f"error: cannot fetch template {url!r}: '{tmp_path}/nowhere/lab")
+        assert "does not appear to be a git repository" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a.yaml", "b", "b.yaml", "c.yaml", "d.yaml",
+                                                          "plain", "shared", "work"]
+
+
+def test_default_template_needs_only_a_project_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    conf(tmp_path / "conf.yaml", template="default", context={"project_name": "Digits Demo"})
+    code, _, err = cli("create", "conf.yaml")  # no terminal
+    assert code == 0, err
+    assert "Author: Test User\n" in (tmp_path / "digits-demo/README.md").read_text()  # git config user.name
+    # without a git user name: the login name
+    (tmp_path / "empty.gitconfig").write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "empty.gitconfig"))
+    monkeypatch.setenv("USER", "ada")
+    monkeypatch.setenv("LOGNAME", "ada")
+    conf(tmp_path / "conf.yaml", template="default", context={"project_name": "Second"})
+    code, _, err = cli("create", "conf.yaml")
+    assert code == 0, err
+    assert "Author: ada\n" in (tmp_path / "second/README.md").read_text()
+    # a value in context still wins
+    conf(tmp_path / "conf.yaml", template="default", context={"project_name": "Third", "author": "Grace"})
+    assert cli("create", "conf.yaml")[0] == 0
+    assert "Author: Grace\n" in (tmp_path / "third/README.md").read_text()
+
+
+def test_a_template_of_templates_uses_the_first_without_a_terminal(tmp_path: Path) -> None:
+    write_template(tmp_path / "tpl" / "first", hooks=False)
+    write_template(tmp_path / "tpl" / "second", hooks=False)
+    (tmp_path / "tpl/cookiecutter.json").write_text(json.dumps({"templates": {
+        "first": {"path": "./first", "title": "First", "description": "one"},
+        "second": {"path": "./second", "title": "Second", "description": "two"}}}))
+    (tmp_path / "tpl/second/{{cookiecutter.slug}}/README.md").write_text("second\n")
+    made = create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"owner": "o", "name": "N"}))
+    assert (made.path / "README.md").read_text() == "# N by o (MIT)\n"  # its variables are the nested one's

@@ -40,6 +40,7 @@ from tracker.store import (
 
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 SHA = "ab" * 32
+ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints"]
 
 
 def make(status: str = "queued", **kw: Any) -> Trial:
@@ -556,6 +557,68 @@ class StoreContract:
             (listed[0].id, "completed", 3, 0.1, 0.5), (listed[1].id, "failed", None, 0.2, None),
             (listed[2].id, "completed", 9, 0.1, 0.7)]
 
+    # ------------------------------------------------------------------ tags and notes
+
+    def test_tags_are_added_once_removed_and_recorded(self, store: BaseStore) -> None:
+        a, b = make("completed", tags=["sweep"]), make("running")
+        store.add_trials([a, b])
+        assert store.get(a.id).tags == ["sweep"] and store.get(b.id).tags == []
+        store.tag([a.id, b.id], add=["best", "sweep", "best", "fig:2"])
+        assert store.get(a.id).tags == ["sweep", "best", "fig:2"]  # each once, in the order added
+        assert store.get(b.id).tags == ["best", "sweep", "fig:2"]
+        store.tag([a.id], remove=["sweep", "absent"], add=["v2"])
+        assert store.get(a.id).tags == ["best", "fig:2", "v2"]
+        assert [e.message for e in store.events(a.id) if e.message.startswith("tags")] == [
+            "tags +best +fig:2", "tags +v2 -sweep"]
+        before = store.get(b.id)
+        with self.nothing_written(store), pytest.raises(NotFoundError):
+            store.tag([b.id, "000000000000"], add=["x"])  # all or nothing
+        assert store.get(b.id) == before
+        with self.nothing_written(store):
+            store.tag([a.id], add=["v2"])  # nothing to change: no write, no event
+        with pytest.raises(ValueError, match="tags"):
+            store.update(a.id, tags=["sneaky"])  # the index must not drift from the record
+        other = self.connect(store)
+        assert other.get(a.id).tags == ["best", "fig:2", "v2"]  # another connection sees the same
+        other.close()
+
+    def test_a_note_is_a_field_update(self, store: BaseStore) -> None:
+        trial = make("running")
+        store.add_trials([trial])
+        store.update(trial.id, note="lr too high\nsee fig 3", event="note set")
+        assert store.get(trial.id).note == "lr too high\nsee fig 3"
+        assert store.get(trial.id).status == "running" and store.events(trial.id)[-1].message == "note set"
+        store.update(trial.id, note=None)
+        assert store.get(trial.id).note is None
+
+    def test_listing_by_tag(self, store: BaseStore, listed: list[Trial]) -> None:
+        store.tag([listed[0].id, listed[2].id, listed[3].id], add=["best"])
+        store.tag([listed[2].id], add=["paper"])
+        store.update(listed[2].id, note="the one in the paper")
+        assert [t.id for t in store.list_trials(tags=["best"])] == [listed[0].id, listed[2].id, listed[3].id]
+        assert [t.id for t in store.list_trials(tags=["best", "paper"])] == [listed[2].id]  # every tag
+        assert [t.id for t in store.list_trials(tags=["best"], experiment="e2")] == [listed[3].id]
+        assert [t.id for t in store.list_trials(tags=["best"], limit=1)] == [listed[3].id]
+        assert store.list_trials(tags=["nope"]) == [] and store.count(tags=["best"]) == 3
+        rows = json.loads(store.summaries_json(tags=["paper"]))
+        assert rows == [store.get(listed[2].id).summary()]
+        assert (rows[0]["tags"], rows[0]["note"]) == (["best", "paper"], "the one in the paper")
+        assert json.loads(store.summaries_json())[1]["tags"] == []
+        table = store.table([], [], tags=["best"])
+        assert [(r[0], r[12]) for r in table] == [(listed[0].id, "best"), (listed[2].id, "best,paper"),
+                                                  (listed[3].id, "best")]
+        assert store.table([], [], ids=[listed[1].id])[0][12] == ""
+        assert store.key_names(tags=["paper"]) == (["lr", "opt"], ["val/acc", "loss"])
+
+    def test_tags_follow_imports_and_deletes(self, store: BaseStore) -> None:
+        trial = make("completed", tags=["old"])
+        store.add_trials([trial])
+        store.import_trial(Trial(**{**trial.as_dict(), "tags": ["restored"], "note": "from a backup"}), [])
+        assert store.list_trials(tags=["old"]) == []
+        assert [(t.tags, t.note) for t in store.list_trials(tags=["restored"])] == [(["restored"], "from a backup")]
+        store.delete([trial.id])
+        assert store.list_trials(tags=["restored"]) == [] and store.count(tags=["restored"]) == 0
+
     def test_delete_takes_everything_of_a_trial(self, store: BaseStore) -> None:
         a, b = make("completed"), make("completed")
         store.add_trials([a, b])
@@ -658,7 +721,7 @@ class TestSQLiteStore(StoreContract):
             watcher.close()
 
     def test_migration_names(self, store: BaseStore) -> None:
-        assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
+        assert store.migrations() == ALL_MIGRATIONS
 
     def test_the_fingerprint_lookup_is_one_indexed_query(self, store: BaseStore) -> None:
         assert isinstance(store, SQLiteStore)
@@ -670,46 +733,53 @@ class TestSQLiteStore(StoreContract):
         path = tmp_path / "t.db"
         for _ in range(3):
             store = SQLiteStore.open(path)
-            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
+            assert store.migrations() == ALL_MIGRATIONS
             store.close()
         conn = sqlite3.connect(path)
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 4
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(ALL_MIGRATIONS)
         conn.close()
 
     def test_many_connections_creating_the_store_at_once(self, tmp_path: Path) -> None:
-        path = tmp_path / "new.db"
-        barrier = threading.Barrier(4)
-        opened: list[list[str]] = []
-        errors: list[BaseException] = []
+        # SQLite refuses a journal-mode switch at once while another connection creates the
+        # file (no busy wait): about 1 first open in 20 failed, so try it many times
+        for attempt in range(60):
+            path = tmp_path / f"new{attempt}.db"
+            barrier = threading.Barrier(4)
+            opened: list[list[str]] = []
+            errors: list[BaseException] = []
 
-        def open_it() -> None:
-            try:
-                barrier.wait()
-                store = SQLiteStore.open(path)
-                opened.append(store.migrations())
-                store.close()
-            except BaseException as exc:
-                errors.append(exc)
+            def open_it(path: Path, barrier: threading.Barrier, opened: list[list[str]],
+                        errors: list[BaseException]) -> None:
+                try:
+                    barrier.wait()
+                    store = SQLiteStore.open(path)
+                    opened.append(store.migrations())
+                    store.close()
+                except BaseException as exc:
+                    errors.append(exc)
 
-        threads = [threading.Thread(target=open_it) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
-        assert opened == [["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]] * 4
+            threads = [threading.Thread(target=open_it, args=(path, barrier, opened, errors)) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            assert opened == [ALL_MIGRATIONS] * 4
 
     def test_the_0001_fixture_upgrades_in_place(self, tmp_path: Path) -> None:
         path = tmp_path / "old.db"
         shutil.copy(FIXTURES / "store-0001.db", path)
         store = SQLiteStore.open(path)
         try:
-            assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0005_fingerprints"]
+            assert store.migrations() == ALL_MIGRATIONS
             trial = store.get("0ld0ld")
             assert (trial.status, trial.seed, trial.params, trial.metrics) == (
                 "completed", 7, {"lr": 0.1}, {"val/acc": 0.9})
             assert (trial.step, trial.handle, trial.owner, trial.heartbeat, trial.lease) == (None, {}, {}, None, None)
+            assert (trial.tags, trial.note) == ([], None)
             assert store.list_trials(params={"lr": 0.1}) == [trial]
+            store.tag([trial.id], add=["old"])
+            assert store.list_trials(tags=["old"]) == [store.get(trial.id)]
             # and it works as a current store
             assert store.transition(trial.id, "queued") is False  # completed stays completed
             fresh = make("queued")
@@ -722,7 +792,8 @@ class TestSQLiteStore(StoreContract):
         columns = {r[1] for r in conn.execute("PRAGMA table_info(trials)")}
         conn.close()
         assert "file_hashes" not in tables
-        assert {"step", "handle", "owner", "beat", "lease", "stop_requested"} <= columns
+        assert {"step", "handle", "owner", "beat", "lease", "stop_requested", "tags", "note"} <= columns
+        assert "tags" in tables
         assert "heartbeat" not in columns
         again = SQLiteStore.open(path)  # a second open has nothing left to do
         assert again.get("0ld0ld").metrics == {"val/acc": 0.9}

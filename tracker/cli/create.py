@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tracker.cli._common import JSON_OPTION, emit_json, info
+
+if TYPE_CHECKING:
+    from tracker.create import CreateResult
 
 
 def create(
@@ -31,5 +35,19 @@ def create(
     if as_json:
         emit_json(result.as_dict())
         return
-    info(f"created {result.path}" + (f" (git commit {result.commit[:8]})" if result.commit else ""))
+    info(_summary(result))
     info(f"next: cd {result.path} && tracker experiments list")
+
+
+def _summary(result: CreateResult) -> str:
+    """What was made, in words: the project and which git repository it is."""
+    if result.commit is None:
+        return f"updated {result.path} from the template; review and commit the changes there (git status)"
+    made = f"created {result.path}, " + ("a new git repository" if result.initialized_git else "a git repository")
+    made += f" (commit {result.commit[:8]})"
+    if result.parent_repo is None:
+        return made
+    made += f"; it is a repository of its own inside the repository {result.parent_repo}"
+    if not result.ignored_by_parent:
+        made += ", which will list it as untracked: ignore it there, or add it as a submodule"
+    return made

@@ -32,6 +32,7 @@ def run(
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
     remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
     backup_to: str = typer.Option(None, "--backup-to", help="Back up each completed trial here."),
+    tag: list[str] = typer.Option(None, "--tag", help="Tag every trial of this run (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials (and those skipped) without running them."),
     rerun: bool = typer.Option(False, "--rerun", help="Also run trials already completed with the same params, "
                                "seed, code and settings."),
@@ -62,7 +63,7 @@ def run(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
         remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else [],
-        backup_to=backup_to, rerun=rerun,
+        backup_to=backup_to, rerun=rerun, tags=list(tag or []),
         **({} if max_failures is None else {"max_failures": max_failures}),
     )
     title = ", ".join(dict.fromkeys(experiments))

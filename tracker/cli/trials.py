@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from tracker.store import Trial
     from tracker.trials import Column
 
-app = typer.Typer(help="List, inspect, delete and reset trials.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, tag, delete and reset trials.", no_args_is_help=True)
 
 
 TTY_LIMIT = 100
 TTY_COLUMNS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "host", "started",
                "duration"]
 # left out, in this order, while the table is wider than the terminal
-OPTIONAL = ["host", "step", "started", "commit", "duration", "experiment"]
+OPTIONAL = ["tags", "host", "step", "started", "commit", "duration", "experiment"]
 WHOLE = {"id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started", "finished",
          "duration", "exit_code"}  # never wrapped
 
@@ -44,6 +44,7 @@ def list_(
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
                                     help="Only trials with this param value (repeatable)."),
+    tag: list[str] = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
     all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
     columns: str = typer.Option(None, "--columns", "-c", metavar="NAMES",
@@ -57,7 +58,7 @@ def list_(
     On a terminal the metrics start with the experiment's objective, and columns
     that do not fit are left out (choose them with --columns).
 
-    Example: tracker trials list -e baseline --status completed -p lr=0.1 --columns id,seed,lr,val/acc
+    Example: tracker trials list -e baseline --status completed -p lr=0.1 --tag best --columns id,seed,lr,val/acc
     """
     import sys
 
@@ -65,7 +66,7 @@ def list_(
 
     proj = project()
     filters = {"experiment": experiment, "status": status,
-               "params": parse_assignments(param, "--param")}
+               "params": parse_assignments(param, "--param"), "tags": tag}
     if as_json:
         if columns is not None:
             from tracker.errors import UsageError
@@ -80,14 +81,15 @@ def list_(
             emit_table(rows, names, csv=csv)
         else:
             found = trials.list_trials(proj, limit=limit, **filters)
-            emit_table([[_raw(c.value(t)) for c in chosen] for t in found], [c.name for c in chosen], csv=csv)
+            emit_table([[_raw(c, t) for c in chosen] for t in found], [c.name for c in chosen], csv=csv)
         return
     shown = limit if limit is not None or all_ else TTY_LIMIT
     found = trials.list_trials(proj, limit=shown, **filters)
     from tracker.experiments import objectives
 
     goals = objectives(proj)
-    chosen = chosen or trials.resolve_columns(proj, TTY_COLUMNS)
+    tagged = ["tags"] if any(t.tags for t in found) else []
+    chosen = chosen or trials.resolve_columns(proj, TTY_COLUMNS + tagged)
     hidden = emit_table([[_cell(c, t, goals.get(t.experiment)) for c in chosen] for t in found],
                         [c.name for c in chosen], keep=WHOLE & {c.name for c in chosen}, truncate={"params"},
                         optional=[] if columns else OPTIONAL)
@@ -114,14 +116,19 @@ def _cell(column: Column, trial: Trial, objective: str | None) -> str:
         return fmt_time(column.value(trial))
     if key == "duration":
         return fmt_duration(trial.duration)
+    if key == "tags":
+        return ", ".join(trial.tags)
     value = column.value(trial)
     return "" if value is None else fmt_value(value)
 
 
-def _raw(value: Any) -> Any:
-    """A value for CSV/TSV: params and metrics as JSON, the rest as it is."""
+def _raw(column: Column, trial: Trial) -> Any:
+    """A cell for CSV/TSV: params and metrics as JSON, tags comma-separated, the rest as it is."""
     import json
 
+    value = column.value(trial)
+    if column.kind == "field" and column.key == "tags":
+        return ",".join(value)
     return json.dumps(value) if isinstance(value, dict) else value
 
 
@@ -153,6 +160,10 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         + (f", venv {env['venv']['key']}" if env.get("venv") else ""),
         f"directory   {detail.directory}",
     ]
+    if t.tags:
+        lines.append(f"tags        {', '.join(t.tags)}")
+    if t.note:
+        lines.append("note        " + t.note.replace("\n", "\n            "))
     if t.metrics:
         at = "" if t.step is None else f"   (latest step {t.step}{', still running' if t.status == 'running' else ''})"
         lines.append("metrics     " + fmt_metrics(t.metrics, limit=50) + at)
@@ -167,6 +178,37 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         lines.append("error       " + t.error.replace("\n", "\n            "))
     lines.append("history     " + "; ".join(f"{e.ts[11:19]} {e.message}" for e in detail.events))
     typer.echo("\n".join(lines))
+
+
+@app.command("tag")
+def tag(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    tags: list[str] = typer.Argument(..., help="Tags: no spaces or commas."),
+    remove: bool = typer.Option(False, "--remove", help="Remove these tags instead."),
+) -> None:
+    """Add tags to a trial (or --remove them). Find tagged trials with 'trials list --tag NAME'.
+
+    Example: tracker trials tag 3f2a best paper-fig2
+    """
+    from tracker import trials
+
+    trial = trials.tag(project(), ref, tags, remove=remove)
+    info(f"trial {trial.id} tags: {', '.join(trial.tags) or '(none)'}")
+
+
+@app.command("note")
+def note(
+    ref: str = typer.Argument(..., help="Trial id (or a unique prefix)."),
+    text: str = typer.Argument(..., help="The note; \"\" removes it."),
+) -> None:
+    """Set a trial's note, shown by 'trials show' and in --json output (replaces any earlier note).
+
+    Example: tracker trials note 3f2a "diverged after epoch 3: lr too high"
+    """
+    from tracker import trials
+
+    trial = trials.note(project(), ref, text)
+    info(f"trial {trial.id}: " + ("note saved" if trial.note else "note removed"))
 
 
 @app.command("logs")

@@ -12,8 +12,9 @@ Who may change what:
   stopped renewing become ``cancelled`` (their run was killed). Expiry only
   writes rows: it never signals a process.
 - Field updates (:meth:`BaseStore.update`, :meth:`BaseStore.merge_extra`,
-  :meth:`BaseStore.request_stop`) touch only the columns they name, so a stop
-  request and the owner's own writes never overwrite each other.
+  :meth:`BaseStore.request_stop`, :meth:`BaseStore.tag`) touch only the columns they
+  name, so a stop request, a tag or a note and the owner's own writes never
+  overwrite each other.
 - Reads (``get``, ``list_trials``, ``summaries_json``, ...) never write.
 """
 
@@ -75,6 +76,13 @@ class BaseStore(ABC):
         """Merge keys into a trial's ``extra`` atomically (other keys stay as they are)."""
 
     @abstractmethod
+    def tag(self, trial_ids: Sequence[str], *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Remove, then add tags of trials, in one transaction (each tag once, in the order added).
+
+        An unknown trial id raises NotFoundError and changes nothing.
+        """
+
+    @abstractmethod
     def transition(self, trial_id: str, status: str, *, expected: Iterable[str] | None = None,
                    event: str | None = None, **fields: Any) -> bool:
         """Move a trial to ``status`` if its current status may go there (and is in ``expected``).
@@ -126,9 +134,10 @@ class BaseStore(ABC):
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, run_id, ids, fingerprints), oldest first.
+        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints), oldest first.
 
-        ``fingerprints`` matches ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
+        ``tags``: trials that have every one of them. ``fingerprints`` matches
+        ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
         """
 
     @abstractmethod

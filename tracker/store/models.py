@@ -72,6 +72,8 @@ class Trial:
     exit_code: int | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)  # labels, in the order they were added
+    note: str | None = None  # free text about the trial
 
     def summary(self) -> dict[str, Any]:
         """The fields ``tracker trials list --json`` prints (the documented contract)."""
@@ -90,6 +92,8 @@ class Trial:
             "finished": self.finished,
             "duration": self.duration,
             "exit_code": self.exit_code,
+            "tags": self.tags,
+            "note": self.note,
         }
 
     def as_dict(self) -> dict[str, Any]:

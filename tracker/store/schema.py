@@ -140,6 +140,26 @@ def _m0003_lifecycle(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0004_tags_notes(conn: sqlite3.Connection) -> None:
+    """Tags and a note per trial.
+
+    ``trials.tags`` (a JSON array) is the record, listed without joins; the ``tags`` table
+    indexes it for ``--tag`` filters and ``tracker sql``, and is written in the same
+    transaction as the column.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE trials ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE trials ADD COLUMN note TEXT;
+        CREATE TABLE tags (
+            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            PRIMARY KEY (trial_id, name)
+        );
+        CREATE INDEX tags_name ON tags(name)
+        """,
+    )
 def _m0005_fingerprints(conn: sqlite3.Connection) -> None:
     """An index on each trial's fingerprint (``extra.fingerprint``: experiment, params, seed, code
     and config), so a run finds the trials it already completed in one indexed query."""
@@ -150,6 +170,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_file_hashes", _m0002_file_hashes),
     ("0003_lifecycle", _m0003_lifecycle),
+    ("0004_tags_notes", _m0004_tags_notes),
     ("0005_fingerprints", _m0005_fingerprints),
 ]
 

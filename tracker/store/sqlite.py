@@ -29,12 +29,13 @@ _COLUMNS = (
     "id", "run_id", "experiment", "status", "seed", "params", "metrics", "step", "command", "phase",
     "commit_sha", "branch", "dirty", "snapshot", "host", "executor", "handle", "owner", "pid", "env_id",
     "created", "started", "finished", "beat", "lease", "stop_requested", "duration", "exit_code", "error",
-    "extra",
+    "extra", "tags", "note",
 )
-_JSON = {"params", "metrics", "command", "handle", "owner", "extra"}
+_JSON = {"params", "metrics", "command", "handle", "owner", "extra", "tags"}
 _FIELDS = {"commit": "commit_sha", "heartbeat": "beat"}  # Trial field -> column, where they differ
-# columns update() may set; status goes through transition()/finalize(), extra through merge_extra()
-_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics", "status", "extra"}
+# columns update() may set; status goes through transition()/finalize(), extra through merge_extra(),
+# tags through tag()
+_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics", "status", "extra", "tags"}
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM trials"
 _ATTRS = [next((f for f, c in _FIELDS.items() if c == col), col) for col in _COLUMNS]
 
@@ -70,6 +71,20 @@ def param_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def _use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch the store to WAL. SQLite answers "locked" at once, without its busy wait, while
+    another connection is creating the same file, so first opens at the same moment retry."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class SQLiteStore(BaseStore):
     """Trials, metrics, experiments and environments in one SQLite file (``sqlite:///path``).
 
@@ -103,7 +118,7 @@ class SQLiteStore(BaseStore):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -199,6 +214,8 @@ class SQLiteStore(BaseStore):
                 "INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)",
                 [(t.id, k, param_key(v)) for t in trials for k, v in t.params.items()],
             )
+            c.executemany("INSERT INTO tags (trial_id, name) VALUES (?, ?)",
+                          [(t.id, tag) for t in trials for tag in t.tags])
             c.executemany(
                 "INSERT INTO events (trial_id, ts, kind, message) VALUES (?, ?, ?, ?)",
                 [(t.id, t.created, "status", t.status) for t in trials],
@@ -217,6 +234,27 @@ class SQLiteStore(BaseStore):
         with self.transaction() as c:
             c.execute("UPDATE trials SET extra = json_patch(extra, ?) WHERE id = ?",
                       (json.dumps(values), trial_id))
+
+    def tag(self, trial_ids: Sequence[str], *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Remove, then add tags of trials, in one transaction; the history says what changed."""
+        add, remove = list(dict.fromkeys(add)), set(remove)
+        with self.transaction() as c:
+            for trial_id in trial_ids:
+                row = c.execute("SELECT tags FROM trials WHERE id = ?", (trial_id,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no trial {trial_id}")
+                old: list[str] = json.loads(row[0])
+                new = [t for t in old if t not in remove]
+                new += [t for t in add if t not in new]
+                if new == old:
+                    continue
+                c.execute("UPDATE trials SET tags = ? WHERE id = ?", (json.dumps(new), trial_id))
+                gone = [t for t in old if t not in new]
+                c.executemany("DELETE FROM tags WHERE trial_id = ? AND name = ?", [(trial_id, t) for t in gone])
+                came = [t for t in new if t not in old]
+                c.executemany("INSERT INTO tags (trial_id, name) VALUES (?, ?)", [(trial_id, t) for t in came])
+                said = [f"+{t}" for t in came] + [f"-{t}" for t in gone]
+                self._event(c, trial_id, "note", "tags " + " ".join(said))
 
     def transition(self, trial_id: str, status: str, *, expected: Iterable[str] | None = None,
                    event: str | None = None, **fields: Any) -> bool:
@@ -395,6 +433,7 @@ class SQLiteStore(BaseStore):
                       _trial_row(trial))
             c.executemany("INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)",
                           [(trial.id, k, param_key(v)) for k, v in trial.params.items()])
+            c.executemany("INSERT INTO tags (trial_id, name) VALUES (?, ?)", [(trial.id, t) for t in trial.tags])
             if points:  # else the record's own last values stand (old records have no history)
                 self._append(c, trial.id, points, True)
             c.executemany("INSERT INTO artifacts (trial_id, path, size, sha256) VALUES (?, ?, ?, ?)",
@@ -426,6 +465,7 @@ class SQLiteStore(BaseStore):
         experiment: str | Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
         params: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
         run_id: str | None = None,
         ids: Sequence[str] | None = None,
         fingerprints: Sequence[str] | None = None,
@@ -448,6 +488,9 @@ class SQLiteStore(BaseStore):
         if fingerprints is not None:  # one JSON argument, however many; the expression index answers it
             where.append("json_extract(extra, '$.fingerprint') IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(fingerprints)))
+        for tag in tags or []:
+            where.append("id IN (SELECT trial_id FROM tags WHERE name = ?)")
+            args.append(tag)
         return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
     def _select(self, columns: str, filters: dict[str, Any], limit: int | None,
@@ -465,7 +508,7 @@ class SQLiteStore(BaseStore):
 
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, run_id, ids, fingerprints), oldest first.
+        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints), oldest first.
 
         ``limit`` keeps the newest N; ``newest_first`` reverses the order. One query.
         """
@@ -478,7 +521,7 @@ class SQLiteStore(BaseStore):
                    "'params', json(params), 'metrics', json(metrics), 'step', step, 'commit', commit_sha, "
                    "'dirty', json(CASE WHEN dirty THEN 'true' ELSE 'false' END), 'host', host, "
                    "'started', started, 'finished', finished, 'duration', duration, "
-                   "'exit_code', exit_code)")
+                   "'exit_code', exit_code, 'tags', json(tags), 'note', note)")
         rows = self._select(columns, filters, limit)
         return "[" + ",\n".join(r[0] for r in rows) + "]"
 
@@ -504,13 +547,14 @@ class SQLiteStore(BaseStore):
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
         """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
-        duration, exit_code, then each param and each metric (extracted by SQLite)."""
+        duration, exit_code, tags (comma-separated), then each param and each metric (extracted by SQLite)."""
         def path(name: str) -> str:
             return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
 
         columns = ", ".join(
             ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
-             "duration", "exit_code"]
+             "duration", "exit_code",
+             "CASE tags WHEN '[]' THEN '' ELSE (SELECT group_concat(value, ',') FROM json_each(tags)) END"]
             + [f"json_extract(params, {path(n)})" for n in param_names]
             + [f"json_extract(metrics, {path(n)})" for n in metric_names])
         return self._select(columns, filters, limit)
