@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tracker.errors import ConfigError
 from tracker.yamlio import LineMap, line_of, load_yaml, parse_yaml
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # \Z: "$" would accept a trailing newline
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
