@@ -92,7 +92,8 @@ def create_trials(project: Project, name: str, config: Any, specs: list[TrialSpe
         Trial(id=new_id(), experiment=name, status="queued", seed=s.seed, params=s.params,
               created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
               commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
-              executor=executor, env_id=env_id, owner=me, heartbeat=beat, lease=lease)
+              executor=executor, env_id=env_id, owner=me, heartbeat=beat, lease=lease,
+              extra={"code_patch_redacted": list(code.redacted)} if code.redacted else {})
         for s in specs
     ]
     project.store.add_trials(trials)
@@ -123,6 +124,10 @@ def run_experiment(project: Project, name: str, options: RunOptions,
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")
+    if code.redacted:
+        reporter.message(f"warning: the uncommitted tracker.yaml holds credentials ({', '.join(code.redacted)}); "
+                         "they are masked as *** in the code.patch saved with each trial and its backups "
+                         "(use ${VAR} references instead, see docs/backup.md)")
     env = environment.capture(config.command_argv(), project.paths.state / "environments.json")
     env_id = environment.env_id(env)
     store = project.store

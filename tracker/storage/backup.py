@@ -278,8 +278,10 @@ def backup_completed(project: Project, target: str, trials: list[Trial], reporte
     try:
         result = backup(project, target, [t.id for t in trials])
     except (StorageError, UsageError, NotFoundError) as exc:
-        reporter.message(f"backup to {target} failed: {exc} (the trials are fine; run 'tracker backup --to "
-                         f"{target} --all' later)")
+        from tracker.secrets import redact
+
+        reporter.message(f"backup to {target} failed: {redact(str(exc))} (the trials are fine; run "
+                         f"'tracker backup --to {target} --all' later)")
         return None
     reporter.message(f"backed up {len(result.trials)} trial(s) to {target}: {result.uploaded} new objects, "
                      f"{result.bytes_uploaded:,} bytes uploaded, {result.bytes_skipped:,} already there")
