@@ -245,3 +245,14 @@ def test_malformed_manifests_are_one_line_errors_and_import_nothing(project: Pro
     assert not (tmp_path / "dest").exists()
     with pytest.raises(NotFoundError):
         Project.load(project.root).store.get("malformed001")
+
+
+def test_restoring_onto_a_file_is_one_line(project: Project, backed_up: Trial, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("x")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "a.txt").mkdir()  # a directory where the backup has a file
+    for dest, message in ((tmp_path / "taken", "it is a file"), (tmp_path / "dest", "'a.txt' into")):
+        result = runner.invoke(app, ["restore", backed_up.id, "--from", "t", "--to", str(dest)])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+        assert "unexpected" not in result.stderr
+    assert [p.name for p in (tmp_path / "dest").iterdir()] == ["a.txt"]

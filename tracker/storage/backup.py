@@ -352,6 +352,8 @@ def _plan(root: Path, entries: list[FileEntry], force: bool) -> tuple[list[tuple
     wanted: list[tuple[Path, FileEntry]] = []
     unchanged = 0
     changed: list[str] = []
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"cannot restore into {root}: it is a file", hint="choose a directory with --to")
     for entry in entries:
         path = safe_path(root, entry.path)
         for parent in PurePosixPath(entry.path).parents:
@@ -384,11 +386,11 @@ def _write_all(storage: BaseStorage, root: Path, trial_id: str, wanted: list[tup
     while not top.parent.exists():
         top = top.parent
     created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep_staging(root)
     stage = root / (STAGING_PREFIX + temp_name())
-    stage.mkdir()
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep_staging(root)
+        stage.mkdir()
         staged: dict[str, Path] = {}  # sha256 -> its verified download
         moves: list[tuple[Path, Path]] = []  # (staged file, destination)
         for index, (path, entry) in enumerate(wanted):
@@ -406,8 +408,12 @@ def _write_all(storage: BaseStorage, root: Path, trial_id: str, wanted: list[tup
         for part, path in moves:  # every byte is verified: only renames within one file system remain
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(part, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(top if created else stage, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot restore trial {trial_id} into {root}: {exc.strerror or exc}",
+                               hint="check that it is writable and has space; nothing was restored"
+                               if created else "check that it is writable and has space") from exc
         raise
     shutil.rmtree(stage, ignore_errors=True)
     return sum(e.size for _, e in wanted)
