@@ -19,6 +19,9 @@ it into one line on stderr and an exit code (see docs/errors.md)::
 
 Third-party exceptions (sqlite3, paramiko, boto3, ...) are translated at the
 module boundary and chained with ``from exc``; they never reach users raw.
+
+Problems that do not stop an operation (a credential written into tracker.yaml) are
+:class:`TrackerWarning` warnings, which the CLI prints as one ``warning:`` line.
 """
 
 from __future__ import annotations
@@ -106,3 +109,7 @@ class MissingDependencyError(StorageError):
         )
         self.package = package
         self.extra = extra
+
+
+class TrackerWarning(UserWarning):
+    """Something the user should fix that does not stop the operation; the CLI prints one line."""

@@ -4,7 +4,9 @@ A dirty tree is recorded without touching the user's branch, index or work
 tree: a temporary index is filled with every tracked and untracked
 (non-ignored) file, written as a tree, and committed with ``commit-tree`` under
 ``refs/tracker/trials/<id>``. The patch against HEAD is saved beside the trial
-too, so the code can be rebuilt even where the ref is gone.
+too, so the code can be rebuilt even where the ref is gone. Credentials in the
+patch of tracker.yaml are masked (``***``, see :mod:`tracker.secrets`): the patch
+travels with the trial into backups.
 
 git is called directly (not through GitPython): it is what GitPython does
 anyway, and the direct call costs a few milliseconds per run.
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.errors import GitError, ProjectError
+from tracker.errors import ConfigError, GitError, ProjectError
 
 SNAPSHOT_REF = "refs/tracker/trials"
 LARGE_PATCH = 20 * 1024 * 1024
@@ -35,7 +37,8 @@ class CodeState:
     branch: str | None
     dirty: bool
     snapshot: str | None  # commit holding the dirty tree (None when clean)
-    patch: bytes  # `git diff --binary HEAD` incl. untracked files ('' when clean)
+    patch: bytes  # `git diff --binary HEAD` incl. untracked files ('' when clean), credentials masked
+    redacted: tuple[str, ...] = ()  # where the patch had credentials (storage.s3.endpoint_url, ...)
 
 
 def git(root: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
@@ -129,7 +132,48 @@ def capture(path: Path) -> CodeState:
         parents = ["-p", head] if head else []
         snapshot = git(top, *committer_args(top), "commit-tree", tree, *parents,
                        "-m", "tracker snapshot of uncommitted changes").strip()
-    return CodeState(head, branch, True, snapshot, patch)
+    patch, redacted = redact_patch(patch, top, path / "tracker.yaml")
+    return CodeState(head, branch, True, snapshot, patch, redacted)
+
+
+def redact_patch(patch: bytes, top: Path, config: Path) -> tuple[bytes, tuple[str, ...]]:
+    """``patch`` with the credentials of ``config`` (tracker.yaml) masked, and where they were.
+
+    Every line of the file's diff goes through :func:`tracker.secrets.redact`, and the
+    credential values its ``storage:`` section holds now are masked wherever they occur in it.
+    """
+    from tracker import secrets
+    from tracker.yamlio import load_yaml
+
+    try:
+        rel = config.resolve().relative_to(top.resolve()).as_posix()
+    except ValueError:
+        return patch, ()
+    text = patch.decode(errors="surrogateescape")
+    header = f"diff --git a/{rel} b/{rel}\n"
+    if text.startswith(header):
+        start = 0
+    else:
+        start = text.find("\n" + header) + 1
+        if not start:
+            return patch, ()
+    end = text.find("\ndiff --git ", start + len(header))
+    end = len(text) if end < 0 else end + 1
+    try:
+        data, _ = load_yaml(config)
+    except (ConfigError, OSError):  # an unreadable tracker.yaml still gets the pattern-based masking
+        data = None
+    storage = data.get("storage") if isinstance(data, dict) and isinstance(data.get("storage"), dict) else {}
+    values = sorted({v for t in storage.values() if isinstance(t, dict) for v in secrets.secret_values(t)},
+                    key=len, reverse=True)
+    section = text[start:end]
+    masked = secrets.redact(section)
+    for value in values:
+        masked = masked.replace(value, secrets.MASK)
+    if masked == section:
+        return patch, ()
+    where = tuple(loc for loc, _ in secrets.literal_secrets(storage)) or (rel,)
+    return (text[:start] + masked + text[end:]).encode(errors="surrogateescape"), where
 
 
 def pin(root: Path, trial_ids: list[str], snapshot: str) -> None:

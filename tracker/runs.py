@@ -209,7 +209,8 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
             created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
             commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
             executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={"fingerprint": key} if key else {},
+            extra={**({"fingerprint": key} if key else {}),
+                   **({"code_patch_redacted": list(code.redacted)} if code.redacted else {})},
             tags=list(dict.fromkeys([*config.tags, *tags]))))
     project.store.add_trials(trials)
     if code.snapshot:
@@ -252,6 +253,10 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")
+    if code.redacted:
+        reporter.message(f"warning: the uncommitted tracker.yaml holds credentials ({', '.join(code.redacted)}); "
+                         "they are masked as *** in the code.patch saved with each trial and its backups "
+                         "(use ${VAR} references instead, see docs/backup.md)")
     store = project.store
     env_ids = {}
     for name, config in planned.configs.items():

@@ -6,6 +6,8 @@ import gc
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,18 @@ class StorageContract:
         for path in original.rglob("*"):
             if path.is_file():
                 assert (dest / path.relative_to(original)).read_bytes() == path.read_bytes()
+
+    def test_many_files_round_trip(self, project: Project, tmp_path: Path) -> None:
+        trial = project.store.list_trials()[0]
+        many = project.paths.trial_dir(trial.id) / "many"
+        many.mkdir()
+        for i in range(50):  # more transfers at once than sshd's default MaxSessions (10)
+            (many / f"f{i:02d}.txt").write_text(f"file {i}\n")
+        result = bk.backup(project, "t", [trial.id], include=["many/*"])
+        assert result.files == 50 and result.uploaded == 50
+        assert bk.restore(project, trial.id, "t", tmp_path / "r").files == 50
+        assert sorted(p.name for p in (tmp_path / "r" / "many").iterdir()) == sorted(p.name for p in many.iterdir())
+        assert bk.verify(project, "t").ok
 
     def test_large_file_uses_multipart_and_round_trips(self, project: Project, tmp_path: Path) -> None:
         trial = project.store.list_trials()[0]
@@ -201,14 +215,53 @@ class CloudContract(StorageContract):
         assert check.exit_code == 1 and "does not exist" in check.stdout
 
 
-class TestLocal(StorageContract):
+class DirectoryContract(StorageContract):
+    """Backends that keep files in a directory tree (local, SSH) write through temporary files."""
+
+    def local_root(self, storage: Any) -> Path:
+        """Where the target's files can be seen on this machine."""
+        raise NotImplementedError
+
+    def test_a_killed_backup_leaves_nothing_behind_after_the_next(self, project: Project) -> None:
+        root = self.local_root(open_target(project, "t"))
+        trial = project.store.list_trials()[0]
+        (project.paths.trial_dir(trial.id) / "weights.bin").write_bytes(os.urandom(96 * MiB))
+        backup = subprocess.Popen([sys.executable, "-m", "tracker", "backup", "--to", "t", trial.id],
+                                  cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+
+        def leftovers() -> list[Path]:  # anything but a complete object or manifest
+            return [p for p in root.rglob("*") if not p.is_dir() and not (
+                (p.parent.parent.name == "objects" and len(p.name) == 64) or p.parent.name == "trials")]
+
+        def size(path: Path) -> int:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:  # renamed into place meanwhile
+                return 0
+
+        while not any(size(p) > MiB for p in leftovers()) and time.monotonic() < deadline:
+            assert backup.poll() is None, "the backup ended before it could be killed"
+            time.sleep(0.005)
+        backup.kill()  # kill -9 in the middle of the upload
+        backup.wait()
+        assert leftovers(), "the killed upload left no temporary file: the test proves nothing"
+        bk.backup(project, "t", [trial.id])
+        assert leftovers() == []
+        assert bk.verify(project, "t").ok
+
+
+class TestLocal(DirectoryContract):
     @pytest.fixture
     def target(self, tmp_path: Path) -> dict[str, Any]:
         return {"type": "local", "path": str(tmp_path / "backups"), "multipart_threshold": MiB}
 
+    def local_root(self, storage: Any) -> Path:
+        return storage.root
+
 
 @pytest.mark.ssh
-class TestSSH(StorageContract):
+class TestSSH(DirectoryContract):
     @pytest.fixture
     def target(self, ssh_hosts: dict[str, str], project_dir: Path, tmp_path: Path) -> dict[str, Any]:
         Project.load(project_dir).set_section("remotes", "gpu1", {
@@ -216,6 +269,9 @@ class TestSSH(StorageContract):
             "key": ssh_hosts["SSH_KEY"], "known_hosts": ssh_hosts["SSH_KNOWN_HOSTS"],
             "workdir": ssh_hosts["SSH_GPU1_BASE"]})
         return {"type": "ssh", "remote": "gpu1", "path": f"{ssh_hosts['SSH_GPU1_BASE']}/{unique('backups')}"}
+
+    def local_root(self, storage: Any) -> Path:
+        return Path(storage.root)  # the test hosts' directories are on this machine
 
 
 @pytest.mark.cloud

@@ -115,3 +115,16 @@ def test_third_party_backend_via_entry_point(project_dir: Path, tmp_path: Path,
     registry.register("mirror", "tracker.storage.local:LocalStorage", replace=True)
     assert registry.backend_class("mirror").__name__ == "LocalStorage"
     assert Project.find().config.storage["m"].type == "mirror"
+
+
+@pytest.mark.parametrize("name", ["s3\n", "s3\r", "s\x1b[31m3", "s3\t"])
+def test_storage_names_with_control_characters_are_refused(project_dir: Path, tmp_path: Path, name: str) -> None:
+    before = (project_dir / "tracker.yaml").read_text()
+    added = runner.invoke(app, ["storage", "add", name, "--type", "local", "--path", str(tmp_path / "bk")])
+    assert added.exit_code == 2 and added.stderr.count("\n") == 1 and f"invalid storage name {name!r}" in added.stderr
+    assert (project_dir / "tracker.yaml").read_text() == before
+    with open(project_dir / "tracker.yaml", "a") as fh:
+        fh.write(f"storage:\n  {json.dumps(name)}: {{type: local, path: bk}}\n")
+    listed = runner.invoke(app, ["storage", "list"])
+    assert listed.exit_code == 2 and listed.stderr.count("\n") == 1
+    assert listed.stderr.startswith("error: tracker.yaml:4: storage: invalid name") and repr(name) in listed.stderr

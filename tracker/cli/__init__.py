@@ -52,7 +52,8 @@ class _TrackerGroup(TyperGroup):
     TrackerError -> its one-line message and exit code (2 usage/config, 1 failure);
     Ctrl-C -> 130 after trials were cancelled; the reader of stdout gone -> 141,
     silently; anything else -> a one-line report (the traceback only with
-    --debug). Click's own usage errors exit 2.
+    --debug). Click's own usage errors exit 2. A TrackerWarning is one ``warning:``
+    line. Credentials are masked in all of these (tracker.secrets.redact).
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -60,10 +61,22 @@ class _TrackerGroup(TyperGroup):
         conventional_help(self, self.context_settings.get("help_option_names", ["--help"]))
 
     def invoke(self, ctx: typer.Context) -> object:
-        from tracker.errors import TrackerError
+        import warnings
+
+        from tracker.errors import TrackerError, TrackerWarning
+        from tracker.secrets import redact
+
+        def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+            if issubclass(category, TrackerWarning):
+                typer.echo(f"warning: {redact(str(message))}", err=True)
+            else:
+                shown(message, category, *args, **kwargs)  # type: ignore[arg-type]
 
         try:
-            result = super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default", TrackerWarning)
+                shown, warnings.showwarning = warnings.showwarning, show
+                result = super().invoke(ctx)
             sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
             return result
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -71,7 +84,7 @@ class _TrackerGroup(TyperGroup):
         except TrackerError as exc:
             if os.environ.get("TRACKER_DEBUG"):
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             typer.echo("tracker: interrupted; running trials were cancelled "
@@ -82,7 +95,7 @@ class _TrackerGroup(TyperGroup):
                 raise _quit_quietly() from None
             if os.environ.get("TRACKER_DEBUG"):
                 raise
-            typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
+            typer.echo(f"error: unexpected {type(exc).__name__}: {redact(str(exc))} "
                        "(re-run with --debug for the traceback and report it)", err=True)
             ctx.exit(1)
 

@@ -115,17 +115,22 @@ def restore(
     trial: str = typer.Argument(..., help="Trial id (or a unique prefix) in the backup."),
     source: str = typer.Option(..., "--from", help="Storage target name."),
     to: Path = typer.Option(None, "--to", help="Directory to restore into (default: the trial's directory)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite local files that differ from the backup."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Restore a trial from a backup: files verified by sha256, and its record if the store lacks it.
+    """Restore a trial from a backup, all or nothing: every file is downloaded and verified by sha256
+    before any is moved into place, and its record is added if the store lacks it. Local files that
+    differ from the backup are kept unless --force; identical ones are not downloaded again.
 
     Example: tracker restore 3f2a9c --from s3
     """
     from tracker.storage.backup import restore as run_restore
 
-    result = run_restore(project(), trial, source, to)
+    result = run_restore(project(), trial, source, to, force=force)
     if as_json:
         emit_json(result.as_dict())
         return
-    info(f"restored trial {result.trial_id}: {result.files} files ({result.bytes:,} bytes) to {result.directory}"
+    info(f"restored trial {result.trial_id}: {result.files} files ({result.bytes:,} bytes downloaded, "
+         f"{result.unchanged} already there) to {result.directory}"
+         + (f"; overwrote {len(result.overwritten)} local file(s) that differed" if result.overwritten else "")
          + ("; its record was added to the store" if result.imported else ""))

@@ -28,8 +28,9 @@ def add(
     force: bool = typer.Option(False, "--force", help="Replace an existing target of that name."),
     commit: bool = COMMIT_OPTION,
 ) -> None:
-    """Add a backup target to tracker.yaml. Credentials are never stored: they come from the
-    cloud's standard chain or environment variables.
+    """Add a backup target to tracker.yaml. Keep credentials out of it: they come from the
+    cloud's standard chain or environment variables, and any option may say ${VAR} to read
+    (part of) its value from the environment, e.g. --endpoint-url 'https://minio:${MINIO_PASSWORD}@host'.
 
     Example: tracker storage add s3 --type s3 --bucket my-models --region eu-west-1
     """
@@ -48,12 +49,16 @@ def add(
 
 @app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
-    """List the backup targets in tracker.yaml."""
+    """List the backup targets in tracker.yaml (credentials masked as ***)."""
+    from tracker import secrets
+
     targets = project().config.storage
+    secrets.warn_literal(targets)
+    shown = {name: secrets.display(t.options()) for name, t in targets.items()}
     if as_json:
-        emit_json({name: {"type": t.type, **t.options()} for name, t in targets.items()})
+        emit_json({name: {"type": t.type, **shown[name]} for name, t in targets.items()})
         return
-    emit_table([(name, t.type, " ".join(f"{k}={v}" for k, v in t.options().items())) for name, t in targets.items()],
+    emit_table([(name, t.type, " ".join(f"{k}={v}" for k, v in shown[name].items())) for name, t in targets.items()],
                ["name", "type", "options"])
 
 
@@ -67,10 +72,14 @@ def remove(name: str = typer.Argument(..., help="Target name.")) -> None:
 @app.command("check")
 def check(name: str = typer.Argument(..., help="Target name."), as_json: bool = JSON_OPTION) -> None:
     """List, write, read back and delete a probe object; say what is missing if anything fails."""
+    from tracker.secrets import redact
     from tracker.storage.registry import open_target
 
     target = open_target(project(), name)
-    steps = target.probe()
+    try:
+        steps = [(step, ok, redact(detail)) for step, ok, detail in target.probe()]
+    finally:
+        target.close()
     if as_json:
         emit_json([{"step": s, "ok": ok, "detail": d} for s, ok, d in steps])
     else:

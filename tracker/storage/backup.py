@@ -9,18 +9,23 @@ Layout under the target's prefix::
 A file already stored (same hash) is never uploaded again, so backing up
 unchanged trials uploads 0 bytes. The manifest is written last: an interrupted
 backup leaves no manifest, and the next run uploads only what is missing.
+
+A restore is all or nothing: the manifest is checked (:mod:`tracker.storage.manifest`),
+every object is downloaded into a staging directory inside the destination and
+verified, and only then are the files renamed into place. A local file that differs
+from the backup is never overwritten without ``force``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import json
 import os
-import re
+import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,32 +34,38 @@ from typing import Any
 from tracker.errors import NotFoundError, StorageError, UsageError
 from tracker.hashing import HashCache, sha256_file
 from tracker.project import Project
-from tracker.storage.base import BaseStorage
+from tracker.storage.base import BaseStorage, temp_is_stale, temp_name
+from tracker.storage.manifest import (
+    TAMPERED,
+    TRIAL_ID_RE,
+    FileEntry,
+    Manifest,
+    decode,
+    encode,
+    manifest_key,
+    object_key,
+    path_problem,
+)
 from tracker.storage.registry import open_target
-from tracker.store import FINISHED, MetricPoint, Trial, now
+from tracker.store import FINISHED, Trial, now
 
-MANIFEST_FORMAT = 1
 WORKERS = 8
 INDEX_THRESHOLD = 64
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
+STAGING_PREFIX = ".tracker-restore-"  # + temp_name(): a restore's downloads, inside the destination
 Progress = Callable[[int], None]
 
 
-def object_key(sha: str) -> str:
-    return f"objects/{sha[:2]}/{sha}"
-
-
-def manifest_key(trial_id: str) -> str:
-    return f"trials/{trial_id}.json"
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A trial file in a manifest."""
-
-    path: str
-    size: int
-    sha256: str
+@contextlib.contextmanager
+def _opened(project: Project, target: str, storage: BaseStorage | None) -> Iterator[BaseStorage]:
+    """``storage`` if given, else the target ``target`` opened here and closed afterwards."""
+    if storage is not None:
+        yield storage
+        return
+    opened = open_target(project, target)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,11 @@ class RestoreResult:
 
     trial_id: str
     directory: Path
-    files: int
-    bytes: int
+    files: int  # files in the backup
+    bytes: int  # bytes downloaded
     imported: bool  # the trial record was added to the local store
+    unchanged: int = 0  # files already present with the same content (not downloaded)
+    overwritten: list[str] = field(default_factory=list)  # local files that differed (only with force)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "directory": str(self.directory)}
@@ -129,6 +142,8 @@ def _listing(project: Project, trial: Trial, include: list[str] | None) -> list[
         if not path.is_file() or path.is_symlink():
             continue
         rel = path.relative_to(directory).as_posix()
+        if rel.startswith(STAGING_PREFIX):  # what a killed restore left (removed by the next restore)
+            continue
         if include and not any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in include):
             continue
         out.append((path, rel))
@@ -171,14 +186,9 @@ def trial_files(project: Project, trial: Trial, include: list[str] | None = None
 
 def manifest(project: Project, trial: Trial, files: list[FileEntry]) -> bytes:
     """The manifest of a trial: record, metrics and files."""
-    return json.dumps({
-        "format": MANIFEST_FORMAT,
-        "project": project.name,
-        "trial": trial.as_dict(),
-        "metrics": [asdict(p) for p in project.store.metrics(trial.id)],
-        "environment": project.store.environment(trial.env_id) if trial.env_id else None,
-        "files": [asdict(f) for f in files],
-    }, sort_keys=True, indent=1).encode()
+    store = project.store
+    return encode(project.name, trial, store.metrics(trial.id),
+                  store.environment(trial.env_id) if trial.env_id else None, files)
 
 
 def backup(project: Project, target: str, refs: Iterable[str] = (), *, experiment: list[str] | None = None,
@@ -190,8 +200,13 @@ def backup(project: Project, target: str, refs: Iterable[str] = (), *, experimen
     is already stored, else uploads it; the trial's manifest is written last.
     """
     start = time.monotonic()
-    storage = storage or open_target(project, target)
     trials = select_trials(project, refs, experiment=experiment, all_=all_)
+    with _opened(project, target, storage) as opened:
+        return _backup(project, target, opened, trials, include, dry_run, progress, start)
+
+
+def _backup(project: Project, target: str, storage: BaseStorage, trials: list[Trial], include: list[str] | None,
+            dry_run: bool, progress: Progress | None, start: float) -> BackupResult:
     busy = [t.id for t in trials if t.status in ("running", "queued")]
     trials = [t for t in trials if t.status not in ("running", "queued")]
     counts = {"uploaded": 0, "bytes_up": 0, "skipped": 0, "files": 0}
@@ -263,8 +278,10 @@ def backup_completed(project: Project, target: str, trials: list[Trial], reporte
     try:
         result = backup(project, target, [t.id for t in trials])
     except (StorageError, UsageError, NotFoundError) as exc:
-        reporter.message(f"backup to {target} failed: {exc} (the trials are fine; run 'tracker backup --to "
-                         f"{target} --all' later)")
+        from tracker.secrets import redact
+
+        reporter.message(f"backup to {target} failed: {redact(str(exc))} (the trials are fine; run "
+                         f"'tracker backup --to {target} --all' later)")
         return None
     reporter.message(f"backed up {len(result.trials)} trial(s) to {target}: {result.uploaded} new objects, "
                      f"{result.bytes_uploaded:,} bytes uploaded, {result.bytes_skipped:,} already there")
@@ -274,35 +291,15 @@ def backup_completed(project: Project, target: str, trials: list[Trial], reporte
 # ---------------------------------------------------------------------------- restore
 
 
-def _load_manifest(storage: BaseStorage, trial_id: str) -> dict[str, Any]:
-    try:
-        data = json.loads(storage.get_bytes(manifest_key(trial_id)))
-    except ValueError as exc:
-        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} is not valid JSON") from exc
-    if (not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), list)
-            or not isinstance(data.get("trial"), dict)):
-        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} is not a tracker manifest")
-    if data["trial"].get("id") != trial_id:
-        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} describes trial "
-                           f"{data['trial'].get('id')!r}", hint="the backup may have been tampered with")
-    try:
-        data["files"] = [FileEntry(**f) for f in data["files"]]
-    except TypeError as exc:
-        raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} has a malformed file entry",
-                           hint="the backup may have been tampered with") from exc
-    for entry in data["files"]:
-        if (not isinstance(entry.path, str) or not isinstance(entry.size, int) or entry.size < 0
-                or not isinstance(entry.sha256, str)
-                or not SHA256_RE.fullmatch(entry.sha256)):
-            raise StorageError(f"the manifest of trial {trial_id} in {storage.describe()} lists {entry.path!r} "
-                               "with an invalid size or sha256", hint="the backup may have been tampered with")
-    return data
+def load_manifest(storage: BaseStorage, trial_id: str) -> Manifest:
+    """The checked manifest of a stored trial (one StorageError line if it is unusable)."""
+    return decode(storage.get_bytes(manifest_key(trial_id)), trial_id, storage.describe())
 
 
 def resolve_trial(storage: BaseStorage, ref: str) -> str:
     """The full id of a backed-up trial from an id or unique prefix."""
-    if not ref or "/" in ref or ref.startswith("."):
-        raise UsageError(f"invalid trial id {ref!r}")
+    if not TRIAL_ID_RE.match(ref):
+        raise UsageError(f"invalid trial id {ref!r}", hint="trial ids are letters and digits")
     ids = sorted({PurePosixPath(o.key).stem for o in storage.list(f"trials/{ref}") if o.key.endswith(".json")})
     if not ids:
         raise NotFoundError(f"trial {ref!r} is not in {storage.describe()}",
@@ -314,69 +311,139 @@ def resolve_trial(storage: BaseStorage, ref: str) -> str:
 
 def safe_path(root: Path, name: str) -> Path:
     """``root / name`` for a manifest path, refusing anything that could escape ``root``."""
-    bad = (not name or "\0" in name or "\\" in name or name.startswith("/") or PurePosixPath(name).is_absolute()
-           or (len(name) > 1 and name[1] == ":") or any(p in ("..", "") for p in name.split("/")))
-    if bad:
-        raise StorageError(f"refusing to restore {name!r}: the path would leave the target directory",
-                           hint="the backup may have been tampered with; nothing outside it was written")
+    problem = path_problem(name)
+    if problem:
+        raise StorageError(f"refusing to restore {name!r}: {problem}", hint=TAMPERED)
     path = root / name
     current = root
     for part in PurePosixPath(name).parts[:-1]:
         current = current / part
         if current.is_symlink():
-            raise StorageError(f"refusing to restore {name!r}: {current} is a symlink")
+            raise StorageError(f"refusing to restore {name!r}: {current} is a symlink", hint=TAMPERED)
     if path.is_symlink():
-        raise StorageError(f"refusing to restore {name!r}: it is a symlink in the target directory")
+        raise StorageError(f"refusing to restore {name!r}: it is a symlink in the target directory", hint=TAMPERED)
     return path
 
 
-def restore(project: Project, ref: str, target: str, dest: Path | None = None, *,
+def restore(project: Project, ref: str, target: str, dest: Path | None = None, *, force: bool = False,
             progress: Progress | None = None, storage: BaseStorage | None = None) -> RestoreResult:
-    """Download a trial's files (verified by sha256) and, if missing, its record into the store."""
-    storage = storage or open_target(project, target)
-    trial_id = resolve_trial(storage, ref)
-    data = _load_manifest(storage, trial_id)
-    entries: list[FileEntry] = data["files"]
-    root = (dest or project.paths.trial_dir(trial_id)).resolve()
-    targets = [(safe_path(root, e.path), e) for e in entries]  # every path checked before any write
-    root.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for path, entry in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            storage.get_file(object_key(entry.sha256), tmp, progress)
-            if tmp.stat().st_size != entry.size or sha256_file(tmp) != entry.sha256:
-                raise StorageError(f"{entry.path} of trial {trial_id} is corrupt in {storage.describe()} "
-                                   "(its sha256 does not match the manifest)",
-                                   hint=f"run 'tracker backup verify --from {storage.name}'")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        total += entry.size
-    imported = _import_record(project, data)
-    return RestoreResult(trial_id, root, len(entries), total, imported)
+    """Restore a trial's files and, if the store lacks it, its record; all or nothing.
+
+    Every object is downloaded and verified (size and sha256) in a staging directory
+    inside ``dest`` before any file is moved into place. A local file that differs
+    from the backup is a UsageError unless ``force``; identical files are kept and not
+    downloaded. The record is imported with a final status and without any process
+    information (see :mod:`tracker.storage.manifest`).
+
+    Example: ``restore(Project.find(), "3f2a9c", "s3")``
+    """
+    with _opened(project, target, storage) as opened:
+        trial_id = resolve_trial(opened, ref)
+        loaded = load_manifest(opened, trial_id)
+        root = (dest or project.paths.trial_dir(trial_id)).resolve()
+        wanted, unchanged, changed = _plan(root, loaded.files, force)
+        total = _write_all(opened, root, trial_id, wanted, progress)
+    imported = _import_record(project, loaded)
+    return RestoreResult(trial_id, root, len(loaded.files), total, imported, unchanged, changed)
 
 
-def _import_record(project: Project, data: dict[str, Any]) -> bool:
-    store = project.store
-    record = data["trial"]
+def _plan(root: Path, entries: list[FileEntry], force: bool) -> tuple[list[tuple[Path, FileEntry]], int, list[str]]:
+    """(files to write, how many are already there, local files that differ); refuses what must not be touched."""
+    wanted: list[tuple[Path, FileEntry]] = []
+    unchanged = 0
+    changed: list[str] = []
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"cannot restore into {root}: it is a file", hint="choose a directory with --to")
+    for entry in entries:
+        path = safe_path(root, entry.path)
+        for parent in PurePosixPath(entry.path).parents:
+            if str(parent) != "." and (root / parent).exists() and not (root / parent).is_dir():
+                raise UsageError(f"cannot restore {entry.path!r} into {root}: {root / parent} is a file here",
+                                 hint="move it away, or restore into another directory with --to")
+        if path.is_dir():
+            raise UsageError(f"cannot restore {entry.path!r} into {root}: it is a directory here",
+                             hint="move it away, or restore into another directory with --to")
+        if path.exists():
+            if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
+                unchanged += 1
+                continue
+            changed.append(entry.path)
+        wanted.append((path, entry))
+    if changed and not force:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise UsageError(f"restoring would overwrite {len(changed)} local file(s) that differ from the backup "
+                         f"in {root}: {shown}",
+                         hint="pass --force to replace them, or restore into another directory with --to")
+    return wanted, unchanged, changed
+
+
+def _write_all(storage: BaseStorage, root: Path, trial_id: str, wanted: list[tuple[Path, FileEntry]],
+               progress: Progress | None) -> int:
+    """Download and verify every object into a staging directory, then move the files into place."""
+    if not wanted:
+        return 0
+    top = root  # the outermost directory this restore creates (removed again if it fails)
+    while not top.parent.exists():
+        top = top.parent
+    created = not root.exists()
+    stage = root / (STAGING_PREFIX + temp_name())
     try:
-        store.get(record["id"])
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep_staging(root)
+        stage.mkdir()
+        staged: dict[str, Path] = {}  # sha256 -> its verified download
+        moves: list[tuple[Path, Path]] = []  # (staged file, destination)
+        for index, (path, entry) in enumerate(wanted):
+            if entry.sha256 in staged:  # the same content under another name: a copy, made before any move
+                part = stage / str(index)
+                shutil.copyfile(staged[entry.sha256], part)
+            else:
+                part = staged[entry.sha256] = stage / entry.sha256
+                storage.get_file(object_key(entry.sha256), part, progress)
+                if part.stat().st_size != entry.size or sha256_file(part) != entry.sha256:
+                    raise StorageError(f"{entry.path} of trial {trial_id} is corrupt in {storage.describe()} "
+                                       "(its sha256 does not match the manifest); nothing was restored",
+                                       hint=f"run 'tracker backup verify --from {storage.name}'")
+            moves.append((part, path))
+        for part, path in moves:  # every byte is verified: only renames within one file system remain
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, path)
+    except BaseException as exc:
+        shutil.rmtree(top if created else stage, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot restore trial {trial_id} into {root}: {exc.strerror or exc}",
+                               hint="check that it is writable and has space; nothing was restored"
+                               if created else "check that it is writable and has space") from exc
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    return sum(e.size for _, e in wanted)
+
+
+def _sweep_staging(root: Path) -> None:
+    """Remove the staging directories killed restores left in ``root``."""
+    for entry in os.scandir(root):
+        name = entry.name
+        if name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                if temp_is_stale(name[len(STAGING_PREFIX):], entry.stat(follow_symlinks=False).st_mtime):
+                    shutil.rmtree(entry.path)
+
+
+def _import_record(project: Project, loaded: Manifest) -> bool:
+    """Add the manifest's record to the store unless the store has the trial already."""
+    store = project.store
+    trial = loaded.trial
+    try:
+        store.get(trial.id)
         return False
     except NotFoundError:
         pass
-    fields = set(Trial.__dataclass_fields__)
-    trial = Trial(**{k: v for k, v in record.items() if k in fields})
     if trial.env_id and store.environment(trial.env_id) is None:
-        if data.get("environment"):
-            store.save_environment(trial.env_id, data["environment"])
+        if loaded.environment:
+            store.save_environment(trial.env_id, loaded.environment)
         else:
             trial = Trial(**{**trial.as_dict(), "env_id": None})
-    points = [MetricPoint(**p) for p in data.get("metrics", [])]
-    store.import_trial(trial, points, [(f.path, f.size, f.sha256) for f in data["files"]])
+    store.import_trial(trial, loaded.metrics, [(f.path, f.size, f.sha256) for f in loaded.files])
     store.add_event(trial.id, "restore", f"restored from backup at {now()}")
     return True
 
@@ -386,31 +453,34 @@ def _import_record(project: Project, data: dict[str, Any]) -> bool:
 
 def list_backups(project: Project, target: str, *, storage: BaseStorage | None = None) -> list[dict[str, Any]]:
     """Trials stored in a target, with their files and sizes."""
-    storage = storage or open_target(project, target)
     out = []
-    for obj in storage.list("trials/"):
-        if not obj.key.endswith(".json"):
-            continue
-        data = _load_manifest(storage, PurePosixPath(obj.key).stem)
-        record = data["trial"]
-        out.append({"id": record["id"], "experiment": record.get("experiment"), "status": record.get("status"),
-                    "seed": record.get("seed"), "files": len(data["files"]),
-                    "bytes": sum(f.size for f in data["files"]), "finished": record.get("finished")})
+    with _opened(project, target, storage) as opened:
+        for obj in opened.list("trials/"):
+            if not obj.key.endswith(".json"):
+                continue
+            loaded = load_manifest(opened, PurePosixPath(obj.key).stem)
+            trial = loaded.trial
+            out.append({"id": trial.id, "experiment": trial.experiment, "status": trial.status, "seed": trial.seed,
+                        "files": len(loaded.files), "bytes": sum(f.size for f in loaded.files),
+                        "finished": trial.finished})
     return sorted(out, key=lambda r: (r["finished"] or "", r["id"]))
 
 
 def verify(project: Project, target: str, refs: Iterable[str] = (), *,
            storage: BaseStorage | None = None) -> VerifyResult:
     """Re-hash every stored object the manifests name; report missing and corrupt ones."""
-    storage = storage or open_target(project, target)
-    refs = list(refs)
+    with _opened(project, target, storage) as opened:
+        return _verify(opened, list(refs))
+
+
+def _verify(storage: BaseStorage, refs: list[str]) -> VerifyResult:
     ids = [resolve_trial(storage, r) for r in refs] if refs else [
         PurePosixPath(o.key).stem for o in storage.list("trials/") if o.key.endswith(".json")]
     checked: dict[str, str] = {}  # sha -> "ok" | "missing" | "corrupt"
     missing: list[tuple[str, str]] = []
     corrupt: list[tuple[str, str]] = []
     for trial_id in ids:
-        for f in _load_manifest(storage, trial_id)["files"]:
+        for f in load_manifest(storage, trial_id).files:
             if f.sha256 not in checked:
                 checked[f.sha256] = _check_object(storage, f.sha256, f.size)
             if checked[f.sha256] == "missing":

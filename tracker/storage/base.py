@@ -4,6 +4,8 @@ Backends implement five primitives on keys relative to the target's prefix:
 ``put_file``, ``get_file``, ``info``, ``list`` and ``delete``. Everything else
 (bytes helpers, the probe used by ``tracker storage check``) is derived here.
 Uploads must be atomic: an object appears under its key only once complete.
+Backends that write through a temporary name use :func:`temp_name` and remove
+leftovers of killed writers with :func:`temp_is_stale`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
+import socket
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +28,10 @@ from pydantic import BaseModel, ConfigDict
 from tracker.errors import MissingDependencyError
 
 Progress = Callable[[int], None]  # called with the number of bytes just transferred
+
+TEMP_DIR = ".tracker-tmp"  # where directory backends write before renaming into place
+TEMP_PREFIX = "tracker-tmp"
+TEMP_STALE_AFTER = 24 * 3600.0  # seconds without a write after which anyone's temporary file is abandoned
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,9 @@ class BaseStorage(ABC):
         """Where the target points, for messages (never credentials)."""
         return f"{self.options.type} target {self.name}"
 
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to release
+        """Release connections and sessions; the target opens them again if used later."""
+
     # ----------------------------------------------------------------- derived
 
     def exists(self, key: str) -> bool:
@@ -130,6 +142,44 @@ class BaseStorage(ABC):
                 break
             steps.append((step, True, "ok"))
         return steps
+
+
+def temp_name() -> str:
+    """A unique temporary name that says who writes it: ``tracker-tmp_HOST_BOOT_PID_START_RANDOM``.
+
+    The writer's host, boot, pid and process start time let the next writer remove the
+    leftovers of a killed one on the same machine at once (:func:`temp_is_stale`).
+    """
+    from tracker.execution.lifecycle import boot_id, proc_start
+
+    pid = os.getpid()
+    return "_".join((TEMP_PREFIX, _host(), (boot_id() or "-")[:8], str(pid), str(proc_start(pid) or 0),
+                     os.urandom(4).hex()))
+
+
+def temp_is_stale(name: str, mtime: float, now: float | None = None) -> bool:
+    """Whether a temporary file named by :func:`temp_name` was abandoned by its writer.
+
+    Stale when its writer is a process of this machine that is gone (or from an earlier
+    boot), or when nobody wrote to it for ``TEMP_STALE_AFTER`` seconds (writers on other
+    machines). Names not made by :func:`temp_name` are never stale: they are not ours.
+    """
+    from tracker.execution.lifecycle import boot_id, proc_start
+
+    parts = name.split("_")
+    if len(parts) != 6 or parts[0] != TEMP_PREFIX or not parts[3].isdigit() or not parts[4].isdigit():
+        return False
+    if (now if now is not None else time.time()) - mtime > TEMP_STALE_AFTER:
+        return True
+    if parts[1] != _host():
+        return False
+    if parts[2] != (boot_id() or "-")[:8]:
+        return True
+    return str(proc_start(int(parts[3])) or 0) != parts[4]
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "-"
 
 
 @contextlib.contextmanager

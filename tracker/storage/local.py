@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tracker.errors import StorageError
-from tracker.storage.base import BaseStorage, ObjectInfo, Progress, StorageOptions
+from tracker.storage.base import TEMP_DIR, BaseStorage, ObjectInfo, Progress, StorageOptions, temp_is_stale, temp_name
 
 
 class LocalOptions(StorageOptions):
@@ -18,10 +18,11 @@ class LocalOptions(StorageOptions):
 
 
 class LocalStorage(BaseStorage):
-    """Objects as files under ``path/prefix``; writes go to a temp file, then rename."""
+    """Objects as files under ``path/prefix``; writes go to ``.tracker-tmp/`` first, then are renamed."""
 
     Options = LocalOptions
     options: LocalOptions
+    _swept = False
 
     @property
     def root(self) -> Path:
@@ -38,17 +39,32 @@ class LocalStorage(BaseStorage):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         dest = self._path(key)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+        tmp = self.root / TEMP_DIR / temp_name()
         try:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._sweep(tmp.parent)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp)
             os.replace(tmp, dest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {dest}: {exc.strerror or exc}",
                                hint=f"check that {self.root} exists and is writable") from exc
+        finally:
+            tmp.unlink(missing_ok=True)  # gone after the rename; a failed or interrupted copy's leftover
         if progress:
             progress(dest.stat().st_size)
+
+    def _sweep(self, temps: Path) -> None:
+        """Remove what killed writers left in the temp directory (once per target object)."""
+        if self._swept:
+            return
+        self._swept = True
+        for entry in os.scandir(temps):
+            try:
+                if temp_is_stale(entry.name, entry.stat().st_mtime):
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # removed meanwhile by another writer
 
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         try:
@@ -69,10 +85,10 @@ class LocalStorage(BaseStorage):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             return
-        for base, _, names in os.walk(self.root):
+        for base, dirs, names in os.walk(self.root):
+            if base == str(self.root) and TEMP_DIR in dirs:
+                dirs.remove(TEMP_DIR)
             for name in names:
-                if name.endswith(".tmp"):
-                    continue
                 path = Path(base) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

@@ -48,12 +48,21 @@ def validate_options(kind: str, options: dict[str, Any], where: str, lines: dict
 
 
 def open_target(project: Any, name: str) -> BaseStorage:
-    """The configured storage target ``name`` of ``project``, ready to use."""
+    """The configured storage target ``name`` of ``project``, ready to use.
+
+    ``${VAR}`` in its options is replaced from the environment; a credential written into
+    tracker.yaml as is gives a :class:`~tracker.errors.TrackerWarning` (and is masked in
+    everything tracker prints).
+    """
+    from tracker import secrets
+
     target = project.config.storage.get(name)
     if target is None:
         known = ", ".join(sorted(project.config.storage)) or "none yet"
         raise NotFoundError(f"no storage target named {name!r} in tracker.yaml",
                             hint=f"known: {known}; add one with 'tracker storage add {name} --type ...'")
+    secrets.warn_literal({name: target})
     lines = {key[2:]: line for key, line in project.lines.items() if key[:2] == ("storage", name)}
-    options = validate_options(target.type, target.options(), "tracker.yaml", lines)
+    expanded = secrets.expand(target.options(), f"storage.{name}", lines)
+    options = validate_options(target.type, expanded, "tracker.yaml", lines)
     return backend_class(target.type)(name, options, project)
