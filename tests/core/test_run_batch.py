@@ -105,6 +105,7 @@ def test_failed_trials_are_run_again_and_the_cli_says_what_it_skipped(project_di
     assert code == 0 and "skipped 2 trial(s) already completed" in err
     code, _, err = cli("run", "base", "--seed", "1", "-q")
     assert code == 0 and "nothing to run: all 2 trial(s) of base already completed" in err
+    assert err.count("already completed") == 1  # said once
     code, out, _ = cli("run", "base", "--seed", "1", "--seed", "3", "--dry-run", "--json")
     plan = json.loads(out)
     assert sorted((r["seed"], r["skip"]) for r in plan) == [(1, True), (1, True), (3, False), (3, False)]
