@@ -165,3 +165,15 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env["SSHD_DIR"] = str(d)
     yield env
     svc("sshd-hosts.sh", "stop", d)
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr); an unexpected exception is raised."""
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
