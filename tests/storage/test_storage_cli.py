@@ -121,7 +121,8 @@ def test_third_party_backend_via_entry_point(project_dir: Path, tmp_path: Path,
 def test_storage_names_with_control_characters_are_refused(project_dir: Path, tmp_path: Path, name: str) -> None:
     before = (project_dir / "tracker.yaml").read_text()
     added = runner.invoke(app, ["storage", "add", name, "--type", "local", "--path", str(tmp_path / "bk")])
-    assert added.exit_code == 2 and added.stderr.count("\n") == 1 and f"invalid storage target name {name!r}" in added.stderr
+    assert added.exit_code == 2 and added.stderr.count("\n") == 1
+    assert f"invalid storage target name {name!r}" in added.stderr
     assert (project_dir / "tracker.yaml").read_text() == before
     with open(project_dir / "tracker.yaml", "a") as fh:
         fh.write(f"storage:\n  {json.dumps(name)}: {{type: local, path: bk}}\n")
