@@ -64,7 +64,11 @@ class _TrackerGroup(TyperGroup):
         import warnings
 
         from tracker.errors import TrackerError, TrackerWarning
-        from tracker.secrets import redact
+
+        def redact(text: str) -> str:  # its patterns are compiled only when a message needs them
+            from tracker.secrets import redact
+
+            return redact(text)
 
         def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
             if issubclass(category, TrackerWarning):
