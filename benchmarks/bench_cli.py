@@ -85,7 +85,7 @@ def make_project(root: Path, seeds: int) -> None:
 
 
 def fill_store(root: Path, n: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    """Add ``n`` completed trials to the store of the project at ``root``, with whichever tracker imports."""
     from tracker.project import Project
     from tracker.store import Trial, now
 
@@ -154,6 +154,7 @@ def main() -> None:
                          f"{(single - bare) / (guild_run - bare):.2f}x of it"))
 
         # 3. listing at scale
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's tracker, installed or not
         fill_store(project, args.list_size)
         lst = median([tracker, "trials", "list", "--json"], 3, cwd=project)
         csv = median([tracker, "trials", "list", "--csv"], 3, cwd=project)

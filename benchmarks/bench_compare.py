@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,25 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import print_table
 from bench_cli import BARE_TYPER, SCRIPT
 
-FILL = textwrap.dedent("""
-    import sys
-    from pathlib import Path
-    from tracker.project import Project
-    from tracker.store import Trial, now
-
-    store = Project.load(Path(sys.argv[1])).store
-    n = int(sys.argv[2])
-    batch = []
-    for i in range(n):
-        batch.append(Trial(id=f"b{i:011x}", experiment=f"exp{i % 5}", status="completed", seed=i % 10,
-                           params={"lr": 0.1 * (i % 7), "layers": i % 4}, created=now(),
-                           metrics={"train/loss": 1 / (i + 1), "val/acc": (i % 100) / 100},
-                           commit="0" * 40, host="bench"))
-        if len(batch) == 10_000:
-            store.add_trials(batch)
-            batch = []
-    store.add_trials(batch)
-""")
+# bench_cli's store filler, run by each tree's own python (so each tree writes its own schema)
+FILL = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); from pathlib import Path; "
+        "from bench_cli import fill_store; fill_store(Path(sys.argv[1]), int(sys.argv[2]))")
 
 
 def clock(cmd: list[str], cwd: Path | None = None) -> float:
