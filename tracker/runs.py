@@ -177,6 +177,14 @@ def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv 
     return open_executor(project, "local", parallel=options.parallel, venv=venv)
 
 
+def _in_venv(project: Project, options: RunOptions, executor: BaseExecutor,
+             reporter: Reporter) -> tuple[BaseExecutor, venvs.ProjectEnv | None]:
+    """The executor to use and the project's venv (built on first need) when tracker.yaml switches
+    it on for a local run; remotes build their own environment, so they keep ``executor``."""
+    venv = None if options.remote else venvs.prepare(project, reporter)
+    return (make_executor(project, options, venv) if venv else executor), venv
+
+
 def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv | None) -> str:
     """Capture and store the environment ``argv`` runs in (in ``venv`` when given); return its id."""
     env = environment.capture(argv, project.paths.state / "environments.json",
@@ -245,10 +253,8 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     assert executor is not None and planned.code is not None
     code = planned.code
     venv = None
-    if given is None and not options.remote:  # the project's venv is for local trials; remotes build their own
-        venv = venvs.prepare(project, reporter)
-        if venv:
-            executor = make_executor(project, options, venv)
+    if given is None:
+        executor, venv = _in_venv(project, options, executor, reporter)
     lifecycle.reconcile(project)
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
@@ -333,13 +339,11 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
     try:
-        venv = None if remote else venvs.prepare(project, reporter)
+        executor, venv = _in_venv(project, options, executor, reporter)
     except TrackerError as exc:
         for t in trials:
             store.transition(t.id, "cancelled", expected=["queued"], finished=now(), error=f"not started: {exc}")
         raise
-    if venv:
-        executor = make_executor(project, options, venv)
     env_ids: dict[tuple[str, ...], str] = {}
     configs: dict[str, ExperimentConfig] = {}
     for t in trials:
