@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -76,14 +75,15 @@ def test_listing_100k_trials_is_one_fast_query(tmp_path: Path) -> None:
     store = SQLiteStore.open(tmp_path / "big.db")
     store.add_trials(trial(i, experiment=f"e{i % 4}", status="completed",
                            metrics={"val/acc": i / 1e5}) for i in range(100_000))
-    start = time.perf_counter()
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)  # timing belongs to benchmarks/ (bench_cli.py)
     rows = store.list_trials()
     filtered = store.list_trials(experiment="e1", params={"lr": 0.0})
-    elapsed = time.perf_counter() - start
+    store._conn.set_trace_callback(None)
+    assert len(statements) == 2, statements  # one query per listing, however many trials
     assert len(rows) == 100_000
     assert all(t.experiment == "e1" and t.params["lr"] == 0.0 for t in filtered)
     assert len(filtered) == len([i for i in range(100_000) if i % 4 == 1 and i % 3 == 0])
-    assert elapsed < 5  # generous bound for slow CI; benchmarks/ measures the real figure
 
 
 def test_old_store_fixture_is_upgraded_in_place(tmp_path: Path) -> None:
