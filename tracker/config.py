@@ -186,6 +186,17 @@ class Objective(_Strict):
     metric: str
     goal: Literal["min", "max"] = "max"
 
+    @field_validator("metric")
+    @classmethod
+    def _not_test(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the objective needs a metric name, e.g. val/acc")
+        head = v.split("/", 1)[0].split(".", 1)[0].lower()
+        if head == "test" or v.lower().startswith("test_"):
+            raise ValueError(f"the objective {v!r} is a test metric; test data must not drive selection "
+                             "(optimise and compare on a validation metric such as val/acc)")
+        return v
+
 
 class Phase(_Strict):
     """One phase (train / validate / test) of an experiment."""

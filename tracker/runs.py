@@ -177,7 +177,7 @@ def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv 
     return open_executor(project, "local", parallel=options.parallel, venv=venv)
 
 
-def _in_venv(project: Project, options: RunOptions, executor: BaseExecutor,
+def in_venv(project: Project, options: RunOptions, executor: BaseExecutor,
              reporter: Reporter) -> tuple[BaseExecutor, venvs.ProjectEnv | None]:
     """The executor to use and the project's venv (built on first need) when tracker.yaml switches
     it on for a local run; remotes build their own environment, so they keep ``executor``."""
@@ -198,12 +198,14 @@ def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv
 
 def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, ExperimentConfig],
                   code: gitinfo.CodeState, env_ids: dict[str, str], executor: str,
-                  tags: Sequence[str] = ()) -> tuple[str, list[Trial]]:
+                  tags: Sequence[str] = (), *, run_id: str | None = None,
+                  extra: dict[str, Any] | None = None) -> tuple[str, list[Trial]]:
     """Insert queued trials for ``specs`` (one run), owned by this process, and prepare their directories.
 
-    Every trial gets its experiment file's ``tags`` plus ``tags`` (the run's ``--tag``).
+    Every trial gets its experiment file's ``tags`` plus ``tags`` (the run's ``--tag``), and
+    ``extra`` in its record (an optimization's id and configuration number).
     """
-    run_id = new_id()
+    run_id = run_id or new_id()
     created = now()
     me = lifecycle.owner()
     beat = time.time()
@@ -217,7 +219,7 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
             created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
             commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
             executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={**({"fingerprint": key} if key else {}),
+            extra={**(extra or {}), **({"fingerprint": key} if key else {}),
                    **({"code_patch_redacted": list(code.redacted)} if code.redacted else {})},
             tags=list(dict.fromkeys([*config.tags, *tags]))))
     project.store.add_trials(trials)
@@ -254,7 +256,7 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     code = planned.code
     venv = None
     if given is None:
-        executor, venv = _in_venv(project, options, executor, reporter)
+        executor, venv = in_venv(project, options, executor, reporter)
     lifecycle.reconcile(project)
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
@@ -339,7 +341,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
     try:
-        executor, venv = _in_venv(project, options, executor, reporter)
+        executor, venv = in_venv(project, options, executor, reporter)
     except TrackerError as exc:
         for t in trials:
             store.transition(t.id, "cancelled", expected=["queued"], finished=now(), error=f"not started: {exc}")

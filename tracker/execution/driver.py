@@ -64,12 +64,14 @@ class Driver:
     """Runs trials through ``executor``; see the module docstring."""
 
     def __init__(self, project: Project, executor: BaseExecutor, reporter: Reporter | None = None, *,
-                 pruner: Pruner | None = None, max_failures: int = 0) -> None:
+                 pruner: Pruner | None = None, max_failures: int = 0,
+                 on_end: Callable[[Trial], None] | None = None) -> None:
         self.project = project
         self.store = project.store
         self.executor = executor
         self.reporter = reporter or Reporter()
         self.pruner = pruner
+        self.on_end = on_end  # told of every trial that reached its final status (a search tells its study)
         self.lease = project.config.defaults.lease
         self.grace = project.config.defaults.grace
         self.owner = lifecycle.owner()
@@ -166,8 +168,17 @@ class Driver:
         If the executor cannot get ready (a host key unknown or changed, no host reachable, a
         failed environment set-up), nothing is started: the trials end ``cancelled`` with the reason.
         """
-        self.claim(trials)
         self.reporter.planned(len(trials))
+        self.prepare(trials)
+        self.run(trials)
+        return self.store.list_trials(ids=[t.id for t in trials])
+
+    def prepare(self, trials: list[Trial]) -> None:
+        """Own these queued trials and get the executor ready for them (and for more like them).
+
+        If it cannot get ready, the owned trials end ``cancelled`` with the reason and the error is raised.
+        """
+        self.claim(trials)
         try:
             with self.heartbeats():
                 self.executor.prepare([Job(t, self.config(t), self.grace) for t in trials], self.reporter)
@@ -179,8 +190,6 @@ class Driver:
             self.end_queued("cancelled", "cancelled before it started")
             self.executor.close()
             raise
-        self.run(trials)
-        return self.store.list_trials(ids=[t.id for t in trials])
 
     def _waiting_feed(self, source: Iterator[Trial | None]) -> bool:
         """Nothing runs and the feed had nothing: one more ask; False when it still has nothing."""
@@ -321,7 +330,9 @@ class Driver:
         self._count(final)
 
     def _count(self, trial: Trial) -> None:
-        """Count an ended trial towards ``max_failures``; stop starting trials when it is reached."""
+        """Tell ``on_end``; count an ended trial towards ``max_failures``, stop starting trials when it is reached."""
+        if self.on_end:
+            self.on_end(trial)
         if trial.status == "completed":
             self._completed = True
         if trial.status != "failed" or self._completed or not self.max_failures or self.stopped:

@@ -16,15 +16,18 @@ from tracker.store.models import (
     RESETTABLE,
     STATUSES,
     TRANSITIONS,
+    Configuration,
     Event,
     MetricPoint,
+    Optimization,
     Trial,
     sources,
 )
 from tracker.store.sqlite import SQLiteStore, now
 
 __all__ = [
-    "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Event", "MetricPoint",
+    "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Configuration", "Event",
+    "MetricPoint", "Optimization",
     "SQLiteStore", "Trial", "now", "open_store", "sources", "stores",
 ]
 

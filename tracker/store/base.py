@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tracker.store.models import Event, MetricPoint, Trial
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial
 
 
 class BaseStore(ABC):
@@ -172,3 +172,35 @@ class BaseStore(ABC):
     @abstractmethod
     def events(self, trial_id: str) -> list[Event]:
         """A trial's history."""
+
+    # ------------------------------------------------------------------ optimizations (search state)
+
+    @abstractmethod
+    def add_optimization(self, optimization: Optimization) -> None:
+        """Record a new optimization."""
+
+    @abstractmethod
+    def update_optimization(self, optimization_id: str, **fields: Any) -> None:
+        """Set fields (status, finished, error, owner, settings) of an optimization."""
+
+    @abstractmethod
+    def claim_optimization(self, optimization_id: str, owner: dict[str, Any], *, unless: dict[str, Any]) -> bool:
+        """Make ``owner`` the optimization's owner and its status ``running``, only if its owner is
+        still ``unless`` (compare-and-set: of two resumes, one wins)."""
+
+    @abstractmethod
+    def get_optimization(self, ref: str) -> Optimization:
+        """An optimization by id or unique id prefix."""
+
+    @abstractmethod
+    def list_optimizations(self, *, experiment: str | None = None) -> list[Optimization]:
+        """Every optimization (of ``experiment``), oldest first."""
+
+    @abstractmethod
+    def save_configuration(self, configuration: Configuration) -> None:
+        """Insert or replace one configuration of an optimization."""
+
+    @abstractmethod
+    def configurations(self, optimization_id: str) -> list[Configuration]:
+        """The configurations of an optimization, by number."""
+

@@ -101,6 +101,58 @@ class Trial:
         return asdict(self)
 
 
+OPTIMIZATION_STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+CONFIGURATION_STATES = ("running", "complete", "pruned", "failed")
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """One ``tracker optimize``: a search over an experiment's space, its settings and where it stands.
+
+    ``status`` is ``running`` while a process drives it (``interrupted`` when that process is
+    found gone), then ``completed`` (budget spent or space covered), ``stopped`` (too many
+    failures, a timeout) or ``failed`` (a config error found while running).
+    """
+
+    id: str
+    experiment: str
+    strategy: str
+    settings: dict[str, Any]  # metric, goal, seeds, aggregate, budget, sampler_seed, space, params...
+    status: str
+    created: str
+    finished: str | None = None
+    error: str | None = None
+    owner: dict[str, Any] = field(default_factory=dict)  # the process driving it (host, pid, start)
+    commit: str | None = None  # the code it started on
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One point of an optimization's space (an Optuna trial), evaluated over the same seeds.
+
+    ``values`` maps each seed (as text) to the objective its trial reached; ``value`` is their
+    aggregate once every seed is done (``complete``). ``pruned`` ones stopped early (at ``step``
+    of the learning curve, or after the seeds in ``values`` when worse than the best).
+    """
+
+    optimization: str
+    number: int
+    params: dict[str, Any]
+    state: str
+    created: str
+    value: float | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    step: int | None = None
+    error: str | None = None
+    finished: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class MetricPoint:
     """One logged value of one metric."""

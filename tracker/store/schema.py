@@ -160,10 +160,48 @@ def _m0004_tags_notes(conn: sqlite3.Connection) -> None:
         CREATE INDEX tags_name ON tags(name)
         """,
     )
+
+
 def _m0005_fingerprints(conn: sqlite3.Connection) -> None:
     """An index on each trial's fingerprint (``extra.fingerprint``: experiment, params, seed, code
     and config), so a run finds the trials it already completed in one indexed query."""
     conn.execute("CREATE INDEX trials_fingerprint ON trials(json_extract(extra, '$.fingerprint'))")
+
+
+def _m0006_optimizations(conn: sqlite3.Connection) -> None:
+    """Optimizations and their configurations (the search state ``tracker optimize resume`` rebuilds
+    its study from); trials find theirs through ``extra.optimization``, indexed."""
+    _script(
+        conn,
+        """
+        CREATE TABLE optimizations (
+            id TEXT PRIMARY KEY,
+            experiment TEXT NOT NULL,
+            strategy TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            created TEXT NOT NULL,
+            finished TEXT,
+            error TEXT,
+            owner TEXT NOT NULL DEFAULT '{}',
+            commit_sha TEXT
+        );
+        CREATE TABLE configurations (
+            optimization_id TEXT NOT NULL REFERENCES optimizations(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL,
+            created TEXT NOT NULL,
+            value REAL,
+            seed_values TEXT NOT NULL DEFAULT '{}',
+            step INTEGER,
+            error TEXT,
+            finished TEXT,
+            PRIMARY KEY (optimization_id, number)
+        );
+        CREATE INDEX trials_optimization ON trials(json_extract(extra, '$.optimization'))
+        """,
+    )
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
@@ -172,6 +210,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0003_lifecycle", _m0003_lifecycle),
     ("0004_tags_notes", _m0004_tags_notes),
     ("0005_fingerprints", _m0005_fingerprints),
+    ("0006_optimizations", _m0006_optimizations),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from tracker.errors import NotFoundError, StoreError, UsageError
 from tracker.store.base import BaseStore
-from tracker.store.models import Event, MetricPoint, Trial, sources
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, sources
 from tracker.store.schema import migrate
 
 _COLUMNS = (
@@ -469,6 +469,7 @@ class SQLiteStore(BaseStore):
         run_id: str | None = None,
         ids: Sequence[str] | None = None,
         fingerprints: Sequence[str] | None = None,
+        optimization: str | None = None,
     ) -> tuple[str, list[Any]]:
         """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
@@ -488,6 +489,9 @@ class SQLiteStore(BaseStore):
         if fingerprints is not None:  # one JSON argument, however many; the expression index answers it
             where.append("json_extract(extra, '$.fingerprint') IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(list(fingerprints)))
+        if optimization:
+            where.append("json_extract(extra, '$.optimization') = ?")
+            args.append(optimization)
         for tag in tags or []:
             where.append("id IN (SELECT trial_id FROM tags WHERE name = ?)")
             args.append(tag)
@@ -586,3 +590,74 @@ class SQLiteStore(BaseStore):
         """A trial's history."""
         return [Event(*r) for r in self._query(
             "SELECT trial_id, ts, kind, message FROM events WHERE trial_id = ? ORDER BY id", (trial_id,))]
+
+    # ------------------------------------------------------------------ optimizations
+
+    def add_optimization(self, optimization: Optimization) -> None:
+        o = optimization
+        with self.transaction() as c:
+            c.execute(f"INSERT INTO optimizations ({', '.join(_OPT_COLUMNS)}) VALUES "
+                      f"({', '.join('?' * len(_OPT_COLUMNS))})",
+                      (o.id, o.experiment, o.strategy, json.dumps(o.settings), o.status, o.created, o.finished,
+                       o.error, json.dumps(o.owner), o.commit))
+
+    def update_optimization(self, optimization_id: str, **fields: Any) -> None:
+        columns = {"commit": "commit_sha"}
+        sets, args = [], []
+        for name, value in fields.items():
+            column = columns.get(name, name)
+            if column not in _OPT_COLUMNS or column == "id":
+                raise ValueError(f"cannot update optimization field {name!r}")
+            sets.append(f"{column} = ?")
+            args.append(json.dumps(value) if column in ("settings", "owner") else value)
+        with self.transaction() as c:
+            c.execute(f"UPDATE optimizations SET {', '.join(sets)} WHERE id = ?", (*args, optimization_id))
+
+    def claim_optimization(self, optimization_id: str, owner: dict[str, Any], *, unless: dict[str, Any]) -> bool:
+        with self.transaction() as c:
+            done = c.execute("UPDATE optimizations SET owner = ?, status = 'running', finished = NULL, error = NULL "
+                             "WHERE id = ? AND owner = ?", (json.dumps(owner), optimization_id, json.dumps(unless)))
+            return done.rowcount == 1
+
+    def get_optimization(self, ref: str) -> Optimization:
+        ref = ref.strip()
+        prefix = ref.replace("%", "").replace("_", "")
+        rows = self._query(f"{_OPT_SELECT} WHERE id = ?", (ref,)) if ref else []
+        if not rows and prefix:
+            rows = self._query(f"{_OPT_SELECT} WHERE id LIKE ? ORDER BY created LIMIT 3", (prefix + "%",))
+        if not rows:
+            raise NotFoundError(f"no optimization {ref!r}", hint="see 'tracker optimize list'")
+        if len(rows) > 1:
+            raise UsageError(f"optimization id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}, ...)",
+                             hint="give more characters of the id")
+        return _row_to_optimization(rows[0])
+
+    def list_optimizations(self, *, experiment: str | None = None) -> list[Optimization]:
+        where, args = (" WHERE experiment = ?", (experiment,)) if experiment else ("", ())
+        return [_row_to_optimization(r) for r in self._query(f"{_OPT_SELECT}{where} ORDER BY created, rowid", args)]
+
+    def save_configuration(self, configuration: Configuration) -> None:
+        f = configuration
+        with self.transaction() as c:
+            c.execute(f"INSERT OR REPLACE INTO configurations ({', '.join(_CONF_COLUMNS)}) VALUES "
+                      f"({', '.join('?' * len(_CONF_COLUMNS))})",
+                      (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
+                       json.dumps(f.values), f.step, f.error, f.finished))
+
+    def configurations(self, optimization_id: str) -> list[Configuration]:
+        rows = self._query(f"SELECT {', '.join(_CONF_COLUMNS)} FROM configurations WHERE optimization_id = ? "
+                           "ORDER BY number", (optimization_id,))
+        return [Configuration(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9])
+                for r in rows]
+
+
+_OPT_COLUMNS = ("id", "experiment", "strategy", "settings", "status", "created", "finished", "error", "owner",
+                "commit_sha")
+_OPT_SELECT = f"SELECT {', '.join(_OPT_COLUMNS)} FROM optimizations"
+_CONF_COLUMNS = ("optimization_id", "number", "params", "state", "created", "value", "seed_values", "step", "error",
+                 "finished")
+
+
+def _row_to_optimization(r: Sequence[Any]) -> Optimization:
+    return Optimization(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), r[9])
+

@@ -1,0 +1,257 @@
+"""``tracker optimize``: search an experiment's space; status, resume, best, list and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_params, fmt_time, info, project
+
+
+class _StartByDefault(TyperGroup):
+    """``tracker optimize EXPERIMENT ...`` means ``tracker optimize start EXPERIMENT ...``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_StartByDefault, no_args_is_help=True,
+                  help="Search an experiment's space (grid, random, tpe, gp, hyperband, bohb) over seeds.")
+
+STRATEGIES = "grid|random|tpe|gp|hyperband|bohb"
+
+
+def _remotes(remote: str | None) -> list[str]:
+    return [r.strip() for r in remote.split(",") if r.strip()] if remote else []
+
+
+@app.command("start")
+def start(
+    experiment: str = typer.Argument(..., help="The experiment whose 'search:' space is searched."),
+    strategy: str = typer.Option("tpe", "--strategy", "-S", help=f"How configurations are chosen: {STRATEGIES}."),
+    trials: int = typer.Option(None, "--trials", "-t", help="Configurations to try (default 20; grid: all)."),
+    timeout: float = typer.Option(None, "--timeout", help="Start no new configuration after SECONDS."),
+    parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
+    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    seeds: int = typer.Option(None, "--seeds", "-n", help="Evaluate each configuration on the first N preset "
+                              "seeds (default: the experiment's seeds, else 1)."),
+    aggregate: str = typer.Option("mean", "--aggregate", help="Objective of a configuration over its seeds: "
+                                  "mean|median."),
+    sampler_seed: int = typer.Option(None, "--sampler-seed", help="Seed of the sampler (default: the project's "
+                                     "master seed)."),
+    max_failures: int = typer.Option(None, "--max-failures", help="Stop after N configurations failed in a row "
+                                     "(default 5; 0: never)."),
+    no_seed_pruning: bool = typer.Option(False, "--no-seed-pruning", help="Run every seed of every "
+                                         "configuration (no paired early stop)."),
+    tag: list[str] = typer.Option(None, "--tag", help="Tag every trial (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Optimise EXPERIMENT's objective over its 'search:' ranges; each configuration runs over the same seeds.
+
+    Every trial is a normal trial (list, show, logs, checkout), grouped under the
+    optimization's id. Ctrl-C stops it; 'tracker optimize resume ID' continues it.
+
+    Examples:
+
+        tracker optimize quad --strategy tpe --trials 50 -j 4
+        tracker optimize quad --strategy grid
+        tracker optimize quad --strategy bohb --trials 100 --seeds 3
+        tracker optimize quad --strategy random --remote gpu1,gpu2
+    """
+    from tracker.config import check_tags
+    from tracker.search.optimizer import DEFAULT_MAX_FAILURES, OptimizeOptions, optimize
+
+    proj = project()
+    options = OptimizeOptions(strategy=strategy, trials=trials, timeout=timeout, parallel=parallel,
+                              remote=_remotes(remote), seeds=seeds, aggregate=aggregate, sampler_seed=sampler_seed,
+                              max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures,
+                              seed_pruning=not no_seed_pruning, tags=check_tags(tag or []))
+    _drive(lambda reporter: optimize(proj, experiment, options, reporter), quiet or as_json, as_json)
+
+
+@app.command("resume")
+def resume(
+    optimization: str = typer.Argument(..., help="The optimization id (or a unique prefix)."),
+    trials: int = typer.Option(None, "--trials", "-t", help="Raise the number of configurations to N in all."),
+    timeout: float = typer.Option(None, "--timeout", help="Start no new configuration after SECONDS."),
+    parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
+    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Continue an interrupted optimization: the same study; nothing finished runs again.
+
+    Configurations that were cut short run their missing seeds; then new ones are
+    asked for until the budget (--trials raises it) is spent.
+    """
+    from tracker.search.optimizer import resume as resume_search
+
+    proj = project()
+    _drive(lambda reporter: resume_search(proj, optimization, parallel=parallel, remote=_remotes(remote),
+                                          trials=trials, timeout=timeout, reporter=reporter),
+           quiet or as_json, as_json)
+
+
+def _drive(call: Any, quiet: bool, as_json: bool) -> None:
+    from tracker.cli.run import ConsoleReporter
+
+    reporter = ConsoleReporter(stream=not quiet)
+    try:
+        result = call(reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        info("tracker: interrupted; running trials were cancelled ('tracker optimize list' shows the id, "
+             "'tracker optimize resume ID' continues)")
+        raise typer.Exit(130) from None
+    finally:
+        reporter.close()
+    o = result.optimization
+    if as_json:
+        from tracker.search.results import status as status_of
+
+        emit_json(status_of(project(), o.id).as_dict())
+    else:
+        _print_status(_status(o.id))
+    if o.status != "completed":
+        raise typer.Exit(1)
+
+
+def _status(ref: str) -> Any:
+    from tracker.search.results import status as status_of
+
+    return status_of(project(), ref)
+
+
+def _print_status(st: Any) -> None:
+    o = st.optimization
+    s = o.settings
+    budget = f"/{st.budget}" if st.budget else ""
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(st.configurations.items())) or "none yet"
+    trial_counts = ", ".join(f"{n} {k}" for k, n in sorted(st.trials.items())) or "none yet"
+    lines = [
+        f"optimization {o.id}: {o.experiment}, {o.strategy}, {st.state}",
+        f"  objective:       {s.get('goal')} {s.get('metric')} ({s.get('aggregate')} over seeds "
+        f"{', '.join(map(str, s.get('seeds', [])))})",
+        f"  configurations:  {st.made}{budget} ({counts})",
+        f"  trials:          {trial_counts}",
+    ]
+    if st.best is not None:
+        lines.append(f"  best:            configuration {st.best.number}: {s.get('metric')} = {st.best.value:.6g}")
+        lines.append(f"  best params:     {fmt_params(st.best.params)}")
+    if o.error:
+        lines.append(f"  note:            {o.error}")
+    if st.state in ("interrupted", "stopped"):
+        lines.append(f"  continue with:   tracker optimize resume {o.id}")
+    typer.echo("\n".join(lines))
+
+
+@app.command("status")
+def status(
+    optimization: str = typer.Argument(..., help="The optimization id (or a unique prefix)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Show a live progress bar until it ends."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Where an optimization stands: best configuration and value so far, configurations and trials by state."""
+    st = _status(optimization)
+    if watch and st.state == "running" and not as_json:
+        st = _watch(optimization)
+    if as_json:
+        emit_json(st.as_dict())
+        return
+    _print_status(st)
+
+
+def _watch(ref: str) -> Any:
+    """A progress bar of configurations done (and the best value) until the optimization ends."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tracker.cli._common import console
+
+    st = _status(ref)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(st.optimization.experiment, total=st.budget, detail="")
+        while True:
+            done = st.made - st.configurations.get("running", 0)
+            best = f"best {st.best.value:.6g}" if st.best is not None else "no result yet"
+            running = st.trials.get("running", 0)
+            bar.update(task, completed=done, detail=f"{done}/{st.budget or '?'} configurations, "
+                       f"{running} trial(s) running, {best}")
+            if st.state != "running":
+                return st
+            time.sleep(1.0)
+            st = _status(ref)
+
+
+@app.command("best")
+def best(
+    optimization: str = typer.Argument(..., help="The optimization id (or a unique prefix)."),
+    save: str = typer.Option(None, "--save", metavar="NAME", help="Write it as experiments/NAME.yaml."),
+    force: bool = typer.Option(False, "--force", help="Overwrite experiments/NAME.yaml."),
+    commit: bool = typer.Option(False, "--commit", help="Commit the new experiment file (and only it)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The best configuration: its params (fixed and searched), value and per-seed values."""
+    from tracker.cli._common import tracked_edit
+    from tracker.search.results import best_of, save_best
+
+    proj = project()
+    found = best_of(proj, optimization)
+    if save:
+        with tracked_edit(proj, f"Add experiment {save} (best of optimization {found.optimization.id})",
+                          commit=commit) as written:
+            written.append(save_best(proj, optimization, save, force=force))
+        info(f"wrote experiments/{save}.yaml; run it with 'tracker run {save}'")
+    if as_json:
+        emit_json(found.as_dict())
+        return
+    s = found.optimization.settings
+    typer.echo(f"configuration {found.configuration.number} of {found.optimization.id}: "
+               f"{s.get('metric')} = {found.configuration.value:.6g} ({s.get('aggregate')} of "
+               f"{len(found.configuration.values)} seed(s))")
+    for name, value in found.params.items():
+        typer.echo(f"  {name}: {value!r}" if isinstance(value, str) else f"  {name}: {value}")
+
+
+@app.command("list")
+def list_(
+    experiment: str = typer.Option(None, "--experiment", "-e", help="Only this experiment's."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every optimization: experiment, strategy, state, configurations and best value."""
+    from tracker.search.results import list_optimizations
+
+    found = list_optimizations(project(), experiment)
+    if as_json:
+        emit_json([st.as_dict() for st in found])
+        return
+    if not found:
+        info("no optimizations yet; start one with 'tracker optimize EXPERIMENT --strategy tpe'")
+        return
+    emit_table([(st.optimization.id, st.optimization.experiment, st.optimization.strategy, st.state,
+                 f"{st.made}/{st.budget}" if st.budget else st.made,
+                 "" if st.best is None else f"{st.best.value:.6g}", fmt_time(st.optimization.created))
+                for st in found],
+               ["id", "experiment", "strategy", "status", "configurations", "best", "created"],
+               keep={"id", "status"})
+
+
+@app.command("report")
+def report(
+    optimization: str = typer.Argument(..., help="The optimization id (or a unique prefix)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+) -> None:
+    """One self-contained HTML page (opens offline): history with best-so-far, parameter importances,
+    parallel coordinates, intermediate values with pruned configurations marked."""
+    from tracker.search.report import write_report
+
+    path = write_report(project(), optimization, out)
+    info(f"wrote {path}")
