@@ -40,7 +40,8 @@ from tracker.store import (
 
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 SHA = "ab" * 32
-ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints"]
+ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints",
+                  "0006_optimizations"]
 
 
 def make(status: str = "queued", **kw: Any) -> Trial:
