@@ -1,5 +1,6 @@
 # tracker: the two commands a newcomer needs are `make demo` and `make test`.
 PYTHON ?= python3
+TORCH ?= 2.13.0
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
@@ -10,10 +11,11 @@ export PATH := $(BIN):$(PATH)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q 'torch==$(TORCH)'  # CPU build first, so the gp extra pulls no CUDA
+	$(BIN)/python -m pip install -q -e '.[all,gp,dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## venv with tracker, every extra and the dev tools
+install: $(STAMP)  ## venv with tracker, every extra (gp: CPU PyTorch) and the dev tools
 
 demo: $(STAMP)  ## create a project from the bundled template, run 3 seeds, check out the code a trial ran
 	rm -rf demo && mkdir -p demo
