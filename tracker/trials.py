@@ -51,10 +51,12 @@ def _statuses(status: list[str] | None) -> list[str] | None:
 
 def list_trials(project: Project, *, experiment: list[str] | None = None,
                 status: list[str] | None = None, params: dict[str, Any] | None = None,
-                tags: list[str] | None = None, limit: int | None = None) -> list[Trial]:
+                tags: list[str] | None = None, limit: int | None = None,
+                optimization: str | None = None) -> list[Trial]:
     """Trials matching the filters (``tags``: having every one), oldest first (``limit`` keeps the newest N)."""
     lifecycle.reconcile(project)
-    trials = project.store.list_trials(**_filters(experiment, status, params, tags), limit=limit,
+    trials = project.store.list_trials(**_filters(project, experiment, status, params, tags, optimization),
+                                       limit=limit,
                                        newest_first=limit is not None)
     return trials[::-1] if limit is not None else trials
 
@@ -63,26 +65,29 @@ BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty",
                 "finished", "duration", "exit_code", "tags"]
 
 
-def _filters(experiment: list[str] | None, status: list[str] | None,
-             params: dict[str, Any] | None, tags: list[str] | None) -> dict[str, Any]:
+def _filters(project: Project, experiment: list[str] | None, status: list[str] | None,
+             params: dict[str, Any] | None, tags: list[str] | None, optimization: str | None) -> dict[str, Any]:
+    found = project.store.get_optimization(optimization).id if optimization else None
     return {"experiment": experiment or None, "status": _statuses(status), "params": params,
-            "tags": check_tags(tags or [], "--tag") or None}
+            "tags": check_tags(tags or [], "--tag") or None, "optimization": found}
 
 
 def list_json(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
-              tags: list[str] | None = None, limit: int | None = None) -> str:
+              tags: list[str] | None = None, limit: int | None = None, optimization: str | None = None) -> str:
     """``trials list --json``: a JSON array of trial summaries (the documented contract)."""
     lifecycle.reconcile(project)
-    return project.store.summaries_json(limit=limit, **_filters(experiment, status, params, tags))
+    return project.store.summaries_json(limit=limit,
+                                        **_filters(project, experiment, status, params, tags, optimization))
 
 
 def list_rows(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
-              tags: list[str] | None = None, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+              tags: list[str] | None = None, limit: int | None = None,
+              optimization: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Flat rows for tables and CSV: base columns (tags comma-separated), then ``params.X`` and ``metrics.Y``."""
     lifecycle.reconcile(project)
-    filters = _filters(experiment, status, params, tags)
+    filters = _filters(project, experiment, status, params, tags, optimization)
     param_names, metric_names = project.store.key_names(limit=limit, **filters)
     rows = project.store.table(param_names, metric_names, limit=limit, **filters)
     columns = BASE_COLUMNS + [f"params.{n}" for n in param_names] + [f"metrics.{n}" for n in metric_names]
@@ -141,9 +146,10 @@ def resolve_columns(project: Project, names: list[str]) -> list[Column]:
 
 
 def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,
-          params: dict[str, Any] | None = None, tags: list[str] | None = None) -> int:
+          params: dict[str, Any] | None = None, tags: list[str] | None = None,
+          optimization: str | None = None) -> int:
     """How many trials match the filters."""
-    return project.store.count(**_filters(experiment, status, params, tags))
+    return project.store.count(**_filters(project, experiment, status, params, tags, optimization))
 
 
 def tag(project: Project, ref: str, tags: list[str], *, remove: bool = False) -> Trial:

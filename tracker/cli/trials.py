@@ -45,6 +45,8 @@ def list_(
     param: list[str] = typer.Option(None, "--param", "-p", metavar="NAME=VALUE",
                                     help="Only trials with this param value (repeatable)."),
     tag: list[str] = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them)."),
+    optimization: str = typer.Option(None, "--optimization", "-O", metavar="ID",
+                                     help="Only the trials of this optimization."),
     limit: int = typer.Option(None, "--limit", "-n", help="Only the newest N trials."),
     all_: bool = typer.Option(False, "--all", "-a", help="On a terminal, show every trial (not just 100)."),
     columns: str = typer.Option(None, "--columns", "-c", metavar="NAMES",
@@ -66,7 +68,7 @@ def list_(
 
     proj = project()
     filters = {"experiment": experiment, "status": status,
-               "params": parse_assignments(param, "--param"), "tags": tag}
+               "params": parse_assignments(param, "--param"), "tags": tag, "optimization": optimization}
     if as_json:
         if columns is not None:
             from tracker.errors import UsageError
@@ -160,6 +162,9 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         + (f", venv {env['venv']['key']}" if env.get("venv") else ""),
         f"directory   {detail.directory}",
     ]
+    if t.extra.get("optimization"):
+        lines.append(f"search      optimization {t.extra['optimization']}, configuration "
+                     f"{t.extra.get('configuration')}")
     if t.tags:
         lines.append(f"tags        {', '.join(t.tags)}")
     if t.note:
