@@ -65,8 +65,8 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
     assert git(project, "log", "--format=%an <%ae>") == "Test User <test@example.invalid>\n"  # the user's identity
     assert git(project, "status", "--porcelain") == ""
     assert set(git(project, "ls-files").split()) == {
-        ".gitignore", ".trackerignore", "README.md", "experiments/baseline.yaml", "requirements.txt",
-        "tracker.yaml", "train.py"}
+        ".gitignore", ".trackerignore", "README.md", "experiments/baseline.yaml", "experiments/tune.yaml",
+        "requirements.txt", "tracker.yaml", "train.py"}
     settings = yaml.safe_load((project / "tracker.yaml").read_text())
     assert settings["name"] == "digits-demo" and len(settings["seeds"]) == 10
     assert settings["environment"] == {"venv": True}  # trials get scikit-learn from requirements.txt
@@ -86,6 +86,17 @@ def test_default_template_baseline_is_in_the_experiments_create_style() -> None:
     assert data["objective"] == {"metric": "val/acc", "goal": "max"}
     assert "seeds" not in yaml.safe_load(
         (default_template() / "{{cookiecutter.project_slug}}" / "tracker.yaml").read_text().replace("{{", "x{"))
+
+
+def test_default_template_tune_experiment_is_a_valid_search() -> None:
+    from tracker.config import ExperimentConfig, parse_model
+    from tracker.search import space
+
+    text = (default_template() / "{{cookiecutter.project_slug}}" / "experiments" / "tune.yaml").read_text()
+    config = parse_model(text, ExperimentConfig, "tune.yaml")
+    ranges = space.ranges(config, space.Where("tune.yaml", {}))
+    assert set(space.distributions(ranges)) == {"lr", "alpha", "loss"}  # what train.py takes as flags
+    assert config.objective is not None and config.objective.metric == "val/acc"
 
 
 def test_local_template_with_hooks_raw_files_and_nesting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
