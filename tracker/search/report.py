@@ -119,12 +119,12 @@ def _text(value: Any) -> Any:
 
 def _study(record: Optimization, confs: list[Configuration]) -> Study:
     """An in-memory Optuna study with one trial per configuration, string values escaped for the figures."""
+    import optuna
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState, create_trial
 
     from tracker.config import SearchSpace
 
-    optuna = _optuna()
     dists = spacelib.distributions({k: SearchSpace(**v) for k, v in record.settings.get("space", {}).items()})
     dists = {name: CategoricalDistribution([_text(c) for c in d.choices])
              if isinstance(d, CategoricalDistribution) else d for name, d in dists.items()}
