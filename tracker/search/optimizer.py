@@ -232,7 +232,7 @@ class _Search:
 
     def __init__(self, project: Project, record: Optimization, config: ExperimentConfig, executor: BaseExecutor,
                  venv: Any, code: gitinfo.CodeState, reporter: Reporter, known: list[Configuration]) -> None:
-        import optuna
+        optuna = strategies._optuna()  # quiet: no log lines, no warning that WilcoxonPruner is experimental
 
         self.project = project
         self.store = project.store
@@ -313,6 +313,8 @@ class _Search:
             for step, values in self._steps(list(done.values())).items():
                 item.curve[step] = values
             self.open[conf.number] = item
+            if not item.todo:  # every seed completed before the search was cut short
+                self._close(item, "complete", value=self.aggregate([item.values[s] for s in self.seeds]))
 
     def _steps(self, trials: list[Trial]) -> dict[int, dict[int, float]]:
         """step -> seed -> value of the objective, from the stored metrics of ``trials``."""
