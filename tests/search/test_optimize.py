@@ -242,6 +242,19 @@ def test_resume_closes_a_configuration_whose_seeds_all_completed(search_project:
     assert len(resumed.trials) == len(result.trials)  # nothing ran again
 
 
+def test_a_search_bounded_by_time_alone_resumes_only_with_a_bound(search_project: Project) -> None:
+    first = run_search(search_project, "quad", strategy="random", timeout=1.0)
+    opt, made = first.optimization.id, len(first.configurations)
+    assert first.optimization.settings["budget"] is None
+    again = subprocess.run([sys.executable, "-m", "tracker", "optimize", "resume", opt], cwd=search_project.root,
+                           capture_output=True, text=True, timeout=60)  # without a bound it would never end
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "no --trials budget, only a --timeout" in again.stderr and "--timeout SECONDS" in again.stderr
+    assert len(search_project.store.configurations(opt)) == made
+    resumed = optimizer.resume(search_project, opt, trials=made + 2)
+    assert resumed.optimization.status == "completed" and len(resumed.configurations) == made + 2
+
+
 # ---------------------------------------------------------------------------- parallel
 
 
@@ -291,6 +304,10 @@ def test_max_failures_in_a_row_stops_the_search(search_project: Project) -> None
     ("search:\n  n: {type: int, low: 1, high: 5}\n  x: {type: uniform, low: 0, high: 1}\n", "grid", 6,
      ["grid search needs a finite range", "'x'"]),
     ("search:\n  x: {type: uniform, low: 0, high: 1, log: true}\n", "random", 5, ["low > 0"]),
+    ("search:\n  x: {type: uniform, low: 0, high: 1, step: 0.3}\n", "random", 5,
+     ["high - low = 1 is not a multiple of 'step' 0.3", "make 'high' 0.9 or 1.2"]),
+    ("search:\n  x: {type: uniform, low: 0, high: 1}\n  n: {type: int, low: 1, high: 4, step: 2}\n", "grid", 6,
+     ["'n': high - low = 3 is not a multiple of 'step' 2"]),
 ])
 def test_a_bad_space_is_a_config_error_at_its_line(search_project: Project, space: str, strategy: str, line: int,
                                                    words: list[str]) -> None:

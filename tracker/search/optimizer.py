@@ -205,6 +205,10 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     settings = dict(record.settings)
     if trials is not None:
         settings["budget"] = trials
+    if settings.get("budget") is None and timeout is None:  # it was bounded by time alone
+        raise UsageError(f"optimization {record.id} had no --trials budget, only a --timeout, so a resume "
+                         "needs one of them", hint=f"tracker optimize resume {record.id} --timeout SECONDS "
+                                                   "(or --trials N, counting the configurations done)")
     settings["timeout"] = timeout
     code = gitinfo.capture(project.root)
     if code.commit != record.commit:
