@@ -188,9 +188,10 @@ def test_resume_after_kill_9_runs_only_what_did_not_finish(search_project: Proje
             return False
         opt = the_optimization(search_project)
         done = [c for c in store.configurations(opt) if c.state == "complete"]
-        return len(done) >= 2 and bool(store.list_trials(optimization=opt, status=["running"]))
+        running = store.list_trials(optimization=opt, status=["running"])
+        return len(done) >= 2 and any((t.step or 0) < STEPS // 2 for t in running)
 
-    wait_for(mid_run, "two configurations done and a trial running")
+    wait_for(mid_run, "two configurations done and a trial in its first half")
     proc.kill()
     proc.wait(timeout=30)
     opt = the_optimization(search_project)
@@ -223,7 +224,7 @@ def test_resume_after_kill_9_runs_only_what_did_not_finish(search_project: Proje
             if c.number in finished_before:  # nothing of a finished configuration ran again
                 assert runs == ["completed"] and starts_of(objective_log, c.params, seed) == 1
             else:  # an interrupted one ran its cut-short seeds again, not its completed ones
-                assert runs in (["completed"], ["lost", "completed"])
+                assert runs[-1] == "completed" and set(runs[:-1]) <= {"lost", "cancelled"} and len(runs) <= 2
     assert any(t.status == "lost" for t in trials if t.extra["configuration"] in cut)
 
 
