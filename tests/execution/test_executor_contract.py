@@ -17,7 +17,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import git
 from tracker import environment, trials
 from tracker.execution.base import BaseExecutor
-from tracker.execution.driver import drive
+from tracker.execution.driver import Driver, drive
 from tracker.project import Project
 from tracker.remote import connection
 from tracker.runs import RunOptions, create_trials, make_executor, plan, rerun_queued, run_experiment
@@ -503,3 +503,20 @@ def test_kill_9_of_tracker_run_cancels_the_trials_that_never_started(project_dir
             proc.kill()
             proc.communicate()
         end_leftover(runner_pid, "runner.py")
+
+
+def test_ctrl_c_as_a_trial_starts_cancels_it(project_dir: Path) -> None:
+    # the stop reaches the trial's runner before it has set up its handler (a search's Ctrl-C
+    # right after it started a trial): the trial was cancelled, not lost
+    project = prepare(project_dir, repr(sys.executable))
+    executor = make_executor(project, RunOptions(parallel=2))
+    first = new_trials(project, executor, "base", RunOptions(seeds=[1], params={"lr": 0.1}))[0]
+
+    def feed() -> Iterator[Trial]:
+        yield first
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Driver(project, executor).run(feed())
+    trial = project.store.get(first.id)
+    assert (trial.status, trial.error, trial.exit_code) == ("cancelled", "cancelled", None)

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,14 @@ from tracker.store import (
     STATUSES,
     TRANSITIONS,
     BaseStore,
+    Configuration,
     MetricPoint,
+    Optimization,
     SQLiteStore,
     Trial,
     now,
     open_store,
+    schema,
     sources,
     stores,
 )
@@ -53,6 +57,15 @@ def make(status: str = "queued", **kw: Any) -> Trial:
     kw.setdefault("created", now())
     return Trial(status=status, **kw)
 
+
+def optimization(id: str, **kw: Any) -> Optimization:
+    """An optimization record; any field can be given."""
+    kw.setdefault("experiment", "quad")
+    kw.setdefault("strategy", "tpe")
+    kw.setdefault("settings", {"metric": "val/loss", "goal": "min"})
+    kw.setdefault("status", "running")
+    kw.setdefault("created", now())
+    return Optimization(id=id, **kw)
 
 # a separate process racing for trials through its own connection (ids on stdin, wins on stdout)
 RACER = textwrap.dedent("""
@@ -698,6 +711,83 @@ class StoreContract:
         store.add_trials([trial])
         assert store.get(trial.id).env_id == "env1"
 
+    # ------------------------------------------------------------------ optimizations (search state)
+
+    def test_optimizations_by_id_unique_prefix_and_experiment(self, store: BaseStore) -> None:
+        first = optimization("abc123000001", experiment="quad")
+        second = optimization("abc456000002", experiment="quad", settings={"metric": "val/loss", "seeds": [1, 2]})
+        other = optimization("def789000003", experiment="other")
+        for o in (first, second, other):
+            store.add_optimization(o)
+        assert store.get_optimization("abc123000001") == first
+        assert store.get_optimization(" abc4 ") == second and store.get_optimization("d") == other
+        with pytest.raises(UsageError, match="ambiguous"):
+            store.get_optimization("abc")
+        for ref in ("zzz", "%", "_", ""):
+            with pytest.raises(NotFoundError):
+                store.get_optimization(ref)
+        assert store.list_optimizations() == [first, second, other]  # oldest first
+        assert store.list_optimizations(experiment="quad") == [first, second]
+        assert self.connect(store).get_optimization("abc4").settings == {"metric": "val/loss", "seeds": [1, 2]}
+
+    def test_update_optimization_sets_only_named_fields(self, store: BaseStore) -> None:
+        o = optimization("abc123000001")
+        store.add_optimization(o)
+        store.update_optimization(o.id, status="stopped", error="3 failed", finished="2026-01-01T00:00:00.000Z",
+                                  settings={"budget": 9})
+        assert store.get_optimization(o.id) == replace(o, status="stopped", error="3 failed",
+                                                       finished="2026-01-01T00:00:00.000Z", settings={"budget": 9})
+        for bad in ({"id": "x"}, {"nope": 1}):
+            with pytest.raises(ValueError):
+                store.update_optimization(o.id, **bad)
+        assert store.get_optimization(o.id).status == "stopped"
+
+    def test_claiming_an_optimization_is_compare_and_set(self, store: BaseStore) -> None:
+        dead = {"host": "h", "pid": 1, "start": 5, "boot": "b"}
+        o = optimization("abc123000001", status="interrupted", owner=dead)
+        store.add_optimization(o)
+        store.update_optimization(o.id, error="interrupted", finished="2026-01-01T00:00:00.000Z")
+        barrier = threading.Barrier(2)
+        won: list[int] = []
+
+        def claim(i: int) -> None:
+            other = self.connect(store)  # two resumes in two processes, each with its own connection
+            barrier.wait()
+            if other.claim_optimization(o.id, {"host": "h", "pid": 100 + i}, unless=dead):
+                won.append(i)
+            other.close()
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1  # exactly one of the two resumes goes on
+        claimed = store.get_optimization(o.id)
+        assert claimed.owner == {"host": "h", "pid": 100 + won[0]}
+        assert (claimed.status, claimed.error, claimed.finished) == ("running", None, None)
+        assert not store.claim_optimization(o.id, {"pid": 7}, unless=dead)  # the old owner is no longer it
+        assert store.claim_optimization(o.id, {"pid": 7}, unless=claimed.owner)
+
+    def test_configurations_are_upserted_and_listed_by_number(self, store: BaseStore) -> None:
+        for o in ("abc123000001", "def789000003"):
+            store.add_optimization(optimization(o))
+        for number in (2, 0, 1):
+            store.save_configuration(Configuration("abc123000001", number, {"x": number / 10, "act": "tanh"},
+                                                   "running", now()))
+        store.save_configuration(Configuration("def789000003", 0, {"x": 0.9}, "running", now()))
+        done = Configuration("abc123000001", 1, {"x": 0.1, "act": "tanh"}, "complete", now(), value=0.25,
+                             values={"11": 0.2, "22": 0.3}, finished=now())
+        store.save_configuration(done)  # the same number again: replaced, not added
+        pruned = Configuration("abc123000001", 2, {"x": 0.2, "act": "tanh"}, "pruned", now(), step=4,
+                               values={"11": 0.9}, finished=now())
+        store.save_configuration(pruned)
+        confs = self.connect(store).configurations("abc123000001")
+        assert [c.number for c in confs] == [0, 1, 2]
+        assert confs[1] == done and confs[2] == pruned and confs[0].state == "running"
+        assert [c.params for c in store.configurations("def789000003")] == [{"x": 0.9}]
+        assert store.configurations("nope") == []
+
 
 class TestSQLiteStore(StoreContract):
     @pytest.fixture(params=["open", "open_store"])
@@ -799,6 +889,34 @@ class TestSQLiteStore(StoreContract):
         again = SQLiteStore.open(path)  # a second open has nothing left to do
         assert again.get("0ld0ld").metrics == {"val/acc": 0.9}
         again.close()
+
+    def test_a_0005_store_gains_the_optimization_tables_with_its_trials_intact(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "old.db"
+        with monkeypatch.context() as patch:  # a store as the tracker before 'tracker optimize' made it
+            patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+            old = SQLiteStore.open(path)
+            assert old.migrations() == ALL_MIGRATIONS[:5]
+            trials = [make("completed", metrics={"val/loss": 0.5}, extra={"fingerprint": "f1"}), make("queued")]
+            old.add_trials(trials)
+            old.close()
+        store = SQLiteStore.open(path)
+        try:
+            assert store.migrations() == ALL_MIGRATIONS
+            assert store.list_trials() == trials
+            assert store.list_trials(fingerprints=["f1"]) == trials[:1]
+            assert store.list_optimizations() == [] and store.list_trials(optimization="abc123000001") == []
+            store.add_optimization(optimization("abc123000001"))
+            store.save_configuration(Configuration("abc123000001", 0, {"x": 0.3}, "running", now()))
+            searched = make("queued", extra={"optimization": "abc123000001", "configuration": 0})
+            store.add_trials([searched])
+            assert store.list_trials(optimization="abc1") == [] and store.list_trials(
+                optimization="abc123000001") == [searched]
+            where, args = store._where(optimization="abc123000001")
+            plan = " ".join(r[3] for r in store._query(f"EXPLAIN QUERY PLAN SELECT id FROM trials{where}", args))
+            assert "USING INDEX trials_optimization" in plan, plan
+        finally:
+            store.close()
 
     def test_a_running_0001_trial_gets_a_handle_and_a_lease(self, tmp_path: Path) -> None:
         path = tmp_path / "old.db"

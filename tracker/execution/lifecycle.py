@@ -178,8 +178,8 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
     if reason == "timeout":
         return "failed", f"timed out after {outcome.timeout or config.timeout or 0:g} s", extra
     if stop and stop.startswith("pruned"):
-        step = stop.rsplit(" ", 1)[-1]
-        extra["pruned_step"] = int(step) if step.lstrip("-").isdigit() else None
+        step = re.match(r"pruned at step (-?\d+)", stop)  # also "pruned at step 4 (with its configuration)"
+        extra["pruned_step"] = int(step.group(1)) if step else None
         return "pruned", stop, extra
     if stop or reason == "stopped":
         return "cancelled", stop or "cancelled", extra

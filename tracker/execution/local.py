@@ -67,6 +67,7 @@ class LocalExecutor(BaseExecutor):
         self._slots: dict[str, int] = {}  # trial id -> the slot it runs in
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pidfds: dict[str, int] = {}
+        self._stopped: set[str] = set()  # trials whose runner this executor sent TERM
         self._spare: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,6 +139,9 @@ class LocalExecutor(BaseExecutor):
             if code is None:
                 return Poll("running", pid=pid)
         record = exit_record(directory)
+        if record is None and code == -signal.SIGTERM and trial.id in self._stopped:
+            # our TERM came before the runner set up its handler, so it started no script: a clean stop
+            return Poll("exited", reason="stopped", pid=pid)
         if record is None:
             err = (proc.stderr.read().decode(errors="replace").strip()[-500:] if proc and proc.stderr else "")
             return Poll("gone", pid=pid, detail=f"the trial's runner ended (exit code {code}) before the "
@@ -154,6 +158,7 @@ class LocalExecutor(BaseExecutor):
         proc = self._procs.get(trial.id)
         if proc is not None:
             if proc.poll() is None:
+                self._stopped.add(trial.id)
                 proc.send_signal(signal.SIGTERM)
         elif _runner_alive(trial.handle):
             with contextlib.suppress(OSError):
@@ -167,6 +172,7 @@ class LocalExecutor(BaseExecutor):
 
     def _forget(self, trial_id: str) -> None:
         self._slots.pop(trial_id, None)
+        self._stopped.discard(trial_id)
         proc = self._procs.pop(trial_id, None)
         if proc is not None:
             proc.wait()

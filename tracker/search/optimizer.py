@@ -205,6 +205,10 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     settings = dict(record.settings)
     if trials is not None:
         settings["budget"] = trials
+    if settings.get("budget") is None and timeout is None:  # it was bounded by time alone
+        raise UsageError(f"optimization {record.id} had no --trials budget, only a --timeout, so a resume "
+                         "needs one of them", hint=f"tracker optimize resume {record.id} --timeout SECONDS "
+                                                   "(or --trials N, counting the configurations done)")
     settings["timeout"] = timeout
     code = gitinfo.capture(project.root)
     if code.commit != record.commit:
@@ -232,7 +236,7 @@ class _Search:
 
     def __init__(self, project: Project, record: Optimization, config: ExperimentConfig, executor: BaseExecutor,
                  venv: Any, code: gitinfo.CodeState, reporter: Reporter, known: list[Configuration]) -> None:
-        import optuna
+        optuna = strategies._optuna()  # quiet: no log lines, no warning that WilcoxonPruner is experimental
 
         self.project = project
         self.store = project.store
@@ -313,6 +317,8 @@ class _Search:
             for step, values in self._steps(list(done.values())).items():
                 item.curve[step] = values
             self.open[conf.number] = item
+            if not item.todo:  # every seed completed before the search was cut short
+                self._close(item, "complete", value=self.aggregate([item.values[s] for s in self.seeds]))
 
     def _steps(self, trials: list[Trial]) -> dict[int, dict[int, float]]:
         """step -> seed -> value of the objective, from the stored metrics of ``trials``."""

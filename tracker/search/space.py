@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tracker.config import ExperimentConfig, SearchSpace
@@ -95,6 +96,16 @@ def _check(name: str, spec: SearchSpace, where: Where) -> None:
             raise where.error(f"{name!r}: a log-scaled 'int' range needs low >= 1", *key)
     if spec.type == "uniform" and spec.log and spec.step is not None:
         raise where.error(f"{name!r}: 'log: true' and 'step' cannot be combined", *key)
+    if spec.step is not None and spec.low is not None and spec.high is not None:
+        span, step = Decimal(str(spec.high)) - Decimal(str(spec.low)), Decimal(str(spec.step))
+        if span % step:  # Optuna would move 'high' down to the last step, with a warning
+            last = Decimal(str(spec.low)) + span // step * step
+            raise where.error(f"{name!r}: high - low = {_text(span)} is not a multiple of 'step' {_text(step)}",
+                              *key, hint=f"make 'high' {_text(last)} or {_text(last + step)}")
+
+
+def _text(number: Decimal) -> str:
+    return format(number.normalize(), "f")
 
 
 def distributions(space: dict[str, SearchSpace]) -> dict[str, BaseDistribution]:
