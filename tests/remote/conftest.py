@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,21 +24,27 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def remote_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_hosts: dict[str, str],
-                   home: Path, request: pytest.FixtureRequest) -> Project:
+                   home: Path, request: pytest.FixtureRequest) -> Iterator[Project]:
     """A committed project with remotes gpu1 and gpu2 (their own workdir per test)."""
     root = make_project(tmp_path / "proj", experiment=(
         "command: [python3, train.py]\nparams: {epochs: 3}\ngrid: {lr: [0.1, 0.5]}\nseeds: 2\n"
         "deliverables:\n  - {path: model.json, check: contains_keys, keys: [lr, seed]}\n"))
     monkeypatch.chdir(root)
-    project = Project.load(root)
-    for i in (1, 2):
-        base = Path(ssh_hosts[f"SSH_GPU{i}_BASE"]) / request.node.name[:40]
-        project.set_section("remotes", f"gpu{i}", {
-            "host": ssh_hosts[f"SSH_GPU{i}_ADDR"], "port": int(ssh_hosts["SSH_PORT"]),
-            "user": ssh_hosts["SSH_USER"], "key": ssh_hosts["SSH_KEY"], "workdir": str(base),
-            "known_hosts": ssh_hosts["SSH_KNOWN_HOSTS"]})
+    yield from with_test_remotes(root, ssh_hosts, request.node.name[:40])
+
+
+def with_test_remotes(root: Path, ssh_hosts: dict[str, str], workdir: str) -> Iterator[Project]:
+    """Register the test hosts as remotes gpu1 and gpu2 (workdir ``workdir`` on each), commit, yield
+    the project; close their pooled connections afterwards."""
     from tests.conftest import git
 
+    project = Project.load(root)
+    for i in (1, 2):
+        project.set_section("remotes", f"gpu{i}", {
+            "host": ssh_hosts[f"SSH_GPU{i}_ADDR"], "port": int(ssh_hosts["SSH_PORT"]),
+            "user": ssh_hosts["SSH_USER"], "key": ssh_hosts["SSH_KEY"],
+            "workdir": str(Path(ssh_hosts[f"SSH_GPU{i}_BASE"]) / workdir),
+            "known_hosts": ssh_hosts["SSH_KNOWN_HOSTS"]})
     git(root, "add", "-A")
     git(root, "commit", "-qm", "remotes")
     yield Project.load(root)

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
-from tests.remote.conftest import home  # noqa: F401 - an empty HOME for the SSH client
+from tests.remote.conftest import home, with_test_remotes  # noqa: F401 - home: an empty HOME for SSH
 from tests.search.conftest import STEPS, experiment, make_search_project, run_search
 from tracker.project import Project
-from tracker.remote import connection
 
 pytestmark = pytest.mark.ssh
 
@@ -23,20 +21,7 @@ def remote_search_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_h
     root = make_search_project(tmp_path / "proj", {"quad": experiment(f"{{steps: {STEPS}}}",
                                                                       command="[python3, objective.py]")})
     monkeypatch.chdir(root)
-    project = Project.load(root)
-    for i in (1, 2):
-        project.set_section("remotes", f"gpu{i}", {
-            "host": ssh_hosts[f"SSH_GPU{i}_ADDR"], "port": int(ssh_hosts["SSH_PORT"]),
-            "user": ssh_hosts["SSH_USER"], "key": ssh_hosts["SSH_KEY"],
-            "workdir": str(Path(ssh_hosts[f"SSH_GPU{i}_BASE"]) / "search"),
-            "known_hosts": ssh_hosts["SSH_KNOWN_HOSTS"]})
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "remotes")
-    yield Project.load(root)
-    for name in ("gpu1", "gpu2"):
-        conn = connection._pool.pop(name, None)
-        if conn is not None:
-            conn.close()
+    yield from with_test_remotes(root, ssh_hosts, "search")
 
 
 def test_one_optimization_runs_on_both_hosts(remote_search_project: Project) -> None:

@@ -236,7 +236,7 @@ class _Search:
 
     def __init__(self, project: Project, record: Optimization, config: ExperimentConfig, executor: BaseExecutor,
                  venv: Any, code: gitinfo.CodeState, reporter: Reporter, known: list[Configuration]) -> None:
-        optuna = strategies._optuna()  # quiet: no log lines, no warning that WilcoxonPruner is experimental
+        optuna = strategies.load_optuna()  # quiet: no log lines, no warning that WilcoxonPruner is experimental
 
         self.project = project
         self.store = project.store

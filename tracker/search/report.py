@@ -23,7 +23,7 @@ from tracker.project import Project
 from tracker.search import results
 from tracker.search import space as spacelib
 from tracker.search.optimizer import AGGREGATES
-from tracker.search.strategies import _optuna
+from tracker.search.strategies import load_optuna
 from tracker.store import Configuration, Optimization, Trial
 from tracker.yamlio import atomic_write
 
@@ -53,7 +53,7 @@ def write_report(project: Project, ref: str, out: Path) -> Path:
         import plotly.offline
     except ImportError as exc:
         raise MissingDependencyError("plotly", "search") from exc
-    _optuna()  # the same error without optuna; keeps its logging quiet
+    load_optuna()  # the same error without optuna; keeps its logging quiet
     st = results.status(project, ref)
     record = st.optimization
     store = project.store

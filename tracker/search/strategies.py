@@ -50,7 +50,7 @@ class Strategy(ABC):
         return None
 
 
-def _optuna() -> Any:
+def load_optuna() -> Any:
     try:
         import optuna
     except ImportError as exc:
@@ -66,7 +66,7 @@ class Random(Strategy):
     name = "random"
 
     def sampler(self, seed: int | None) -> BaseSampler:
-        return _optuna().samplers.RandomSampler(seed=seed)
+        return load_optuna().samplers.RandomSampler(seed=seed)
 
 
 class Grid(Random):
@@ -81,7 +81,7 @@ class TPE(Strategy):
 
     def sampler(self, seed: int | None) -> BaseSampler:
         startup = int(self.options.get("n_startup_trials", 10))
-        return _optuna().samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup,
+        return load_optuna().samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup,
                                              multivariate=True)
 
 
@@ -89,7 +89,7 @@ class GP(Strategy):
     name = "gp"
 
     def sampler(self, seed: int | None) -> BaseSampler:
-        optuna = _optuna()
+        optuna = load_optuna()
         try:
             import scipy  # noqa: F401
             import torch  # noqa: F401
@@ -108,7 +108,7 @@ class Hyperband(Random):
 
     def pruner(self) -> BasePruner | None:
         o = self.options
-        return _optuna().pruners.HyperbandPruner(min_resource=int(o.get("min_resource", 1)),
+        return load_optuna().pruners.HyperbandPruner(min_resource=int(o.get("min_resource", 1)),
                                                  max_resource=o.get("max_resource", "auto"),
                                                  reduction_factor=int(o.get("reduction_factor", 3)))
 

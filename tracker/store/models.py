@@ -110,8 +110,9 @@ class Optimization:
     """One ``tracker optimize``: a search over an experiment's space, its settings and where it stands.
 
     ``status`` is ``running`` while a process drives it (``interrupted`` when that process is
-    found gone), then ``completed`` (budget spent or space covered), ``stopped`` (too many
-    failures, a timeout) or ``failed`` (a config error found while running).
+    found gone), then ``completed`` (budget spent, space covered or ``--timeout`` reached),
+    ``stopped`` (too many failures in a row, or configurations left interrupted) or ``failed``
+    (an objective metric never reported).
     """
 
     id: str
