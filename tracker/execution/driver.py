@@ -45,6 +45,7 @@ Pruner = Callable[[Trial, MetricPoint], bool]
 """Called with each intermediate value (a point with a step) of a running trial; True stops it as pruned."""
 
 POLL_SECONDS = 0.5  # how often running trials are polled (a local trial's exit wakes the loop at once)
+PRUNE_POLL_SECONDS = 0.1  # with a pruner: a trial runs on at most this long after the value that stops it
 STOP_CHECK_SECONDS = 1.0  # how often the store is asked for stop requests
 
 
@@ -72,6 +73,7 @@ class Driver:
         self.reporter = reporter or Reporter()
         self.pruner = pruner
         self.on_end = on_end  # told of every trial that reached its final status (a search tells its study)
+        self.poll = PRUNE_POLL_SECONDS if pruner else POLL_SECONDS
         self.lease = project.config.defaults.lease
         self.grace = project.config.defaults.grace
         self.owner = lifecycle.owner()
@@ -150,7 +152,7 @@ class Driver:
                     if not self._waiting_feed(source):
                         break
                     continue
-                self.executor.wait(POLL_SECONDS)
+                self.executor.wait(self.poll)
                 self.tick()
             if more and not self.stopped and self.executor.capacity == 0:
                 self._fail_rest(source, "no executor slot left to run it (every host failed)")

@@ -343,8 +343,8 @@ class _Search:
     def run(self) -> OptimizeResult:
         from tracker import runs
 
-        driver = self.driver = Driver(self.project, self.executor, self.reporter, pruner=self._prune,
-                                      on_end=self._ended)
+        driver = self.driver = Driver(self.project, self.executor, self.reporter,
+                                      pruner=self._prune if self.curves else None, on_end=self._ended)
         if self.budget:
             self.reporter.planned(max(self.budget - self._closed_count(), 0) * len(self.seeds)
                                   + sum(len(o.todo) for o in self.open.values()))
