@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint bench docs clean
+.PHONY: install demo test lint bench bench-optimize docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ docs: $(STAMP)  ## regenerate docs/cli.md from the commands' --help
 
 bench: $(STAMP)  ## side-by-side timings (see docs/performance.md)
 	$(BIN)/python benchmarks/bench_cli.py
+
+bench-optimize: $(STAMP)  ## tracker optimize against plain Optuna and Guild AI (about 10 minutes; docs/performance.md)
+	$(BIN)/python benchmarks/bench_optimize.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache
