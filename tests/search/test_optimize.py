@@ -130,6 +130,16 @@ def test_learning_curve_strategies_prune_and_save_steps(search_project: Project,
     assert steps_run < len(result.configurations) * 2 * STEPS  # fewer than running every trial to its end
 
 
+def test_hyperband_prunes_the_same_way_for_the_same_sampler_seed(search_project: Project) -> None:
+    # Hyperband's bracket of a configuration comes from the study's name: named after the seed, two
+    # searches prune the same configurations at the same steps (a name from the random id did not)
+    runs = [run_search(search_project, "slow", strategy="hyperband", trials=8, parallel=1, sampler_seed=3)
+            for _ in range(2)]
+    first, second = ([(point(c.params), c.state, c.step) for c in r.configurations] for r in runs)
+    assert first == second
+    assert any(state == "pruned" for _, state, _ in first)
+
+
 def test_seeds_are_paired_and_mean_aggregated(search_project: Project) -> None:
     result = run_search(search_project, "quad", strategy="random", trials=4, seeds=3, seed_pruning=False)
     assert result.optimization.settings["seeds"] == SEEDS[:3]

@@ -139,6 +139,9 @@ def _settings(project: Project, name: str, config: ExperimentConfig, options: Op
         "seed_pruning": options.seed_pruning, "params": dict(config.params),
         "space": {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in ranges.items()},
         "config_hash": experiments.config_hash(config), "tags": list(options.tags),
+        # Hyperband puts configuration k in a bracket by crc32(study name, k): a name from the seed,
+        # not the optimization's random id, so the same sampler seed gives the same pruning
+        "study_name": f"{name}-{sampler_seed}",
     }
 
 
@@ -266,7 +269,8 @@ class _Search:
         seed = s.get("sampler_seed")
         if seed is not None and known:  # a resumed search continues, it does not replay its start
             seed = (seed + len(known) * 7919) % 2**32
-        self.study = optuna.create_study(study_name=record.id, sampler=self.strategy.sampler(seed), pruner=pruner,
+        self.study = optuna.create_study(study_name=s.get("study_name", record.id),
+                                         sampler=self.strategy.sampler(seed), pruner=pruner,
                                          direction="maximize" if self.goal == "max" else "minimize")
         self.open: dict[int, _Open] = {}
         self.by_trial: dict[str, _Open] = {}
