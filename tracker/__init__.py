@@ -10,4 +10,13 @@ from __future__ import annotations
 from tracker.api import autolog, log, params, seed, trial_dir
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "autolog", "log", "params", "seed", "trial_dir"]
+__all__ = ["__version__", "autolog", "load_trials", "log", "params", "seed", "trial_dir"]
+
+
+def __getattr__(name: str) -> object:
+    """``tracker.load_trials`` (records, or a pandas DataFrame), imported on first use."""
+    if name == "load_trials":
+        from tracker.analysis.export import load_trials
+
+        return load_trials
+    raise AttributeError(f"module 'tracker' has no attribute {name!r}")

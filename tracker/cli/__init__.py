@@ -18,7 +18,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from tracker.cli import backup, create, experiments, optimize, remote, run, seeds, status, storage, trials
+from tracker.cli import backup, create, experiments, optimize, remote, results, run, seeds, status, storage, trials
 from tracker.cli._help import conventional_help
 
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for `git log | head -1`'s git
@@ -146,6 +146,8 @@ app.add_typer(remote.app, name="remote")
 app.add_typer(storage.app, name="storage")
 app.add_typer(backup.app, name="backup")
 app.command("restore")(backup.restore)
+app.command("export")(results.export)
+app.command("sql")(results.sql)
 
 
 def main(argv: list[str] | None = None) -> None:
