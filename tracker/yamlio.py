@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, TrackerError
 
 LineMap = dict[tuple[Any, ...], int]
 
@@ -104,6 +104,20 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def cannot_write(path: Path, exc: OSError) -> TrackerError:
+    """The one-line error for an output file (an export, a report) that could not be written."""
+    return TrackerError(f"cannot write {path}: {exc.strerror or exc}",
+                        hint="check the directory exists, is writable and the disk has space")
+
+
+def write_output(path: Path, text: str) -> None:
+    """:func:`atomic_write` for a file the user asked for; a failure is one :class:`TrackerError` line."""
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
 
 
 def dump_yaml(data: Any) -> str:

@@ -83,3 +83,13 @@ def test_load_trials_gives_a_dataframe_or_records(ran: Project) -> None:
     records = tracker.load_trials(["base"], as_frame=False, status=["completed"])
     assert sorted(r["id"] for r in records) == sorted(frame["id"])
     assert all(isinstance(r["dirty"], bool) for r in records)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "json", "parquet"])
+def test_an_unwritable_destination_is_one_line(ran: Project, tmp_path: Path, suffix: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, err = cli("export", "base", "--to", str(blocker / f"results.{suffix}"))
+    assert code == 1
+    assert err.startswith(f"error: cannot write {blocker / f'results.{suffix}'}") and "unexpected" not in err
+    assert len(err.strip().splitlines()) == 1

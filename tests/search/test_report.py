@@ -256,3 +256,13 @@ def test_unknown_optimization_is_one_line_exit_2(proj: Project) -> None:
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "no optimization 'ffffffffffff'" in err
     assert not (proj.root / "r.html").exists()
+
+
+def test_an_unwritable_report_path_is_one_line(tmp_path: Path) -> None:
+    from tracker.errors import TrackerError
+    from tracker.yamlio import write_output
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TrackerError, match=r"^cannot write .*report\.html: "):
+        write_output(blocker / "report.html", "<html></html>")

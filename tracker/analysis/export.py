@@ -17,6 +17,7 @@ from typing import Any
 
 from tracker.errors import MissingDependencyError, NotFoundError, UsageError
 from tracker.project import Project
+from tracker.yamlio import cannot_write, write_output
 
 FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet"}
 
@@ -55,7 +56,10 @@ def export(project: Project, experiments: Sequence[str], dest: Path, **filters: 
         except ImportError as exc:
             raise MissingDependencyError("pyarrow", "analysis") from exc
         table = pa.Table.from_pylist(rows, schema=None) if rows else pa.table({c: [] for c in columns})
-        pq.write_table(table, dest)
+        try:
+            pq.write_table(table, dest)
+        except OSError as exc:
+            raise cannot_write(dest, exc) from exc
         return len(rows)
     if kind == "json":
         text = json.dumps(rows, indent=1, default=str) + "\n"
@@ -65,9 +69,7 @@ def export(project: Project, experiments: Sequence[str], dest: Path, **filters: 
         writer.writerow(columns)
         writer.writerows([["" if r[c] is None else r[c] for c in columns] for r in rows])
         text = buf.getvalue()
-    from tracker.yamlio import atomic_write
-
-    atomic_write(dest, text)
+    write_output(dest, text)
     return len(rows)
 
 

@@ -64,15 +64,14 @@ def start(
         tracker optimize quad --strategy bohb --trials 100 --seeds 3
         tracker optimize quad --strategy random --remote gpu1,gpu2
     """
-    from tracker.config import check_tags
     from tracker.search.optimizer import DEFAULT_MAX_FAILURES, OptimizeOptions, optimize
 
     proj = project()
     options = OptimizeOptions(strategy=strategy, trials=trials, timeout=timeout, parallel=parallel,
                               remote=_remotes(remote), seeds=seeds, aggregate=aggregate, sampler_seed=sampler_seed,
                               max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures,
-                              seed_pruning=not no_seed_pruning, tags=check_tags(tag or []))
-    _drive(lambda reporter: optimize(proj, experiment, options, reporter), quiet or as_json, as_json)
+                              seed_pruning=not no_seed_pruning, tags=list(tag or []))
+    _drive(proj, lambda reporter: optimize(proj, experiment, options, reporter), quiet or as_json, as_json)
 
 
 @app.command("resume")
@@ -93,13 +92,14 @@ def resume(
     from tracker.search.optimizer import resume as resume_search
 
     proj = project()
-    _drive(lambda reporter: resume_search(proj, optimization, parallel=parallel, remote=_remotes(remote),
+    _drive(proj, lambda reporter: resume_search(proj, optimization, parallel=parallel, remote=_remotes(remote),
                                           trials=trials, timeout=timeout, reporter=reporter),
            quiet or as_json, as_json)
 
 
-def _drive(call: Any, quiet: bool, as_json: bool) -> None:
+def _drive(proj: Any, call: Any, quiet: bool, as_json: bool) -> None:
     from tracker.cli.run import ConsoleReporter
+    from tracker.search.results import status as status_of
 
     reporter = ConsoleReporter(stream=not quiet)
     try:
@@ -112,12 +112,11 @@ def _drive(call: Any, quiet: bool, as_json: bool) -> None:
     finally:
         reporter.close()
     o = result.optimization
+    st = status_of(proj, o.id)
     if as_json:
-        from tracker.search.results import status as status_of
-
-        emit_json(status_of(project(), o.id).as_dict())
+        emit_json(st.as_dict())
     else:
-        _print_status(_status(o.id))
+        _print_status(st)
     if o.status != "completed":
         raise typer.Exit(1)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import experiments, gitinfo
-from tracker.config import ExperimentConfig
+from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
@@ -107,9 +107,8 @@ def _settings(project: Project, name: str, config: ExperimentConfig, options: Op
                           hint="add e.g. objective: {metric: val/acc, goal: max}")
     if options.aggregate not in AGGREGATES:
         raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {options.aggregate!r}")
-    for flag, value in (("--trials", options.trials), ("--timeout", options.timeout)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{flag} must be positive, got {value}")
+    _check_bounds(options.trials, options.timeout)
+    tags = check_tags(options.tags)
     if options.max_failures < 0:
         raise UsageError(f"--max-failures must be 0 (never stop) or more, got {options.max_failures}")
     strategy = strategies.get(options.strategy)
@@ -138,11 +137,29 @@ def _settings(project: Project, name: str, config: ExperimentConfig, options: Op
         "sampler_seed": sampler_seed, "max_failures": options.max_failures,
         "seed_pruning": options.seed_pruning, "params": dict(config.params),
         "space": {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in ranges.items()},
-        "config_hash": experiments.config_hash(config), "tags": list(options.tags),
+        "config_hash": experiments.config_hash(config), "tags": tags,
         # Hyperband puts configuration k in a bracket by crc32(study name, k): a name from the seed,
         # not the optimization's random id, so the same sampler seed gives the same pruning
         "study_name": f"{name}-{sampler_seed}",
     }
+
+
+def _check_bounds(trials: int | None, timeout: float | None) -> None:
+    for flag, value in (("--trials", trials), ("--timeout", timeout)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+
+
+def _executor(project: Project, parallel: int | None, remote: list[str], reporter: Reporter,
+              given: BaseExecutor | None) -> tuple[BaseExecutor, Any]:
+    """The executor (and the project's venv, for a local search) a search runs its trials on;
+    ``given`` is used as it is. A bad --parallel or --remote fails here."""
+    from tracker import runs
+
+    if given is not None:
+        return given, None
+    options = runs.RunOptions(parallel=parallel, remote=list(remote))
+    return runs.in_venv(project, options, runs.make_executor(project, options), reporter)
 
 
 def _space(settings: dict[str, Any]) -> dict[str, Any]:
@@ -164,12 +181,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     where = spacelib.Where.of(project, name)
     settings = _settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
-    run_options = runs.RunOptions(parallel=options.parallel, remote=list(options.remote))
-    given = executor
-    executor = executor or runs.make_executor(project, run_options)
-    venv = None
-    if given is None:
-        executor, venv = runs.in_venv(project, run_options, executor, reporter)
+    executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
     lifecycle.reconcile(project)
     record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner=lifecycle.owner(), commit=code.commit)
@@ -184,7 +196,6 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
 
     ``trials`` raises the number of configurations to try (the total, counting those done).
     """
-    from tracker import runs
     from tracker.search import results
 
     reporter = reporter or Reporter()
@@ -202,9 +213,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if experiments.config_hash(config) != record.settings.get("config_hash"):
         reporter.message(f"note: experiments/{record.experiment}.yaml changed since the optimization started; "
                          "the search keeps its recorded space, params and objective")
-    for flag, value in (("--trials", trials), ("--timeout", timeout)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{flag} must be positive, got {value}")
+    _check_bounds(trials, timeout)
     settings = dict(record.settings)
     if trials is not None:
         settings["budget"] = trials
@@ -217,12 +226,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
-    run_options = runs.RunOptions(parallel=parallel, remote=list(remote or []))
-    given = executor
-    executor = executor or runs.make_executor(project, run_options)
-    venv = None
-    if given is None:
-        executor, venv = runs.in_venv(project, run_options, executor, reporter)
+    executor, venv = _executor(project, parallel, remote or [], reporter, executor)
     if not store.claim_optimization(record.id, lifecycle.owner(), unless=record.owner):
         raise UsageError(f"optimization {record.id} was resumed by another process meanwhile")
     store.update_optimization(record.id, settings=settings)
@@ -459,7 +463,7 @@ class _Search:
     def _prune(self, trial: Trial, point: MetricPoint) -> bool:
         """Each intermediate value of a running trial: report the configuration's step, maybe stop it."""
         item = self.by_trial.get(trial.id)
-        if item is None or not self.curves or point.name != self.metric or point.step is None:
+        if item is None or point.name != self.metric or point.step is None:
             return False
         if item.number not in self.open:
             return True  # its configuration was pruned meanwhile

@@ -25,7 +25,7 @@ from tracker.search import space as spacelib
 from tracker.search.optimizer import AGGREGATES
 from tracker.search.strategies import load_optuna
 from tracker.store import Configuration, Optimization, Trial
-from tracker.yamlio import atomic_write
+from tracker.yamlio import write_output
 
 if TYPE_CHECKING:
     from optuna import Study
@@ -90,7 +90,7 @@ def write_report(project: Project, ref: str, out: Path) -> Path:
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
             f"<style>{STYLE}</style>\n{plotlyjs}\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
-    atomic_write(out, page)
+    write_output(out, page)
     return out
 
 

@@ -70,8 +70,11 @@ class Status:
 def status(project: Project, ref: str) -> Status:
     """Where optimization ``ref`` stands (after expiring what nobody runs any more)."""
     lifecycle.reconcile(project)
+    return _status(project, project.store.get_optimization(ref))
+
+
+def _status(project: Project, record: Optimization) -> Status:
     store = project.store
-    record = store.get_optimization(ref)
     confs = store.configurations(record.id)
     by_state: dict[str, int] = {}
     for c in confs:
@@ -86,7 +89,7 @@ def status(project: Project, ref: str) -> Status:
 def list_optimizations(project: Project, experiment: str | None = None) -> list[Status]:
     """Every optimization (of ``experiment``) with where it stands, oldest first."""
     lifecycle.reconcile(project)
-    return [status(project, o.id) for o in project.store.list_optimizations(experiment=experiment)]
+    return [_status(project, o) for o in project.store.list_optimizations(experiment=experiment)]
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,16 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
 
+STARTUP = 10
+"""Configurations the model-based samplers (tpe, gp, bohb) draw at random before their model has data."""
+
+
 class Strategy(ABC):
     """How configurations are suggested and stopped early."""
 
     name: str = ""
     grid: bool = False  # walks every point of a finite grid once, then ends
     curves: bool = False  # prunes on intermediate values (needs trials that report a step)
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options = dict(options or {})
 
     @abstractmethod
     def sampler(self, seed: int | None) -> BaseSampler:
@@ -80,8 +81,7 @@ class TPE(Strategy):
     name = "tpe"
 
     def sampler(self, seed: int | None) -> BaseSampler:
-        startup = int(self.options.get("n_startup_trials", 10))
-        return load_optuna().samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup,
+        return load_optuna().samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=STARTUP,
                                              multivariate=True)
 
 
@@ -96,8 +96,7 @@ class GP(Strategy):
         except ImportError as exc:
             raise UsageError("--strategy gp needs PyTorch and SciPy, which tracker does not install by default",
                              hint="pip install 'tracker[gp]' (or use --strategy tpe)") from exc
-        startup = int(self.options.get("n_startup_trials", 10))
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP)
 
 
 class Hyperband(Random):
@@ -107,10 +106,7 @@ class Hyperband(Random):
     curves = True
 
     def pruner(self) -> BasePruner | None:
-        o = self.options
-        return load_optuna().pruners.HyperbandPruner(min_resource=int(o.get("min_resource", 1)),
-                                                 max_resource=o.get("max_resource", "auto"),
-                                                 reduction_factor=int(o.get("reduction_factor", 3)))
+        return load_optuna().pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
 
 
 class BOHB(TPE, Hyperband):
@@ -126,6 +122,6 @@ BUILTIN = {cls.name: f"tracker.search.strategies:{cls.__name__}" for cls in (Gri
 strategies: Registry[Strategy] = Registry("strategy", Strategy, "tracker.strategies", BUILTIN, UsageError)
 
 
-def get(name: str, options: dict[str, Any] | None = None) -> Strategy:
+def get(name: str) -> Strategy:
     """The strategy registered as ``name``."""
-    return strategies.get(name)(options)
+    return strategies.get(name)()

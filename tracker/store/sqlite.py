@@ -444,21 +444,25 @@ class SQLiteStore(BaseStore):
 
     def get(self, ref: str) -> Trial:
         """A trial by id or unique id prefix."""
-        ref = ref.strip()
-        if not ref:
+        if not ref.strip():
             raise UsageError("empty trial id")
-        rows = self._query(f"{_SELECT} WHERE id = ?", (ref,))
+        return _row_to_trial(self._by_ref(_SELECT, ref, "trial", "tracker trials list"))
+
+    def _by_ref(self, select: str, ref: str, what: str, listing: str) -> Any:
+        """The one row of ``select`` whose id is ``ref`` or, failing that, starts with it."""
+        ref = ref.strip()
+        rows = self._query(f"{select} WHERE id = ?", (ref,))
         prefix = ref.replace("%", "").replace("_", "")
         if not rows and not prefix:
-            raise NotFoundError(f"no trial {ref!r}", hint="give the start of a trial id, see 'tracker trials list'")
+            raise NotFoundError(f"no {what} {ref!r}", hint=f"give the start of a {what} id, see '{listing}'")
         if not rows:
-            rows = self._query(f"{_SELECT} WHERE id LIKE ? ORDER BY created LIMIT 3", (prefix + "%",))
+            rows = self._query(f"{select} WHERE id LIKE ? ORDER BY created LIMIT 3", (prefix + "%",))
         if not rows:
-            raise NotFoundError(f"no trial {ref!r}", hint="see 'tracker trials list'")
+            raise NotFoundError(f"no {what} {ref!r}", hint=f"see '{listing}'")
         if len(rows) > 1:
-            raise UsageError(f"trial id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}, ...)",
+            raise UsageError(f"{what} id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}, ...)",
                              hint="give more characters of the id")
-        return _row_to_trial(rows[0])
+        return rows[0]
 
     @staticmethod
     def _where(
@@ -620,17 +624,7 @@ class SQLiteStore(BaseStore):
             return done.rowcount == 1
 
     def get_optimization(self, ref: str) -> Optimization:
-        ref = ref.strip()
-        prefix = ref.replace("%", "").replace("_", "")
-        rows = self._query(f"{_OPT_SELECT} WHERE id = ?", (ref,)) if ref else []
-        if not rows and prefix:
-            rows = self._query(f"{_OPT_SELECT} WHERE id LIKE ? ORDER BY created LIMIT 3", (prefix + "%",))
-        if not rows:
-            raise NotFoundError(f"no optimization {ref!r}", hint="see 'tracker optimize list'")
-        if len(rows) > 1:
-            raise UsageError(f"optimization id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}, ...)",
-                             hint="give more characters of the id")
-        return _row_to_optimization(rows[0])
+        return _row_to_optimization(self._by_ref(_OPT_SELECT, ref, "optimization", "tracker optimize list"))
 
     def list_optimizations(self, *, experiment: str | None = None) -> list[Optimization]:
         where, args = (" WHERE experiment = ?", (experiment,)) if experiment else ("", ())
