@@ -140,6 +140,18 @@ def test_hyperband_prunes_the_same_way_for_the_same_sampler_seed(search_project:
     assert any(state == "pruned" for _, state, _ in first)
 
 
+def test_a_pruned_trial_stops_soon_after_its_rung(search_project: Project) -> None:
+    # the driver polls every 0.1 s while a pruner watches: at 0.05 s per step a pruned trial logs a few
+    # steps past the one that stopped it (with the 0.5 s poll it ran on for 7-9 more)
+    import statistics
+
+    result = run_search(search_project, "slow", strategy="hyperband", trials=10, parallel=1, sampler_seed=3)
+    pruned = [t for t in result.trials if t.status == "pruned"]
+    assert pruned
+    beyond = [len(search_project.store.metrics(t.id, "val/loss")) - 1 - t.extra["pruned_step"] for t in pruned]
+    assert statistics.median(beyond) <= 5, beyond
+
+
 def test_seeds_are_paired_and_mean_aggregated(search_project: Project) -> None:
     result = run_search(search_project, "quad", strategy="random", trials=4, seeds=3, seed_pruning=False)
     assert result.optimization.settings["seeds"] == SEEDS[:3]
