@@ -115,22 +115,26 @@ def _cut(text: str, width: int) -> str:
 
 
 def csv_rows(result: Comparison) -> tuple[list[list[Any]], list[str]]:
-    """compare's rows for --csv: rank, experiment, each param, n, the chosen stat, its CI, the rest."""
+    """compare's rows for --csv: rank, experiment, params.NAME..., n, the chosen stat's name and value
+    with its CI, then every statistic."""
     names = list(dict.fromkeys(k for row in result.rows for k in row.params))
-    columns = ["rank", "experiment", *names, "n", result.stat, "ci_low", "ci_high", *_STAT_COLUMNS,
-               "best_step_value", "best_step"]
-    rows = [[i, r.experiment, *(r.params.get(k) for k in names), r.n, r.value, r.ci_low, r.ci_high,
-             r.mean, r.std, r.median, r.iqm, r.min, r.max, r.best_step_value, r.best_step]
+    columns = ["rank", "experiment", *(f"params.{k}" for k in names), "n", "stat", "value", "ci_low", "ci_high",
+               *_STAT_COLUMNS, "best_step_value", "best_step"]
+    rows = [[i, r.experiment, *(r.params.get(k) for k in names), r.n, result.stat, r.value, r.ci_low, r.ci_high,
+             *(getattr(r, k) for k in _STAT_COLUMNS), r.best_step_value, r.best_step]
             for i, r in enumerate(result.rows, start=1)]
     return rows, columns
 
 
 def render(result: Comparison, width: int) -> str:
-    """compare's table, fitted to ``width`` (columns dropped, then params abbreviated; a row never
-    wraps), then one sentence per pair."""
+    """compare's table fitted to ``width`` columns, then one sentence per pair.
+
+    Too wide, it drops columns (best@step, min/max, the statistics not ranked by, std), then
+    abbreviates experiment and param names and values; a row is never wrapped (cut as a last resort).
+    Params that are the same in every row are named once above the table.
+    """
     better = "higher" if result.goal == "max" else "lower"
-    lines = [_cut(f"{result.metric}: {better} is better (goal {result.goal}: {result.goal_source}); "
-                  f"ranked by the {result.stat} over seeds", width),
+    lines = [_cut(f"{result.metric}: {better} is better ({result.goal_source}); {result.stat} over seeds", width),
              _cut(f"{len(result.rows)} configuration(s) from {result.trials} completed {result.phase} trial(s)"
                   + (f" where {result.where}" if result.where else ""), width)]
     if result.missing:
@@ -138,54 +142,49 @@ def render(result: Comparison, width: int) -> str:
     if not result.rows:
         lines.append("no completed trials to compare")
         return "\n".join(lines) + "\n"
-    names = list(dict.fromkeys(k for row in result.rows for k in row.params))
-    fixed = {k: result.rows[0].params.get(k) for k in names
-             if len(result.rows) > 1 and all(k in r.params and r.params[k] == result.rows[0].params[k]
-                                             for r in result.rows)}
+    rows = result.rows
+    names = list(dict.fromkeys(k for row in rows for k in row.params))
+    fixed = {k: rows[0].params[k] for k in names
+             if len(rows) > 1 and all(k in r.params and r.params[k] == rows[0].params[k] for r in rows)}
     if fixed:
         lines.append(_cut("same in every row: " + " ".join(f"{k}={_param(v)}" for k, v in fixed.items()), width))
-    varying = [k for k in names if k not in fixed]
-    several = len({r.experiment for r in result.rows}) > 1
-    columns: dict[str, list[str]] = {"#": [str(i) for i in range(1, len(result.rows) + 1)]}
-    if several:
-        columns["experiment"] = [r.experiment for r in result.rows]
-    for k in varying:
-        columns[k] = [_param(r.params[k]) if k in r.params else "-" for r in result.rows]
-    columns["n"] = [str(r.n) for r in result.rows]
-    columns[result.stat] = [_num(r.value) for r in result.rows]
-    columns["95% CI"] = ["-" if r.ci_low is None else f"{_num(r.ci_low)}..{_num(r.ci_high)}" for r in result.rows]
+    # key -> (header, cells); params get keys of their own, so a param called "n" or "mean" is no clash
+    columns: dict[str, tuple[str, list[str]]] = {"#": ("#", [str(i) for i in range(1, len(rows) + 1)])}
+    if len({r.experiment for r in rows}) > 1:
+        columns["experiment"] = ("experiment", [r.experiment for r in rows])
+    for k in names:
+        if k not in fixed:
+            columns[f"params.{k}"] = (k, [_param(r.params[k]) if k in r.params else "-" for r in rows])
+    columns["n"] = ("n", [str(r.n) for r in rows])
+    columns["value"] = (result.stat, [_num(r.value) for r in rows])
+    columns["ci"] = ("95% CI", ["-" if r.ci_low is None else f"{_num(r.ci_low)}..{_num(r.ci_high)}" for r in rows])
     for k in _STAT_COLUMNS:
         if k != result.stat:
-            columns[k] = [_num(getattr(r, k)) for r in result.rows]
-    columns["best@step"] = ["-" if r.best_step_value is None else
-                            f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in result.rows]
-    identity = ["#", "experiment", *varying]
+            columns[k] = (k, [_num(getattr(r, k)) for r in rows])
+    columns["best"] = ("best@step", ["-" if r.best_step_value is None else
+                                     f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in rows])
+    numeric = {"#", "n", "value", *_STAT_COLUMNS}
 
-    def total(cols: dict[str, list[str]], cap: int | None = None) -> int:
-        return sum(max(len(_cut(c, cap or 10**6)) for c in [name, *cells]) if name in identity and cap else
-                   max(len(c) for c in [name, *cells]) for name, cells in cols.items()) + 2 * (len(cols) - 1)
+    def layout(cap: int | None) -> list[tuple[str, list[str]]]:
+        """Headers and cells, experiment and param columns cut to ``cap`` characters."""
+        return [(_cut(head, cap), [_cut(c, cap) for c in cells])
+                if cap and (key == "experiment" or key.startswith("params.")) else (head, cells)
+                for key, (head, cells) in columns.items()]
 
-    for drop in (("best@step",), ("min", "max"), ("median",), ("iqm",), ("mean",), ("std",)):
-        if total(columns) <= width:
+    def wide(cols: list[tuple[str, list[str]]]) -> int:
+        return sum(max(map(len, [head, *cells])) for head, cells in cols) + 2 * (len(cols) - 1)
+
+    for drop in (("best",), ("min", "max"), ("median",), ("iqm",), ("mean",), ("std",)):
+        if wide(layout(None)) <= width:
             break
-        for name in drop:
-            if name != result.stat:
-                columns.pop(name, None)
-    cap = None
-    for limit in (16, 12, 8, 5):  # then abbreviate the params (names and values) and experiments
-        if total(columns, cap) <= width:
-            break
-        cap = limit
-    shown = {(_cut(name, cap) if cap and name in identity else name): [_cut(c, cap) if cap and name in identity
-                                                                          else c for c in cells]
-             for name, cells in columns.items()}
-    widths = [max(len(c) for c in [name, *cells]) for name, cells in shown.items()]
-    numeric = {"#", "n", result.stat, *_STAT_COLUMNS}
-    table = [list(shown), *zip(*shown.values(), strict=True)]
-    for cells in table:
-        text = "  ".join(c.rjust(w) if name in numeric else c.ljust(w)
-                         for c, w, name in zip(cells, widths, columns, strict=True)).rstrip()
-        lines.append(_cut(text, width))
+        for key in drop:
+            columns.pop(key, None)
+    shown = layout(next((c for c in (None, 16, 12, 8, 5) if wide(layout(c)) <= width), 5))
+    widths = [max(map(len, [head, *cells])) for head, cells in shown]
+    aligns = [str.rjust if key in numeric else str.ljust for key in columns]
+    for cells in [[head for head, _ in shown], *zip(*(cells for _, cells in shown), strict=True)]:
+        text = "  ".join(align(c, w) for c, w, align in zip(cells, widths, aligns, strict=True)).rstrip()
+        lines.append(_cut(text, width))  # the last resort: a row is cut, never wrapped
     if result.pairs:
         lines.append("")
         lines += [f"#{p.b + 1} vs #{p.a + 1}: {p.sentence}" for p in result.pairs]
