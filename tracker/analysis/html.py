@@ -89,10 +89,14 @@ def per_step(trials_points: Iterable[Iterable[MetricPoint]], last: int | None = 
 def figure(fig: Figure | dict[str, Any], height: str = "520px") -> str:
     """A figure as a ``<div>`` and its script (plotly.js itself comes from :func:`page`).
 
-    A dict is written as it is, without Plotly's validation (much faster for many traces).
+    A dict is written as it is, without Plotly's validation (much faster for many traces); a
+    template it names (``"plotly_white"``) is looked up, as validation would.
     """
     import plotly.io
 
+    if isinstance(fig, dict) and isinstance(fig.get("layout", {}).get("template"), str):
+        template = plotly.io.templates[fig["layout"]["template"]].to_plotly_json()
+        fig = {**fig, "layout": {**fig["layout"], "template": template}}
     return plotly.io.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOT_CONFIG,
                              default_width="100%", default_height=height, validate=not isinstance(fig, dict))
 

@@ -386,8 +386,8 @@ def _test_section(names: list[str], tests: list[Trial]) -> str:
                 if not values:
                     continue
                 mean = statistics.fmean(values)
-                low, high = stats.bootstrap_ci([values], "mean") if len(values) > 1 else (None, None)
-                interval = "" if low is None or math.isnan(low) else f" (95% CI [{fmt(float(low))}, {fmt(float(high))}])"
+                low, high = stats.bootstrap_ci([values], "mean") if len(values) > 1 else (math.nan, math.nan)
+                interval = "" if math.isnan(low) else f" (95% CI {_interval(float(low), float(high))})"
                 results.append((m, f"{fmt(mean)}{interval}, mean over {len(values)} trial(s)"))
             rows: list[tuple[str, Any]] = [
                 ("run", f"{run} of {used}"),

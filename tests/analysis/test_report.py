@@ -1,0 +1,286 @@
+"""``tracker report``: the page of real runs, opened in headless Chromium (tests/conftest.py: browser)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import cli, git
+from tracker.analysis.compare import compare
+from tracker.analysis.report import write_report
+from tracker.project import Project
+from tracker.runs import RunOptions, run_experiment
+from tracker.store import MetricPoint, Trial, now
+
+HOSTILE = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+STEPS = 6
+LRS = [0.2, 0.5, 0.9]
+
+CURVE = textwrap.dedent('''
+    """Accuracy that rises with the step, faster for a larger lr, shifted a little by the seed."""
+    import argparse, math, random
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--note", default="")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    shift = random.Random(a.seed).uniform(-0.01, 0.01)
+    for step in range(a.steps):
+        acc = 0.9 * (1 - math.exp(-a.lr * (step + 1))) + shift
+        print(f"step: {step} train/loss: {1 - acc:.6f} val/acc: {acc:.6f}")
+    ''')
+
+
+def experiment(body: str) -> str:
+    return f"command: [{sys.executable!r}, curve.py]\nobjective: {{metric: val/acc, goal: max}}\n" + \
+        textwrap.dedent(body)
+
+
+EXPERIMENTS = {
+    "base": experiment(f"""\
+        params: {{steps: {STEPS}}}
+        grid: {{lr: {LRS}}}
+        seeds: 3
+        """),
+    "hostile": experiment(f"""\
+        params: {{steps: {STEPS}, lr: 0.5}}
+        grid:
+          note: [plain, {HOSTILE!r}]
+        seeds: 2
+        """),
+}
+
+
+@dataclass
+class Reported:
+    project: Project
+    page: Any  # playwright Page of the report of base and hostile
+    html: str
+    errors: list[str]
+    failed: list[str]
+    urls: list[str]
+    out: Path
+
+
+def make_report_project(root: Path) -> Project:
+    """A committed project whose experiments run curve.py (see :data:`EXPERIMENTS`)."""
+    (root / "experiments").mkdir(parents=True)
+    (root / "curve.py").write_text(CURVE)
+    (root / "tracker.yaml").write_text("name: report-demo\nseeds: [11, 22, 33]\nmaster_seed: 1\n")
+    (root / ".gitignore").write_text(".tracker/\n")
+    for name, text in EXPERIMENTS.items():
+        (root / "experiments" / f"{name}.yaml").write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return Project.load(root)
+
+
+def add_test_trials(project: Project, name: str, run: int) -> list[Trial]:
+    """Test-phase trials of the best configuration of ``name``, one per seed, as ``tracker test`` records them."""
+    c = compare(project, [name])
+    best = c.rows[0]
+    trials = []
+    for i, source in enumerate(best.trial_ids):
+        train = project.store.get(source)
+        tid = f"{run:02d}7e57{i:06d}"
+        trial = Trial(id=tid, experiment=name, status="completed", seed=train.seed, params=train.params,
+                      created=now(), phase="test", commit=train.commit, branch=train.branch, dirty=train.dirty,
+                      started=train.started, finished=train.finished,
+                      extra={"test": {"source": source, "metric": c.metric, "goal": c.goal, "value": best.mean,
+                                      "configurations": len(c.rows), "run": run},
+                             "eval_seeds": {"test": [100 + i]}})
+        project.store.add_trials([trial])
+        project.store.append_metrics(tid, [MetricPoint("test/acc", 0.8 + 0.01 * i)])
+        trials.append(project.store.get(tid))
+    return trials
+
+
+def open_page(browser: Any, path: Path) -> tuple[Any, list[str], list[str], list[str]]:
+    """The page at ``path`` loaded in a new tab, with its console errors, failed and all requests."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    failed: list[str] = []
+    urls: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("request", lambda r: urls.append(r.url))
+    page.goto(path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length > 0")
+    return page, errors, failed, urls
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Reported]:
+    """base (lr 0.2, 0.5, 0.9 over 3 seeds) and hostile (a note with markup, 2 seeds) run for real; base
+    tested twice; the report of both opened in Chromium."""
+    root = tmp_path_factory.mktemp("report") / "proj"
+    with pytest.MonkeyPatch.context() as mp:
+        cfg = tmp_path_factory.mktemp("git") / ".gitconfig"
+        cfg.write_text("[user]\n\tname = Test User\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n")
+        mp.setenv("GIT_CONFIG_GLOBAL", str(cfg))
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        mp.chdir(tmp_path_factory.getbasetemp())
+        project = make_report_project(root)
+        for name in EXPERIMENTS:
+            result = run_experiment(project, name, RunOptions())
+            assert {t.status for t in result.trials} == {"completed"}
+        add_test_trials(project, "base", 1)
+        add_test_trials(project, "base", 2)
+        out = write_report(project, [], root / "out" / "report.html")
+        page, errors, failed, urls = open_page(browser, out)
+        yield Reported(project, page, out.read_text(), errors, failed, urls, out)
+        page.close()
+
+
+def sections(text: str) -> dict[str, str]:
+    return dict(re.findall(r'<section id="([\w-]+)">(.*?)</section>', text, flags=re.S))
+
+
+def test_the_page_loads_offline_without_errors(reported: Reported, tmp_path: Path) -> None:
+    reported.page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert reported.errors == []
+    assert reported.failed == []
+    assert reported.urls == [reported.out.as_uri()]  # nothing else was fetched: everything is inline
+    assert reported.page.title() == "Report: base, hostile"
+
+
+def test_the_compare_table_ranks_configurations_best_first(reported: Reported) -> None:
+    rows = reported.page.locator("section#compare table.compare tbody tr")
+    cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+    # base: lr 0.9 > 0.5 > 0.2; hostile (lr 0.5) ties base lr 0.5 per seed, up to the seeds' shifts
+    assert [c[0] for c in cells] == [str(i) for i in range(1, 6)]
+    order = [(c[1], c[2]) for c in cells]
+    assert order[0] == ("base", f"steps={STEPS}, lr=0.9")
+    assert order[-1] == ("base", f"steps={STEPS}, lr=0.2")
+    assert set(order[1:4]) == {("base", f"steps={STEPS}, lr=0.5"), ("hostile", f"steps={STEPS}, lr=0.5, note=plain"),
+                               ("hostile", f"steps={STEPS}, lr=0.5, note={HOSTILE}")}
+    c = compare(reported.project, ["base", "hostile"])
+    for cell, row in zip(cells, c.rows, strict=True):
+        assert (cell[1], cell[3]) == (row.experiment, str(row.n))
+        assert float(cell[4]) == pytest.approx(row.value, rel=1e-5)
+        assert cell[5] == f"[{row.ci_low:.6g}, {row.ci_high:.6g}]"
+    sentences = reported.page.locator("section#compare ul.pairs li").all_inner_texts()
+    assert sentences == [p.sentence for p in c.pairs]
+
+
+def test_learning_curves_show_the_mean_and_the_seed_band_per_step(reported: Reported) -> None:
+    store = reported.project.store
+    data = reported.page.evaluate("Array.from(document.querySelectorAll('#curves .plotly-graph-div'))"
+                                  ".map(d => d.data.map(t => ({name: t.name, x: t.x, y: t.y, visible: t.visible})))")
+    assert len(data) == 1
+    traces = data[0]
+    shown = [t for t in traces if t["visible"] is True]
+    assert len(shown) == 3 * 5  # low, high, mean for each of the 5 configurations: val/acc first
+    best = next(t for t in shown if t["name"] == f"#1 base: steps={STEPS}, lr=0.9")
+    i = traces.index(best)
+    low, high = traces[i - 2], traces[i - 1]
+    ids = [t.id for t in store.list_trials(experiment="base", params={"lr": 0.9}) if t.phase == "train"]
+    curves = [[p.value for p in store.metrics(tid, "val/acc")] for tid in ids]
+    assert best["x"] == list(range(STEPS))
+    assert best["y"] == pytest.approx([statistics.fmean(v) for v in zip(*curves, strict=True)])
+    assert low["y"] == pytest.approx([min(v) for v in zip(*curves, strict=True)])
+    assert high["y"] == pytest.approx([max(v) for v in zip(*curves, strict=True)])
+    # the other metric is one choice away, and no test metric is among the choices
+    options = reported.page.locator("#curves .updatemenu-button text").all_text_contents() or \
+        reported.page.evaluate("document.querySelector('#curves .plotly-graph-div').layout.updatemenus[0]"
+                               ".buttons.map(b => b.label)")
+    assert set(options) <= {"val/acc", "train/loss"} and "val/acc" in options
+    assert reported.page.locator("#curves .plotly-graph-div .scatterlayer .trace").count() >= 5
+
+
+def test_every_plot_is_drawn(reported: Reported) -> None:
+    divs = reported.page.locator(".plotly-graph-div")
+    # curves, every seed per configuration, then lr and note against val/acc
+    assert divs.count() == 4
+    for i in range(divs.count()):
+        div = divs.nth(i)
+        assert div.locator(".main-svg").count() >= 1
+        assert div.locator(".scatterlayer .trace").count() >= 1
+    points = reported.page.evaluate("document.querySelector('#plot-seeds .plotly-graph-div').data[0].y.length")
+    assert points == 3 * 3 + 2 * 2  # one dot per seed of every configuration
+    titles = reported.page.locator("section#plots .gtitle").all_text_contents()
+    assert any("against lr" in t for t in titles) and any("against note" in t for t in titles)
+
+
+def test_each_trial_shows_its_code_version(reported: Reported) -> None:
+    head = git(reported.project.root, "rev-parse", "HEAD").strip()
+    rows = reported.page.locator("section#trials table.trials tbody tr")
+    train = [t for t in reported.project.store.list_trials() if t.phase != "test"]
+    assert rows.count() == len(train) == 13
+    for t in train:
+        cells = reported.page.locator(f"#trial-{t.id} td").all_inner_texts()
+        assert cells[0] == t.id and cells[6:9] == [head[:12], "main", "clean"]
+    summary = reported.page.locator("section#summary").inner_text()
+    assert f"{head[:12]} on main (9 trials)" in summary and "9 completed" in summary
+
+
+def test_the_test_results_are_apart_and_warn_when_the_test_set_was_reused(reported: Reported) -> None:
+    found = sections(reported.html)
+    assert list(found) == ["summary", "compare", "curves", "plots", "trials", "test"]
+    for name, text in found.items():
+        if name != "test":
+            assert "test/acc" not in text, f"a test metric in the {name} section"
+    test = reported.page.locator("section#test")
+    assert test.locator("h2").inner_text() == "TEST results (held-out test set)"
+    text = test.inner_text()
+    assert "the test set of base was used 2 times" in text
+    runs = test.locator("div.test-run")
+    assert runs.count() == 2
+    first = runs.nth(0).inner_text()
+    assert "lr=0.9" in first and "max val/acc on validation" in first
+    assert re.search(r"configurations tried\s+3", first)
+    assert re.search(r"test/acc\s+0\.81 \(95% CI \[0\.8, 0\.82\]\), mean over 3 trial\(s\)", first)
+
+
+def test_a_hostile_param_is_text_not_markup(reported: Reported) -> None:
+    assert reported.page.evaluate("window.pwned") is None
+    assert HOSTILE not in reported.html
+    cell = reported.page.locator("section#compare table.compare td", has_text="note=</script>")
+    assert cell.count() == 1 and cell.inner_text().endswith(f"note={HOSTILE}")
+    # the figures show it as text too (Plotly would otherwise read the tags in its labels)
+    ticks = reported.page.locator("section#plots .xtick text").all_text_contents()
+    assert HOSTILE in ticks
+
+
+def test_without_test_trials_there_is_no_test_section(reported: Reported, browser: Any, tmp_path: Path) -> None:
+    out = write_report(reported.project, ["hostile"], tmp_path / "hostile.html", by=["note"])
+    page, errors, failed, _ = open_page(browser, out)
+    try:
+        assert errors == [] and failed == []
+        assert page.locator("section#test").count() == 0
+        assert "none (tracker test" in page.locator("section#summary").inner_text()
+        rows = page.locator("section#compare table.compare tbody tr td:nth-child(3)").all_inner_texts()
+        assert sorted(rows) == sorted(["note=plain", f"note={HOSTILE}"])
+    finally:
+        page.close()
+
+
+def test_cli_writes_the_page_and_refuses_bad_input(reported: Reported, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(reported.project.root)
+    code, _, err = cli("report", "base", "--metric", "train/loss", "--goal", "min", "--out", str(tmp_path / "r.html"))
+    assert code == 0 and err == f"wrote {tmp_path / 'r.html'}\n"
+    assert "Comparison: train/loss" in (tmp_path / "r.html").read_text()
+    code, _, err = cli("report", "base", "--metric", "test/acc", "--out", str(tmp_path / "t.html"))
+    assert code == 2 and "the report compares validation metrics, not 'test/acc'" in err
+    assert "--metric val/acc" in err and not (tmp_path / "t.html").exists()
+    code, _, err = cli("report", "nope", "--out", str(tmp_path / "n.html"))
+    assert code == 2 and "no experiment 'nope'" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = cli("report", "--out", str(blocker / "report.html"))
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: cannot write {blocker / 'report.html'}: ") and err.count("\n") == 1
