@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 TEST_PREFIX = "test/"
 MAX_PARAM_PLOTS = 8  # params plotted against the metric, at most (the first that vary, by name)
+LEGEND = {"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}  # below the plot: labels can be long
 
 
 def write_report(project: Project, experiments: Sequence[str] = (), out: Path = Path("report.html"),
@@ -236,10 +237,10 @@ def _curves(c: Comparison, labels: list[str], points: dict[str, list[MetricPoint
     layout: dict[str, Any] = {
         "title": {"text": "mean over seeds per step; the band spans the lowest to the highest seed"},
         "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": label(metrics[0])}},
-        "template": "plotly_white", "legend": {"title": {"text": "configuration"}}}
+        "template": "plotly_white", "legend": LEGEND}
     if len(metrics) > 1:
         layout["updatemenus"] = [{
-            "type": "dropdown", "x": 0, "xanchor": "left", "y": 1.12, "yanchor": "bottom", "active": 0,
+            "type": "dropdown", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom", "active": 0,
             "buttons": [{"label": label(m), "method": "update",
                          "args": [{"visible": [o == mi for o in owner]}, {"yaxis.title.text": label(m)}]}
                         for mi, m in enumerate(metrics)]}]
@@ -275,12 +276,13 @@ def _seed_points(c: Comparison, labels: list[str]) -> dict[str, Any]:
     means = {"x": list(range(len(c.rows))), "y": [r.value for r in c.rows], "type": "scatter", "mode": "markers",
              "name": f"{c.stat} and 95% CI", "marker": {"symbol": "line-ew-open", "size": 24, "color": "#222",
                                                       "line": {"width": 3}},
-             "error_y": _error_bars(c.rows),
-             "hovertemplate": f"{c.stat} %{{y:.6g}}<extra></extra>"}
+             "error_y": _error_bars(c.rows), "text": [label(s) for s in labels],
+             "hovertemplate": f"%{{text}}<br>{c.stat} %{{y:.6g}}<extra></extra>"}
     layout = {"title": {"text": f"{label(c.metric)}: every seed, and the {c.stat} with its 95% interval"},
               "xaxis": {"tickmode": "array", "tickvals": list(range(len(c.rows))),
-                        "ticktext": [label(s) for s in labels], "title": {"text": "configuration (best first)"}},
-              "yaxis": {"title": {"text": label(c.metric)}}, "template": "plotly_white"}
+                        "ticktext": [f"#{i + 1}" for i in range(len(c.rows))],
+                        "title": {"text": "configuration (as numbered in the table above)"}},
+              "yaxis": {"title": {"text": label(c.metric)}}, "template": "plotly_white", "legend": LEGEND}
     return {"data": [seeds, means], "layout": layout}
 
 
@@ -303,7 +305,7 @@ def _param_plot(c: Comparison, param: str, varying: list[str]) -> dict[str, Any]
     for r in c.rows:
         if param not in r.params:
             continue
-        parts = ([r.experiment] if several else []) + [f"{p}={fmt(r.params.get(p))}" for p in others]
+        parts = ([r.experiment] if several else []) + [f"{p}={fmt(r.params[p])}" for p in others if p in r.params]
         groups.setdefault(", ".join(parts) or c.metric, []).append(r)
     numeric = all(_is_number(r.params[param]) for rs in groups.values() for r in rs)
     data: list[dict[str, Any]] = []
@@ -326,7 +328,7 @@ def _param_plot(c: Comparison, param: str, varying: list[str]) -> dict[str, Any]
     return {"data": data, "layout": {"title": {"text": f"{label(c.metric)} against {label(param)} "
                                                         f"({c.stat} and 95% interval; dots are seeds)"},
                                      "xaxis": xaxis, "yaxis": {"title": {"text": label(c.metric)}},
-                                     "template": "plotly_white"}}
+                                     "template": "plotly_white", "legend": LEGEND}}
 
 
 def _comparison_plots(c: Comparison, labels: list[str]) -> str:
@@ -393,24 +395,25 @@ def _test_section(names: list[str], tests: list[Trial]) -> str:
                 ("run", f"{run} of {used}"),
                 ("selected configuration", params_text(trials[0].params)),
                 ("selected by", f"{info.get('goal', '?')} {info.get('metric', '?')} on validation"
-                                f" (validation mean {fmt(info.get('value'))}) from the training trial"
-                                f" {info.get('source', '?')}"),
+                                f" (validation mean {fmt(info.get('value'))})"),
                 ("configurations tried", info.get("configurations")),
                 ("test trials", f"{len(trials)} ({len(completed)} completed)"),
                 *results,
             ]
-            parts.append(f'<div class="test-run" id="test-{escape(name)}-{run}">{key_values(rows)}</div>')
             headers = ["trial", "status", "seed", "test seeds", *metric_names, "source", "commit", "branch", "dirty"]
             table_rows = [[t.id, t.status, t.seed, ", ".join(map(str, t.extra.get("eval_seeds", {}).get("test", []))),
                            *[t.metrics.get(m) for m in metric_names], t.extra.get("test", {}).get("source"),
                            (t.commit or "")[:12], t.branch, "dirty" if t.dirty else "clean"] for t in trials]
-            parts.append(table(headers, table_rows, cls="test-trials"))
+            parts.append(f'<div class="test-run" id="test-{escape(name)}-{run}">'
+                         f"<h4>{escape(name)}: test run {run}</h4>\n{key_values(rows)}\n"
+                         f"{table(headers, table_rows, cls='test-trials')}</div>")
     return "\n".join(parts)
 
 
 STYLE = """
 section#test { border: 3px solid #d62728; padding: 0 1em 1em; margin-top: 3em; }
 section#test h2 { color: #d62728; }
+div.test-run { margin: 1em 0 2em; } div.test-run table { margin-bottom: 0.8em; }
 ul.pairs li.significant { font-weight: bold; }
 tr#row-1 td { font-weight: bold; }
 """
