@@ -94,7 +94,7 @@ def compare(
 
 
 def report(
-    experiments: list[str] = typer.Argument(None, metavar="[EXP]...",
+    experiments: list[str] = typer.Argument(None, metavar="EXP",
                                             help="Experiments to report on (default: every one with trials)."),
     out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
     metric: str = typer.Option(None, "--metric", "-m", help="The metric to compare (default: the objective)."),
