@@ -277,6 +277,8 @@ def test_cli_writes_the_page_and_refuses_bad_input(reported: Reported, tmp_path:
     code, _, err = cli("report", "base", "--metric", "test/acc", "--out", str(tmp_path / "t.html"))
     assert code == 2 and "the report compares validation metrics, not 'test/acc'" in err
     assert "--metric val/acc" in err and not (tmp_path / "t.html").exists()
+    code, _, err = cli("report", "base", "--where", "lr > 0.1 and test/acc > 0.5", "--out", str(tmp_path / "t.html"))
+    assert code == 2 and "--where uses the test metric 'test/acc'" in err and not (tmp_path / "t.html").exists()
     code, _, err = cli("report", "nope", "--out", str(tmp_path / "n.html"))
     assert code == 2 and "no experiment 'nope'" in err
     blocker = tmp_path / "a-file"

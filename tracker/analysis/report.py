@@ -51,15 +51,15 @@ MAX_PARAM_PLOTS = 8  # params plotted against the metric, at most (the first tha
 LEGEND = {"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}  # below the plot: labels can be long
 
 
-def write_report(project: Project, experiments: Sequence[str] = (), out: Path = Path("report.html"),
-                 **compare_options: Any) -> Path:
-    """Write the HTML report of ``experiments`` (default: every experiment with trials) to ``out``; return ``out``.
+def write_report(project: Project, experiments: Sequence[str], out: Path, **compare_options: Any) -> Path:
+    """Write the HTML report of ``experiments`` (empty: every experiment with trials) to ``out``; return ``out``.
 
     ``compare_options`` (``metric``, ``by``, ``where``, ``stat``, ``goal``) go to
     :func:`tracker.analysis.compare.compare` for the validation sections, which compare
-    training trials only; a ``test/`` metric there is refused (test results have their own
-    section). Raises NotFoundError for an unknown experiment, MissingDependencyError without
-    the ``analysis`` extra, TrackerError when ``out`` cannot be written.
+    training trials only. A ``test/`` metric there (as ``metric`` or in ``where``) is refused:
+    test results have their own section and must not steer the comparison. Raises
+    NotFoundError for an unknown experiment, MissingDependencyError without the ``analysis``
+    extra, TrackerError when ``out`` cannot be written.
 
     Example::
 
@@ -67,11 +67,7 @@ def write_report(project: Project, experiments: Sequence[str] = (), out: Path = 
     """
     from tracker.analysis.compare import compare
 
-    metric = compare_options.get("metric")
-    if metric and metric.startswith(TEST_PREFIX):
-        raise UsageError(f"the report compares validation metrics, not {metric!r}",
-                         hint="test results have their own section; name a validation metric, e.g. "
-                              f"--metric val/{metric[len(TEST_PREFIX):]}")
+    _refuse_test_metrics(compare_options.get("metric"), compare_options.get("where"))
     js = plotly_js("analysis")
     store = project.store
     names = _experiments(project, experiments)
@@ -93,6 +89,22 @@ def write_report(project: Project, experiments: Sequence[str] = (), out: Path = 
     title = f"Report: {', '.join(names)}"
     write_output(out, page(title, body, plotly=js, style=STYLE))
     return out
+
+
+def _refuse_test_metrics(metric: str | None, where: str | None) -> None:
+    """The validation sections may not compare or filter on a test metric."""
+    if metric and metric.startswith(TEST_PREFIX):
+        raise UsageError(f"the report compares validation metrics, not {metric!r}",
+                         hint="test results have their own section; name a validation metric, e.g. "
+                              f"--metric val/{metric[len(TEST_PREFIX):]}")
+    if where:
+        from tracker.analysis.where import parse
+
+        used = [n for n in parse(where).names if n.startswith(TEST_PREFIX)]
+        if used:
+            raise UsageError(f"--where uses the test metric {used[0]!r}: choosing trials by their test "
+                             "results would leak the test set into the comparison",
+                             hint="filter on params or validation metrics")
 
 
 def _experiments(project: Project, experiments: Sequence[str]) -> list[str]:
