@@ -286,3 +286,39 @@ def test_cli_writes_the_page_and_refuses_bad_input(reported: Reported, tmp_path:
     code, out, err = cli("report", "--out", str(blocker / "report.html"))
     assert code == 1 and out == ""
     assert err.startswith(f"error: cannot write {blocker / 'report.html'}: ") and err.count("\n") == 1
+
+
+def test_the_metric_switch_shows_the_other_metric(reported: Reported) -> None:
+    page = reported.page
+    div = "document.querySelector('#curves .plotly-graph-div')"
+    page.locator("#curves .updatemenu-header-group").click()
+    page.locator("#curves .updatemenu-dropdown-button", has_text="train/loss").click()
+    page.wait_for_function(f"{div}.layout.yaxis.title.text === 'train/loss'")
+    shown = page.evaluate(f"{div}.data.filter(t => t.visible === true).map(t => t.y[t.y.length - 1])")
+    assert len(shown) == 15 and all(0 < y < 0.4 for y in shown)  # losses: 1 - accuracy
+    page.locator("#curves .updatemenu-header-group").click()
+    page.locator("#curves .updatemenu-dropdown-button", has_text="val/acc").click()
+    page.wait_for_function(f"{div}.layout.yaxis.title.text === 'val/acc'")
+
+
+def test_a_metric_logged_only_at_the_end_is_compared_without_a_curve(project_dir: Path, tmp_path: Path) -> None:
+    project = Project.find()
+    run_experiment(project, "base", RunOptions())  # train.py logs train/loss per step, val/acc once
+    text = write_report(project, ["base"], tmp_path / "r.html", metric="val/acc").read_text()
+    found = sections(text)
+    assert "val/acc was not logged per step; the selector shows the metrics that were." in found["curves"]
+    from tests.search.test_report import figure
+
+    curves = figure(found["curves"])
+    assert curves["layout"]["yaxis"]["title"]["text"] == "train/loss" and "updatemenus" not in curves["layout"]
+    assert [t["name"] for t in curves["data"] if "name" in t] == ["#1 epochs=3, lr=0.5", "#2 epochs=3, lr=0.1"]
+    assert "test" not in found
+
+
+def test_without_plotly_the_report_names_the_extra(reported: Reported, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "plotly", None)  # what 'import plotly' meets where it is not installed
+    monkeypatch.chdir(reported.project.root)
+    code, _, err = cli("report", "--out", str(tmp_path / "r.html"))
+    assert (code, err) == (1, "error: plotly is not installed (install it with: pip install 'tracker[analysis]')\n")
+    assert not (tmp_path / "r.html").exists()
