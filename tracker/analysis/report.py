@@ -393,7 +393,7 @@ def _test_section(names: list[str], tests: list[Trial]) -> str:
         for run, trials in sorted(runs.items()):
             info = trials[0].extra.get("test", {})
             completed = [t for t in trials if t.status == "completed"]
-            metric_names = sorted({m for t in completed for m in t.metrics if m.startswith(TEST_PREFIX)})
+            metric_names = sorted({m for t in completed for m in t.metrics})  # test trials log test metrics
             results = []
             for m in metric_names:
                 values = [t.metrics[m] for t in completed if m in t.metrics and math.isfinite(t.metrics[m])]
