@@ -303,6 +303,9 @@ def test_the_metric_switch_shows_the_other_metric(reported: Reported) -> None:
 
 def test_a_metric_logged_only_at_the_end_is_compared_without_a_curve(project_dir: Path, tmp_path: Path) -> None:
     project = Project.find()
+    code, _, err = cli("report", "--out", str(tmp_path / "r.html"))
+    assert (code, err) == (2, "error: no experiment has trials yet, so there is nothing to report "
+                              "(run one first: tracker run EXPERIMENT)\n")
     run_experiment(project, "base", RunOptions())  # train.py logs train/loss per step, val/acc once
     text = write_report(project, ["base"], tmp_path / "r.html", metric="val/acc").read_text()
     found = sections(text)
