@@ -122,11 +122,18 @@ def _quiet(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return np.full(shape, np.nan)
 
 
+def _constant(x: Any, *scale: Any) -> Any:
+    """Whether each sample of ``x`` is constant up to rounding error (1e-9 of the data's magnitude):
+    differences of values logged with 6 decimals that differ only in their 16th digit do not vary."""
+    size = np.max([np.max(np.abs(s), axis=-1) for s in scale], axis=0)
+    return np.ptp(x, axis=-1) <= 1e-9 * np.maximum(size, 1e-300)
+
+
 def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided);
     NaN where the differences do not vary (the tests assume they do)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    constant = np.ptp(b - a, axis=-1) == 0
+    constant = _constant(b - a, a, b)
     return (np.where(constant, np.nan, _quiet(sps.ttest_rel, b, a)),
             np.where(constant, np.nan, _quiet(sps.wilcoxon, b - a)))
 
@@ -135,7 +142,7 @@ def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided); NaN where
     neither sample varies."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    constant = (np.ptp(a, axis=-1) == 0) & (np.ptp(b, axis=-1) == 0)
+    constant = _constant(a, a, b) & _constant(b, a, b)
     return (np.where(constant, np.nan, _quiet(sps.ttest_ind, b, a, equal_var=False)),
             np.where(constant, np.nan, _quiet(sps.mannwhitneyu, b, a)))
 
