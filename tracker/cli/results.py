@@ -139,7 +139,7 @@ def render(result: Comparison, width: int) -> str:
              _cut(f"{len(result.rows)} configuration(s) from {result.trials} completed {result.phase} trial(s)"
                   + (f" where {result.where}" if result.where else ""), width)]
     if result.missing:
-        lines.append(_cut(f"({result.missing} trial(s) without {result.metric} left out)", width))
+        lines.append(_cut(f"({result.missing} trial(s) without a finite {result.metric} left out)", width))
     if not result.rows:
         lines.append("no completed trials to compare")
         return "\n".join(lines) + "\n"
