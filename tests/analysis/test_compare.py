@@ -36,10 +36,15 @@ SCORE = textwrap.dedent(
     p.add_argument("--act", default="relu")
     p.add_argument("--offset", type=float, default=0.0)
     p.add_argument("--fail", type=int, default=0)
+    p.add_argument("--diverge", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.fail:
         sys.exit(3)
+    if a.diverge:
+        print("step: 0 val/acc: 0.5")
+        print("step: 1 val/acc: inf")
+        sys.exit(0)
     final = 0.9 - abs(a.lr - 0.1) - 0.02 * (a.layers - 1) + (0.01 if a.act == "relu" else 0) + a.offset
     final += random.Random(a.seed).uniform(-0.01, 0.01)  # the seed's luck, shared by every configuration
     final += random.Random(f"{a.seed} {a.lr} {a.layers} {a.act} {a.offset}").gauss(0, 0.004)  # and its own
@@ -69,7 +74,8 @@ EXPERIMENTS = {
 
 @pytest.fixture(scope="module")
 def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project, run once for the module: grid (24 trials), shifted (3), disjoint (3 + 1 failed)."""
+    """The project, run once for the module: grid (24 trials), shifted (3), disjoint (3, 1 failed, 1 whose
+    val/acc ends infinite)."""
     root = tmp_path_factory.mktemp("compare") / "proj"
     (root / "experiments").mkdir(parents=True)
     (root / "score.py").write_text(SCORE)
@@ -87,10 +93,11 @@ def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         git(root, "commit", "-qm", "init")
         project = Project.load(root)
         for name, seeds, params in (("grid", GRID_SEEDS, {}), ("shifted", [33, 44, 55], {}),
-                                    ("disjoint", [55, 66, 77], {}), ("disjoint", [88], {"fail": 1})):
+                                    ("disjoint", [55, 66, 77], {}), ("disjoint", [88], {"fail": 1}),
+                                    ("disjoint", [99], {"diverge": 1})):
             result = run_experiment(project, name, RunOptions(seeds=seeds, params=params, parallel=2,
                                                               max_failures=0))
-            assert {t.status for t in result.trials} == {"failed" if params else "completed"}
+            assert {t.status for t in result.trials} == {"failed" if "fail" in params else "completed"}
     return root
 
 
@@ -174,10 +181,11 @@ def test_partly_shared_seeds_are_paired_disjoint_ones_are_not(project: Project) 
     assert "over 4 and 3 seeds (no shared seeds)" in disjoint.sentence
     assert disjoint.sentence.startswith(
         f"grid act=relu is better than disjoint offset=-0.05 by {-disjoint.difference:.3g} (95% CI ")
-    # the failed trial of 'disjoint' (seed 88) is not compared
+    # the failed trial of 'disjoint' (seed 88) is not compared, nor the one whose val/acc is infinite (99)
     assert other.seeds == [55, 66, 77]
     failed = project.store.list_trials(experiment="disjoint", status="failed")
     assert failed and failed[0].id not in other.trial_ids
+    assert result.missing == 1 and result.trials == 24 + 3 + 4
 
 
 def test_significance_and_needed_seeds_in_the_sentence(project: Project) -> None:
@@ -297,26 +305,27 @@ def test_cli_table_fits_the_terminal_then_the_sentences(project: Project, monkey
         lines = out.splitlines()
         assert lines[0] == "val/acc: higher is better (objective of grid); mean over seeds"[:width - 1] + (
             "…" if width < 62 else "")
+        assert lines[2] == "(1 trial(s) without a finite val/acc left out)"[:width - 1] + ("…" if width < 47 else "")
         blank = lines.index("")
-        table = lines[2:blank]
+        table = lines[3:blank]
         assert all(len(line) <= width for line in table)
         assert len(table) == 1 + len(result.rows) + ("same in every row" in out)
         assert lines[blank + 1:] == [f"#{p.b + 1} vs #1: {p.sentence}" for p in result.pairs]
     monkeypatch.setenv("COLUMNS", "200")
     _, wide, _ = cli("compare", "grid", "shifted", "disjoint")
-    header = wide.splitlines()[2].split()
+    header = wide.splitlines()[3].split()
     assert header[:6] == ["#", "experiment", "act", "lr", "layers", "offset"]
     assert header[6:] == ["n", "mean", "95%", "CI", "std", "median", "iqm", "min", "max", "best@step"]
-    first = wide.splitlines()[3].split()
+    first = wide.splitlines()[4].split()
     assert first[:8] == ["1", "grid", "relu", "0.1", "1", "-", "4", f"{result.rows[0].mean:.4g}"]
     monkeypatch.setenv("COLUMNS", "70")
     _, narrow, _ = cli("compare", "grid", "shifted", "disjoint")
-    header = narrow.splitlines()[2].split()
+    header = narrow.splitlines()[3].split()
     assert header[-5:] == ["offset", "n", "mean", "95%", "CI"]  # the other statistics went first
     monkeypatch.setenv("COLUMNS", "40")
     _, tiny, _ = cli("compare", "grid", "shifted", "disjoint")
-    assert tiny.splitlines()[2].split() == ["#", "ex…", "act", "lr", "la…", "of…", "n", "mean"]  # no CI either
-    assert tiny.splitlines()[4].split() == ["2", "sh…", "-", "0.1", "1", "-0…", "3", f"{result.rows[1].mean:.4g}"]
+    assert tiny.splitlines()[3].split() == ["#", "ex…", "act", "lr", "la…", "of…", "n", "mean"]  # no CI either
+    assert tiny.splitlines()[5].split() == ["2", "sh…", "-", "0.1", "1", "-0…", "3", f"{result.rows[1].mean:.4g}"]
 
 
 def test_cli_json_and_csv(project: Project) -> None:

@@ -571,6 +571,19 @@ class StoreContract:
             (listed[0].id, "completed", 3, 0.1, 0.5), (listed[1].id, "failed", None, 0.2, None),
             (listed[2].id, "completed", 9, 0.1, 0.7)]
 
+    def test_an_infinite_metric_keeps_the_metrics_readable(self, store: BaseStore) -> None:
+        trial = make("running")
+        store.add_trials([trial])
+        store.append_metrics(trial.id, [MetricPoint("val/loss", 0.5, 0), MetricPoint("val/loss", math.inf, 1),
+                                        MetricPoint("val/acc", -math.inf, 1)])
+        assert store.get(trial.id).metrics == {"val/loss": math.inf, "val/acc": -math.inf}
+        assert store.table([], ["val/loss"])[0][-1] == math.inf  # SQLite's json_extract reads the column
+        store.finalize(trial.id, "completed")
+        assert [r[4:7] for r in store.metric_rows("val/loss", experiments=["e"], goal="min")] == [(math.inf, 0.5, 0)]
+        copy = replace(store.get(trial.id), id="copy")
+        store.import_trial(copy, [])
+        assert store.get("copy").metrics == {"val/loss": math.inf, "val/acc": -math.inf}
+
     def test_metric_rows_are_lean_rows_with_the_best_along_each_curve(self, store: BaseStore) -> None:
         def trial(status: str, curve: list[tuple[int | None, float]], **kw: Any) -> Trial:
             t = make("running", **kw)
