@@ -162,8 +162,8 @@ def render(result: Comparison, width: int) -> str:
     for k in _STAT_COLUMNS:
         if k != result.stat:
             columns[k] = (k, [_num(getattr(r, k)) for r in rows])
-    columns["best"] = ("best@step", ["-" if r.best_step_value is None else
-                                     f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in rows])
+    columns["best"] = ("best@step", [_num(r.best_step_value) + ("" if r.best_step is None else f"@{_num(r.best_step)}")
+                                     for r in rows])
     numeric = {"#", "n", "value", *_STAT_COLUMNS}
 
     def layout(cap: int) -> list[tuple[str, list[str]]]:
