@@ -233,6 +233,8 @@ def test_where_filters_trials_by_params_and_metrics(project: Project) -> None:
     rows = compare(project, ["grid"], where="val/acc > 0.88").rows  # per trial: some seeds of lr=0.1 layers=2 pass
     assert rows[0].params["lr"] == 0.1 and all(v > 0.88 for r in rows for v in r.values)
     assert compare(project, ["grid"], where="act == 'tanh'").rows == []
+    code, out, _ = cli("compare", "grid", "--where", "act == 'tanh'")
+    assert code == 0 and out.splitlines()[-1] == "no trial left to compare where act == 'tanh'"
     assert compare(project, ["grid"], where="seed <= 22").rows[0].seeds == [11, 22]
 
 

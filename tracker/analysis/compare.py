@@ -67,7 +67,8 @@ class Row:
 @dataclass(frozen=True)
 class Pair:
     """Row ``b`` against the best row ``a``: ``difference`` is stat(b) - stat(a) (on the shared seeds
-    when ``paired``), with its 95% bootstrap interval; ``p_value`` is the primary (t) test's,
+    when ``paired``), with its 95% bootstrap interval; ``n`` counts the shared seeds when paired,
+    else both rows' seeds (``n_a`` + ``n_b``); ``p_value`` is the primary (t) test's,
     ``p_adjusted`` Holm's over every pair, ``p_rank`` the rank test's (Wilcoxon or Mann-Whitney).
     ``effect_size`` is Cohen's d_z (paired) or Hedges' g of b - a. ``prob_improvement`` is
     P(a better than b). ``needed_seeds``: seeds per configuration a t-test would need to detect
@@ -332,7 +333,7 @@ def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple
 # ---------------------------------------------------------------------------------------------- pairs
 
 
-def label(row: Row, other: Row) -> str:
+def _label(row: Row, other: Row) -> str:
     """``row`` in a few words: the params (and experiment) where it differs from ``other``."""
     parts = [] if row.experiment == other.experiment else [row.experiment]
     parts += [f"{k}={_fmt_param(v)}" for k, v in row.params.items() if other.params.get(k, object()) != v]
@@ -347,8 +348,8 @@ def _fmt_param(value: Any) -> str:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else json.dumps(value)
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number for sentences and tables: ``digits`` significant digits."""
+def _fmt(value: float | None, digits: int = 3) -> str:
+    """A number for sentences: ``digits`` significant digits."""
     if value is None:
         return "-"
     return f"{value:.{digits}g}" if value != 0 else "0"
@@ -364,7 +365,7 @@ def _sentence(rows: list[Row], pair: dict[str, Any], goal: str) -> str:
 
     a, b = rows[pair["a"]], rows[pair["b"]]
     n, n_a, n_b, needed, p_adj = pair["n"], pair["n_a"], pair["n_b"], pair["needed_seeds"], pair["p_adjusted"]
-    first, second = label(a, b), label(b, a)
+    first, second = _label(a, b), _label(b, a)
     gain = -pair["difference"] if goal == "max" else pair["difference"]  # > 0: a is better
     low, high = pair["ci_low"], pair["ci_high"]
     if low is not None and high is not None and goal == "max":
@@ -372,8 +373,8 @@ def _sentence(rows: list[Row], pair: dict[str, Any], goal: str) -> str:
     if gain < 0:  # on the shared seeds the order can flip
         first, second, gain = second, first, -gain
         low, high = (None, None) if low is None or high is None else (-high, -low)
-    ci = f" (95% CI {fmt(low)}..{fmt(high)})" if low is not None and high is not None else ""
-    head = f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {fmt(gain)}{ci}"
+    ci = f" (95% CI {_fmt(low)}..{_fmt(high)})" if low is not None and high is not None else ""
+    head = f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {_fmt(gain)}{ci}"
     over = (f"over {n} shared seeds" if pair["paired"] else
             f"over {n_a} and {n_b} seeds (no shared seeds)" if n_a != n_b or n_a > 1 else "over 1 seed each")
     if p_adj is None:

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-STATS = ("mean", "median", "iqm")
 ALPHA = 0.05
 POWER = 0.8
 SEED = 0  # every bootstrap draws from this seed: the same data always gives the same intervals
@@ -31,7 +30,7 @@ def iqm(values: Any, axis: int = -1) -> Any:
 
 
 def statistic(name: str) -> Callable[..., Any]:
-    """The function of one of :data:`STATS`, taking ``(values, axis=...)``."""
+    """The function of a statistic (mean, median or iqm), taking ``(values, axis=...)``."""
     return {"mean": np.mean, "median": np.median, "iqm": iqm}[name]
 
 

@@ -141,7 +141,7 @@ def render(result: Comparison, width: int) -> str:
     if result.missing:
         lines.append(_cut(f"({result.missing} trial(s) without a finite {result.metric} left out)", width))
     if not result.rows:
-        lines.append("no completed trials to compare")
+        lines.append(f"no trial left to compare{' where ' + result.where if result.where else ''}")
         return "\n".join(lines) + "\n"
     rows = result.rows
     names = list(dict.fromkeys(k for row in rows for k in row.params))
