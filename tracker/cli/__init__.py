@@ -136,6 +136,7 @@ def _root(
 
 app.command("create")(create.create)
 app.command("run")(run.run)
+app.command("test")(run.test)
 app.command("status")(status.status)
 app.command("checkout")(status.checkout)
 app.add_typer(experiments.app, name="experiments")
