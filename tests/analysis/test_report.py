@@ -14,36 +14,49 @@ from typing import Any
 import pytest
 
 from tests.conftest import cli, git
+from tracker.analysis import stats
 from tracker.analysis.compare import compare
 from tracker.analysis.report import write_report
+from tracker.heldout import run_test
 from tracker.project import Project
 from tracker.runs import RunOptions, run_experiment
-from tracker.store import MetricPoint, Trial, now
 
 HOSTILE = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 STEPS = 6
 LRS = [0.2, 0.5, 0.9]
 
 CURVE = textwrap.dedent('''
-    """Accuracy that rises with the step, faster for a larger lr, shifted a little by the seed."""
-    import argparse, math, random
+    """Accuracy that rises with the step, faster for a larger lr, shifted a little by the seed.
+
+    train: the loss and the validation accuracy per step (val/acc during training); validate: the
+    final accuracy (val/acc); test: the final accuracy a little lower, per evaluation seed (test/acc).
+    """
+    import argparse, math, os, random
 
     p = argparse.ArgumentParser()
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--note", default="")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval_seeds", default="")
     a = p.parse_args()
     shift = random.Random(a.seed).uniform(-0.01, 0.01)
-    for step in range(a.steps):
-        acc = 0.9 * (1 - math.exp(-a.lr * (step + 1))) + shift
-        print(f"step: {step} train/loss: {1 - acc:.6f} val/acc: {acc:.6f}")
+    acc = [0.9 * (1 - math.exp(-a.lr * (step + 1))) + shift for step in range(a.steps)]
+    phase = os.environ["TRACKER_PHASE"]
+    if phase == "train":
+        for step, value in enumerate(acc):
+            print(f"step: {step} loss: {1 - value:.6f} val/acc: {value:.6f}")
+    elif phase == "validate":
+        print(f"acc: {acc[-1]:.6f}")
+    else:
+        eval_seed = int(a.eval_seeds.split(",")[0])
+        print(f"acc: {acc[-1] - 0.05 + random.Random(eval_seed + a.seed).uniform(-0.01, 0.01):.6f}")
     ''')
 
 
 def experiment(body: str) -> str:
-    return f"command: [{sys.executable!r}, curve.py]\nobjective: {{metric: val/acc, goal: max}}\n" + \
-        textwrap.dedent(body)
+    return (f"command: [{sys.executable!r}, curve.py]\nobjective: {{metric: val/acc, goal: max}}\n"
+            "phases: [train, validate, test]\n" + textwrap.dedent(body))
 
 
 EXPERIMENTS = {
@@ -86,26 +99,6 @@ def make_report_project(root: Path) -> Project:
     return Project.load(root)
 
 
-def add_test_trials(project: Project, name: str, run: int) -> list[Trial]:
-    """Test-phase trials of the best configuration of ``name``, one per seed, as ``tracker test`` records them."""
-    c = compare(project, [name])
-    best = c.rows[0]
-    trials = []
-    for i, source in enumerate(best.trial_ids):
-        train = project.store.get(source)
-        tid = f"{run:02d}7e57{i:06d}"
-        trial = Trial(id=tid, experiment=name, status="completed", seed=train.seed, params=train.params,
-                      created=now(), phase="test", commit=train.commit, branch=train.branch, dirty=train.dirty,
-                      started=train.started, finished=train.finished,
-                      extra={"test": {"source": source, "metric": c.metric, "goal": c.goal, "value": best.mean,
-                                      "configurations": len(c.rows), "run": run},
-                             "eval_seeds": {"test": [100 + i]}})
-        project.store.add_trials([trial])
-        project.store.append_metrics(tid, [MetricPoint("test/acc", 0.8 + 0.01 * i)])
-        trials.append(project.store.get(tid))
-    return trials
-
-
 def open_page(browser: Any, path: Path) -> tuple[Any, list[str], list[str], list[str]]:
     """The page at ``path`` loaded in a new tab, with its console errors, failed and all requests."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -136,8 +129,9 @@ def reported(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator
         for name in EXPERIMENTS:
             result = run_experiment(project, name, RunOptions())
             assert {t.status for t in result.trials} == {"completed"}
-        add_test_trials(project, "base", 1)
-        add_test_trials(project, "base", 2)
+        for _ in range(2):  # the second test of base is flagged: its test set was seen before
+            tested = run_test(project, "base", "val/acc")
+            assert {t.status for t in tested.trials} == {"completed"}
         out = write_report(project, [], root / "out" / "report.html")
         page, errors, failed, urls = open_page(browser, out)
         yield Reported(project, page, out.read_text(), errors, failed, urls, out)
@@ -188,7 +182,7 @@ def test_learning_curves_show_the_mean_and_the_seed_band_per_step(reported: Repo
     i = traces.index(best)
     low, high = traces[i - 2], traces[i - 1]
     ids = [t.id for t in store.list_trials(experiment="base", params={"lr": 0.9}) if t.phase == "train"]
-    curves = [[p.value for p in store.metrics(tid, "val/acc")] for tid in ids]
+    curves = [[p.value for p in store.metrics(tid, "val/acc") if p.step is not None] for tid in ids]
     assert best["x"] == list(range(STEPS))
     assert best["y"] == pytest.approx([statistics.fmean(v) for v in zip(*curves, strict=True)])
     assert low["y"] == pytest.approx([min(v) for v in zip(*curves, strict=True)])
@@ -239,10 +233,21 @@ def test_the_test_results_are_apart_and_warn_when_the_test_set_was_reused(report
     assert "the test set of base was used 2 times" in text
     runs = test.locator("div.test-run")
     assert runs.count() == 2
-    first = runs.nth(0).inner_text()
-    assert "lr=0.9" in first and "max val/acc on validation" in first
-    assert re.search(r"configurations tried\s+3", first)
-    assert re.search(r"test/acc\s+0\.81 \(95% CI \[0\.8, 0\.82\]\), mean over 3 trial\(s\)", first)
+    store = reported.project.store
+    for run in (1, 2):
+        text = runs.nth(run - 1).inner_text()
+        tested = [t for t in store.list_trials(experiment="base") if t.phase == "test"
+                  and t.extra["test"]["run"] == run]
+        assert len(tested) == 3 and {t.params["lr"] for t in tested} == {0.9}
+        values = [t.metrics["test/acc"] for t in tested]
+        low, high = stats.bootstrap_ci([values], "mean")
+        assert f"base: test run {run}" in text and f"run\t{run} of 2" in text
+        assert f"selected configuration\tsteps={STEPS}, lr=0.9" in text
+        assert "selected by\tmax val/acc on validation" in text and "configurations tried\t3" in text
+        assert (f"test/acc\t{statistics.fmean(values):.6g} (95% CI [{float(low):.6g}, {float(high):.6g}]), "
+                "mean over 3 trial(s)") in text
+        for t in tested:
+            assert t.id in text and t.extra["test"]["source"] in text
 
 
 def test_a_hostile_param_is_text_not_markup(reported: Reported) -> None:

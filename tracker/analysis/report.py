@@ -385,6 +385,7 @@ def _test_section(names: list[str], tests: list[Trial]) -> str:
                          "(tracker test ran more than once). Only the first result is an unbiased estimate; "
                          "later choices may have been made knowing it.</p>")
         for run, trials in sorted(runs.items()):
+            trials.sort(key=lambda t: (t.seed is None, t.seed or 0, t.id))
             info = trials[0].extra.get("test", {})
             completed = [t for t in trials if t.status == "completed"]
             metric_names = sorted({m for t in completed for m in t.metrics})  # test trials log test metrics
