@@ -149,6 +149,7 @@ app.add_typer(backup.app, name="backup")
 app.command("restore")(backup.restore)
 app.command("export")(results.export)
 app.command("sql")(results.sql)
+app.command("compare")(results.compare)
 
 
 def main(argv: list[str] | None = None) -> None:
