@@ -358,3 +358,25 @@ def test_one_seed_has_no_interval_and_no_test(project: Project) -> None:
     assert result.pairs[0].sentence.endswith("over 1 seed each: too few seeds for a test")
     data = Comparison.as_dict(result)
     assert all(math.isfinite(v) for r in data["rows"] for v in r["values"])
+
+
+def test_test_phase_trials_of_tracker_test(project_dir: Path) -> None:
+    from tests.core.test_phases import EVALUATE, PHASED, TRAIN
+    from tracker.heldout import run_test
+
+    for name, text in {"ptrain.py": TRAIN, "evaluate.py": EVALUATE, "experiments/phased.yaml": PHASED}.items():
+        (project_dir / name).write_text(text)
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "phases")
+    project = Project.find()
+    assert run_experiment(project, "phased", RunOptions()).failed == []
+    training = compare(project, ["phased"])
+    assert training.metric == "val/acc" and [r.params for r in training.rows] == [{"lr": 0.5}, {"lr": 0.1}]
+    run_test(project, "phased", "val/acc")
+    tested = compare(project, ["phased"], phase="test")  # the objective's twin: test/acc, goal max
+    assert (tested.metric, tested.goal, tested.goal_source) == ("test/acc", "max", "objective of phased")
+    assert len(tested.rows) == 1 and tested.rows[0].params == {"lr": 0.5} and tested.rows[0].n == 2
+    assert tested.rows[0].mean == pytest.approx(0.5) and tested.pairs == []
+    test_ids = {t.id for t in project.store.list_trials(experiment="phased") if t.phase == "test"}
+    assert set(tested.rows[0].trial_ids) == test_ids
+    assert not set(training.rows[0].trial_ids) & test_ids

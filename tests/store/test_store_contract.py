@@ -584,6 +584,19 @@ class StoreContract:
         store.import_trial(copy, [])
         assert store.get("copy").metrics == {"val/loss": math.inf, "val/acc": -math.inf}
 
+    def test_a_nan_metric_is_left_out_and_noted(self, store: BaseStore) -> None:
+        trial = make("running")
+        store.add_trials([trial])
+        store.append_metrics(trial.id, [MetricPoint("train/loss", 0.5, 0), MetricPoint("train/loss", math.nan, 1),
+                                        MetricPoint("val/acc", 0.25, 1)])
+        store.finalize(trial.id, "completed", metrics=[MetricPoint("val/acc", math.nan)])
+        final = store.get(trial.id)
+        assert final.status == "completed" and final.metrics == {"train/loss": 0.5, "val/acc": 0.25}
+        assert [(p.name, p.value) for p in store.metrics(trial.id)] == [("train/loss", 0.5), ("val/acc", 0.25)]
+        notes = [e.message for e in store.events(trial.id) if "NaN" in e.message]
+        assert notes == ["metric train/loss reported NaN at step 1 (not stored)",
+                         "metric val/acc reported NaN (not stored)"]
+
     def test_metric_rows_are_lean_rows_with_the_best_along_each_curve(self, store: BaseStore) -> None:
         def trial(status: str, curve: list[tuple[int | None, float]], **kw: Any) -> Trial:
             t = make("running", **kw)

@@ -132,8 +132,13 @@ def _num(value: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- choices
 
 
+def _in_phase(metric: str, phase: str) -> str:
+    """An objective's (validation) metric as the ``phase`` trials name it: val/acc is test/acc in tests."""
+    return metric if phase != "test" else f"test/{metric.split('/', 1)[-1]}"
+
+
 def _objective(project: Project, experiments: Sequence[str], metric: str | None,
-               goal: str | None) -> tuple[str, str, str]:
+               goal: str | None, phase: str) -> tuple[str, str, str]:
     """The metric, goal and where the goal came from (an objective, --goal or the default)."""
     from tracker import experiments as exps
 
@@ -143,7 +148,7 @@ def _objective(project: Project, experiments: Sequence[str], metric: str | None,
             continue  # only in the store (its file was deleted): no objective to read
         config = exps.load(project, name)
         if config.objective is not None:
-            objectives[name] = (config.objective.metric, config.objective.goal)
+            objectives[name] = (_in_phase(config.objective.metric, phase), config.objective.goal)
     if metric is None:
         found = {m for m, _ in objectives.values()}
         if not found:
@@ -489,7 +494,8 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     """Compare the configurations of ``experiments`` on ``metric`` over seeds (see the module docstring).
 
     Completed trials of ``phase`` count (pruned and failed ones do not). ``metric`` defaults to the
-    experiments' objective; ``goal`` to the objective's when the metric is the objective's, else max.
+    experiments' objective (in test trials its test twin: val/acc is compared as test/acc); ``goal``
+    to the objective's when the metric is the objective's, else max.
 
     Example::
 
@@ -505,7 +511,7 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     for name in experiments:
         if name not in known:
             raise NotFoundError(f"no experiment {name!r}", hint="see 'tracker experiments list'")
-    metric, goal, source = _objective(project, experiments, metric, goal)
+    metric, goal, source = _objective(project, experiments, metric, goal, phase)
     by_list = list(dict.fromkeys(b.strip() for part in by for b in part.split(",") if b.strip())) if by else None
     try:
         import numpy  # noqa: F401

@@ -401,12 +401,23 @@ class SQLiteStore(BaseStore):
         with self.transaction() as c:
             self._append(c, trial_id, points, replace)
 
-    @staticmethod
-    def _append(c: sqlite3.Connection, trial_id: str, points: list[MetricPoint], replace: bool) -> None:
+    @classmethod
+    def _append(cls, c: sqlite3.Connection, trial_id: str, points: list[MetricPoint], replace: bool) -> None:
+        """Store points; a NaN value (a diverged loss) is not a number to keep: it is left out, and
+        the trial's history says which metric reported it, at which step."""
         if replace:
             c.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
         elif not points:
             return
+        nan = {}
+        for p in points:
+            if math.isnan(p.value):
+                nan.setdefault(p.name, p.step)
+        if nan:
+            points = [p for p in points if not math.isnan(p.value)]
+            for name, step in nan.items():
+                at = "" if step is None else f" at step {step}"
+                cls._event(c, trial_id, "warning", f"metric {name} reported NaN{at} (not stored)")
         c.executemany(
             "INSERT INTO metrics (trial_id, name, step, value, phase, ts) VALUES (?, ?, ?, ?, ?, ?)",
             [(trial_id, p.name, p.step, p.value, p.phase, p.ts) for p in points],
