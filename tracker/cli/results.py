@@ -93,6 +93,32 @@ def compare(
         sys.stdout.write(render(result, shutil.get_terminal_size().columns))
 
 
+def report(
+    experiments: list[str] = typer.Argument(None, metavar="EXP",
+                                            help="Experiments to report on (default: every one with trials)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+    metric: str = typer.Option(None, "--metric", "-m", help="The metric to compare (default: the objective)."),
+    by: list[str] = typer.Option(None, "--by", "-b", metavar="PARAMS",
+                                 help="One configuration per value of these params (as for tracker compare)."),
+    where: str = typer.Option(None, "--where", "-w", metavar="EXPR", help="Only trials where EXPR holds."),
+    stat: str = typer.Option("mean", "--stat", "-s", help="Rank configurations by: mean, median or iqm."),
+    goal: str = typer.Option(None, "--goal", help="min or max (default: the objective's goal, else max)."),
+) -> None:
+    """One self-contained HTML page (opens offline, safe to send): summary, the comparison over seeds,
+    learning curves, comparison plots, every trial's code version, and the test results apart.
+
+    Examples:
+
+        tracker report --out report.html
+        tracker report baseline wide --metric val/acc --by lr --out report.html
+    """
+    from tracker.analysis.report import write_report
+
+    path = write_report(project(), list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
+                        goal=goal)
+    info(f"wrote {path}")
+
+
 # ------------------------------------------------------------------------------------------ compare's table
 
 _STAT_COLUMNS = ("mean", "std", "median", "iqm", "min", "max")
