@@ -516,7 +516,6 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     try:
         import numpy  # noqa: F401
         import scipy  # noqa: F401
-        import statsmodels  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "scipy", "analysis") from exc
     groups, trials, missing = _collect(project, experiments, metric, goal, phase, by_list, where)
