@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,3 +198,16 @@ def test_resamples_bound_the_work() -> None:
     assert stats.resamples(50) == 9999
     assert stats.resamples(100_000) == 1000
     assert stats.resamples(5_000) == 2000
+
+
+def test_no_heavy_import_until_a_test_runs_and_never_statsmodels() -> None:
+    # scipy.stats costs about a second to import, statsmodels (with pandas) about half of one
+    code = ("import sys\n"
+            "from tracker.analysis import compare, stats\n"
+            "heavy = ('scipy.stats', 'statsmodels', 'pandas')\n"
+            "print([m for m in heavy if m in sys.modules])\n"
+            "stats.bootstrap_ci([[1.0, 2.0, 4.0]], 'mean'), stats.summary([[1.0, 2.0, 4.0]])\n"
+            "stats.holm([0.01, 0.2]), stats.needed_seeds([0.5, 1.0], paired=True)\n"
+            "print([m for m in heavy if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "[]"]

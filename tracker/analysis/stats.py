@@ -7,9 +7,9 @@ check them on published examples and against direct scipy / statsmodels calls.
 
 scipy and numpy come with the ``analysis`` extra (``pip install 'tracker[analysis]'``); statsmodels
 too, but only the tests use it (to check Holm and the power computation here against it):
-importing it pulls in pandas, about 0.4-0.8 s, more than the rest of a comparison of 10,000
-configurations. scipy.stats (about 0.5-1 s to import) is imported by the functions that run a
-test or a bootstrap other than the mean's, not by this module.
+importing it pulls in pandas, 0.3-0.8 s, more than the statistics of a comparison of 10,000
+configurations. scipy.stats (0.8-1.0 s to import on a busy 2-core machine) is imported by the
+functions that run a test or a bootstrap other than the mean's, not by this module.
 """
 
 from __future__ import annotations
