@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,6 +87,23 @@ def test_holm_on_a_known_list() -> None:
     assert stats.holm([]) == []
 
 
+def test_holm_is_statsmodels_holm_on_random_p_values() -> None:
+    # numpy's few lines instead of importing statsmodels (and pandas) at run time: the same numbers
+    rng = np.random.default_rng(11)
+    for size in (1, 2, 7, 500, 10_000):
+        pvalues = rng.uniform(0, 1, size) ** 3
+        pvalues[: size // 4] = pvalues[0]  # ties
+        assert stats.holm(pvalues.tolist()) == multipletests(pvalues, method="holm")[1].tolist()
+
+
+def test_power_is_statsmodels_ttest_power() -> None:
+    effects = np.array([0.05, 0.2, 0.5, 0.8, 1.3, 4.0])
+    for n in (2, 3, 10, 64, 1000):
+        np.testing.assert_array_equal(stats.t_power(effects, n, paired=True), TTestPower().power(effects, n, 0.05))
+        np.testing.assert_array_equal(stats.t_power(effects, n, paired=False),
+                                      TTestIndPower().power(effects, n, 0.05))
+
+
 def test_needed_seeds_match_cohens_tables_and_solve_power() -> None:
     # Cohen (1988), G*Power: two groups, power 0.8, alpha 0.05 two-sided: d = 0.8 -> 26, d = 0.5 -> 64 per group
     assert stats.needed_seeds(0.8, paired=False) == 26
@@ -96,6 +115,20 @@ def test_needed_seeds_match_cohens_tables_and_solve_power() -> None:
             TTestIndPower().solve_power(d, power=0.8, alpha=0.05))
     assert stats.needed_seeds(np.array([0.5, 0.0, np.nan]), paired=True).tolist() == [34, 0, 0]
     assert stats.needed_seeds(1e-4, paired=True) == stats.MAX_SEEDS + 1
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_needed_seeds_of_many_effects_are_each_effects_own(paired: bool) -> None:
+    # a huge effect (2 seeds suffice) beside small ones: its finished search must not make the
+    # others stop early (it once did: 0.3 paired gave 71 instead of 90, 50 gave 1 seed)
+    effects = [50.0, 6.4, 0.3, 0.8, 1e-3]
+    alone = [stats.needed_seeds(d, paired=paired) for d in effects]
+    assert stats.needed_seeds(np.array(effects), paired=paired).tolist() == alone
+    model = TTestPower() if paired else TTestIndPower()
+    for d, n in zip(effects[1:4], alone[1:4], strict=True):  # the smallest n whose power reaches 0.8
+        assert model.power(d, n, 0.05) >= 0.8
+        assert n == 2 or model.power(d, n - 1, 0.05) < 0.8  # 1 seed: no test
+    assert alone[0] == 2 and alone[-1] == stats.MAX_SEEDS + 1
 
 
 def test_probability_of_improvement_is_u_over_nm() -> None:
@@ -139,6 +172,18 @@ def test_the_fast_mean_interval_is_scipys(paired: bool) -> None:
                            pytest.approx(direct.confidence_interval.high))
 
 
+def test_percentiles_are_numpys_quantiles() -> None:
+    rng = np.random.default_rng(2)
+    for rows, resamples in ((1, 2), (3, 9), (500, 1000), (20, 9999)):
+        dist = rng.normal(size=(rows, resamples))
+        dist[0, 0] = dist[0, 1]  # a tie
+        if rows > 2:
+            dist[2, 5] = np.nan
+        want = np.quantile(dist, [0.025, 0.975], axis=-1)
+        got = stats._quantiles(dist.copy(), (0.025, 0.975))
+        np.testing.assert_array_equal(got, want)  # bit for bit, NaN rows NaN
+
+
 def test_bootstrap_of_many_rows_equals_row_by_row() -> None:
     rng = np.random.default_rng(1)
     data = rng.normal(size=(5, 7))
@@ -153,3 +198,16 @@ def test_resamples_bound_the_work() -> None:
     assert stats.resamples(50) == 9999
     assert stats.resamples(100_000) == 1000
     assert stats.resamples(5_000) == 2000
+
+
+def test_no_heavy_import_until_a_test_runs_and_never_statsmodels() -> None:
+    # scipy.stats costs about a second to import, statsmodels (with pandas) about half of one
+    code = ("import sys\n"
+            "from tracker.analysis import compare, stats\n"
+            "heavy = ('scipy.stats', 'statsmodels', 'pandas')\n"
+            "print([m for m in heavy if m in sys.modules])\n"
+            "stats.bootstrap_ci([[1.0, 2.0, 4.0]], 'mean'), stats.summary([[1.0, 2.0, 4.0]])\n"
+            "stats.holm([0.01, 0.2]), stats.needed_seeds([0.5, 1.0], paired=True)\n"
+            "print([m for m in heavy if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "[]"]

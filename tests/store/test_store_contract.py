@@ -45,7 +45,7 @@ from tracker.store import (
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 SHA = "ab" * 32
 ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints",
-                  "0006_optimizations"]
+                  "0006_optimizations", "0007_metric_values"]
 
 
 def make(status: str = "queued", **kw: Any) -> Trial:
@@ -970,6 +970,35 @@ class TestSQLiteStore(StoreContract):
             where, args = store._where(optimization="abc123000001")
             plan = " ".join(r[3] for r in store._query(f"EXPLAIN QUERY PLAN SELECT id FROM trials{where}", args))
             assert "USING INDEX trials_optimization" in plan, plan
+        finally:
+            store.close()
+
+    def test_a_0006_store_keeps_its_metrics_and_reads_the_best_from_the_index(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "old.db"
+        with monkeypatch.context() as patch:  # a store as the tracker before 0007 made it
+            patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:6])
+            old = SQLiteStore.open(path)
+            trial = make("running", seed=1)
+            old.add_trials([trial])
+            old.finalize(trial.id, "completed", metrics=[MetricPoint("val/acc", v, s) for s, v in
+                                                         [(0, 0.5), (1, 0.8), (2, 0.8), (3, 0.7)]])
+            before = old.metric_rows("val/acc", experiments=["e"])
+            old.close()
+        store = SQLiteStore.open(path)
+        try:
+            assert store.migrations() == ALL_MIGRATIONS
+            assert store.metric_rows("val/acc", experiments=["e"]) == before == [
+                (trial.id, "e", 1, json.dumps(trial.params), 0.7, 0.8, 1)]  # the best, the first step it was reached at
+            assert [p.value for p in store.metrics(trial.id, "val/acc")] == [0.5, 0.8, 0.8, 0.7]
+            sql = store._query("SELECT sql FROM sqlite_master WHERE name = 'metrics_trial_value'")[0][0]
+            assert "(trial_id, name, value, step)" in sql
+            # every metric lookup of a comparison reads the index only, never a point's row
+            plan = " ".join(r[3] for r in store._query(
+                "EXPLAIN QUERY PLAN SELECT (SELECT MAX(value) FROM metrics WHERE trial_id = t.id AND name = 'a'), "
+                "(SELECT step FROM metrics WHERE trial_id = t.id AND name = 'a' AND value = 1 ORDER BY step LIMIT 1) "
+                "FROM trials AS t"))
+            assert plan.count("COVERING INDEX metrics_trial_value") == 2, plan
         finally:
             store.close()
 

@@ -5,7 +5,11 @@ Every function takes one sample (a list of floats) or many samples of the same s
 10,000 configurations costs a few vectorised calls rather than 10,000 Python loops. The tests
 check them on published examples and against direct scipy / statsmodels calls.
 
-scipy, numpy and statsmodels come with the ``analysis`` extra (``pip install 'tracker[analysis]'``).
+scipy and numpy come with the ``analysis`` extra (``pip install 'tracker[analysis]'``); statsmodels
+too, but only the tests use it (to check Holm and the power computation here against it):
+importing it pulls in pandas, 0.3-0.8 s, more than the statistics of a comparison of 10,000
+configurations. scipy.stats (0.8-1.0 s to import on a busy 2-core machine) is imported by the
+functions that run a test or a bootstrap other than the mean's, not by this module.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 ALPHA = 0.05
 POWER = 0.8
@@ -25,8 +28,15 @@ MAX_SEEDS = 100_000  # the needed-seeds hint gives up beyond this
 
 
 def iqm(values: Any, axis: int = -1) -> Any:
-    """Interquartile mean: the mean of the middle 50% (``scipy.stats.trim_mean(values, 0.25)``)."""
-    return sps.trim_mean(values, 0.25, axis=axis)
+    """Interquartile mean: the mean of the middle 50% (``scipy.stats.trim_mean(values, 0.25)``,
+    computed the same way: a partition, then the mean of the middle)."""
+    x = np.asarray(values)
+    n = x.shape[axis]
+    cut = int(0.25 * n)
+    middle = np.partition(x, (cut, n - cut - 1), axis)
+    index = [slice(None)] * middle.ndim
+    index[axis] = slice(cut, n - cut)
+    return np.mean(middle[tuple(index)].astype(float, copy=False), axis=axis)
 
 
 def statistic(name: str) -> Callable[..., Any]:
@@ -73,6 +83,8 @@ def bootstrap_ci(samples: Sequence[Any], stat: str = "mean", *, paired: bool = F
     else:
         def func(a: Any, b: Any, axis: int = -1) -> Any:
             return fn(b, axis=axis) - fn(a, axis=axis)
+    from scipy import stats as sps
+
     batch = max(1, 20_000_000 // max(1, sum(d.size for d in data)))  # bounds the memory of one batch
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")  # constant data: scipy warns and we return its NaN/equal bounds
@@ -97,14 +109,40 @@ def _mean_ci(data: list[Any], paired: bool, n_resamples: int, confidence: float)
     if len(data) == 1 or paired:  # paired: scipy resamples the index of the pairs, the same draw
         x = data[0] if len(data) == 1 else data[1] - data[0]
         n = x.shape[-1]
-        dist = x @ _counts(rng, n, n_resamples).T / n
+        dist = x @ _counts(rng, n, n_resamples).T
+        dist /= n  # in place: 10,000 rows x 1,000 resamples
     else:
         a, b = data
         counts_a, counts_b = _counts(rng, a.shape[-1], n_resamples), _counts(rng, b.shape[-1], n_resamples)
         dist = b @ counts_b.T / b.shape[-1] - a @ counts_a.T / a.shape[-1]
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(dist, [alpha, 1 - alpha], axis=-1)
+    low, high = _quantiles(dist, (alpha, 1 - alpha))
     return low, high
+
+
+def _quantiles(dist: Any, qs: Sequence[float]) -> list[Any]:
+    """``np.quantile(dist, qs, axis=-1)`` (linear interpolation; ``0 < q < 1``, at least 2 values per row),
+    from the two order statistics each ``q`` needs, found by one single-kth partition per ``q`` in
+    place along the (contiguous) rows. np.quantile moves the axis and partitions across rows, and a
+    partition with several kth is 7x slower than one with one. Same arithmetic as numpy's, so the
+    same numbers (tests/analysis/test_stats.py checks)."""
+    n = dist.shape[-1]
+    nan = np.isnan(dist).any(axis=-1)  # numpy's quantiles of a row with NaN are NaN
+    out = []
+    for q in qs:
+        virtual = (n - 1) * np.float64(q)
+        below = int(np.floor(virtual))
+        if below < n // 2:  # the smaller side is scanned for the neighbour
+            dist.partition(below + 1, axis=-1)
+            a, c = np.max(dist[..., : below + 1], axis=-1), dist[..., below + 1]
+        else:
+            dist.partition(below, axis=-1)
+            a, c = dist[..., below], np.min(dist[..., below + 1:], axis=-1)
+        gamma = virtual - below
+        diff = c - a
+        value = c - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+        out.append(np.where(nan, np.nan, value))
+    return out
 
 
 def cohens_dz(a: Any, b: Any) -> Any:
@@ -158,6 +196,8 @@ def _constant(x: Any, *scale: Any) -> Any:
 def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided);
     NaN where the differences do not vary (the tests assume they do)."""
+    from scipy import stats as sps
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     constant = _constant(b - a, a, b)
     return (np.where(constant, np.nan, _quiet(sps.ttest_rel, b, a)),
@@ -167,6 +207,8 @@ def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
 def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided); NaN where
     neither sample varies."""
+    from scipy import stats as sps
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     constant = _constant(a, a, b) & _constant(b, a, b)
     return (np.where(constant, np.nan, _quiet(sps.ttest_ind, b, a, equal_var=False)),
@@ -174,18 +216,14 @@ def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``)."""
-    if not len(pvalues):
-        return []
-    import gc
-
-    from statsmodels.stats.multitest import multipletests
-
-    gc.freeze()  # multipletests calls gc.collect(): with 100k rows alive that alone took 0.2 s
-    try:
-        return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
-    finally:
-        gc.unfreeze()
+    """Holm-adjusted p-values: the i-th smallest of m times (m - i), made non-decreasing, at most 1
+    (what ``statsmodels.stats.multitest.multipletests(method="holm")`` computes, the same way)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.minimum(np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)), 1.0)
+    out = np.empty_like(adjusted)
+    out[order] = adjusted
+    return out.tolist()
 
 
 def prob_improvement(x: Sequence[float], y: Sequence[float]) -> float:
@@ -196,32 +234,49 @@ def prob_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     return float(greater / (len(x) * len(y)))
 
 
+def t_power(effect: Any, n: Any, *, paired: bool, alpha: float = ALPHA) -> Any:
+    """Power of a two-sided t-test at ``alpha`` to detect a standardised effect with ``n`` seeds per
+    configuration (paired: d_z, df = n - 1; unpaired: equal groups, df = 2n - 2): the noncentral
+    t's mass beyond the critical values, as statsmodels' ``TTestPower().power`` /
+    ``TTestIndPower().power`` compute it (with scipy.special; statsmodels is not imported)."""
+    from scipy import special
+
+    n = np.asarray(n)
+    if paired:
+        df, nobs = n - 1, n
+    else:
+        df, nobs = n - 1 + n - 1, 1.0 / (1.0 / n + 1.0 / n)
+    nc = effect * np.sqrt(nobs)
+    upper, lower = -special.stdtrit(df, alpha / 2.0), special.stdtrit(df, alpha / 2.0)
+    return (1 - special.nctdtr(df, nc, upper)) + special.nctdtr(df, nc, lower)
+
+
 def needed_seeds(effect: Any, *, paired: bool, alpha: float = ALPHA, power: float = POWER) -> Any:
     """Seeds (per configuration) a two-sided t-test needs to detect a standardised effect of this
-    size ``power`` of the time at ``alpha``: the smallest n where statsmodels' ``TTestPower``
-    (paired: d_z) or ``TTestIndPower`` (unpaired: g, equal groups) reaches ``power``, i.e.
-    ``ceil(solve_power(...))``. 0 where the effect is 0 or undefined; MAX_SEEDS + 1 beyond that."""
-    from statsmodels.stats.power import TTestIndPower, TTestPower
+    size ``power`` of the time at ``alpha``: the smallest n where :func:`t_power` (statsmodels'
+    ``TTestPower``, paired: d_z, or ``TTestIndPower``, unpaired: g, equal groups) reaches
+    ``power``, i.e. ``ceil(solve_power(...))``. 0 where the effect is 0 or undefined;
+    MAX_SEEDS + 1 beyond that."""
+    from scipy import special
 
     d = np.abs(np.atleast_1d(np.asarray(effect, dtype=float)))
     ok = np.isfinite(d) & (d > 0)
-    model = TTestPower() if paired else TTestIndPower()
 
     def reaches(n: Any) -> Any:
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore")
-            got = np.asarray(model.power(np.where(ok, d, 1.0), n, alpha))
+            got = np.asarray(t_power(np.where(ok, d, 1.0), n, paired=paired, alpha=alpha))
         return np.isnan(got) | (got >= power)  # scipy's noncentral t gives NaN only where power is ~1
 
     low = np.full(d.shape, 1, dtype=np.int64)  # power(low) < target (n = 1 is no test at all)
     # above: twice the normal approximation ((z_a/2 + z_power) / d)^2 (x 2 for two groups), plus 10
-    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    z = special.ndtri(1 - alpha / 2) + special.ndtri(power)
     guess = 2 * (z / np.where(ok, d, 1.0)) ** 2 * (1 if paired else 2) + 10
     high = np.minimum(np.ceil(guess), MAX_SEEDS + 1).astype(np.int64)  # reaches it (or the cap)
-    while np.any(high - low > 1):
-        mid = (low + high) // 2
+    while np.any(searching := high - low > 1):
+        mid = np.where(searching, (low + high) // 2, high)  # found ones: no test at n = 1 (df = 0)
         hit = reaches(mid)
-        high = np.where(hit, mid, high)
-        low = np.where(hit, low, mid)
+        high = np.where(searching & hit, mid, high)
+        low = np.where(searching & ~hit, mid, low)
     out = np.where(ok, high, 0)
     return out if np.ndim(effect) else int(out[0])

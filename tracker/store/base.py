@@ -158,7 +158,7 @@ class BaseStore(ABC):
                     also: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         """One lean row per completed trial of ``experiments`` in ``phase``, oldest first, for comparisons:
         (id, experiment, seed, params as JSON text, the last value of ``metric``, its best value along the
-        trial's curve (the largest for goal "max", else the smallest), a step it was reached at, then the
+        trial's curve (the largest for goal "max", else the smallest), the first step it was reached at, then the
         last value of each metric in ``also``); None where a trial lacks one. One query.
         """
 

@@ -578,19 +578,20 @@ class SQLiteStore(BaseStore):
 
     def metric_rows(self, metric: str, *, experiments: Sequence[str], phase: str = "train", goal: str = "max",
                     also: Sequence[str] = ()) -> list[tuple[Any, ...]]:
-        """Lean rows for comparisons (see BaseStore.metric_rows); the best along each curve is one
-        aggregate over the metrics index (SQLite takes the bare ``step`` from the row of the min/max)."""
+        """Lean rows for comparisons (see BaseStore.metric_rows): per trial, its best value is one seek
+        into the metrics index (trial, name, value, step) and the first step it was reached at another."""
         if goal not in ("min", "max"):
             raise ValueError(f"goal must be 'min' or 'max', not {goal!r}")
         marks = ", ".join("?" * len(experiments))
-        selected = f"experiment IN ({marks}) AND status = 'completed' AND phase = ?"
-        extras = "".join(f", json_extract(t.metrics, {_json_path(name)})" for name in also)
-        sql = (f"SELECT t.id, t.experiment, t.seed, t.params, json_extract(t.metrics, {_json_path(metric)}), "
-               f"b.best, b.step{extras} FROM trials AS t LEFT JOIN ("
-               f"SELECT trial_id, {goal.upper()}(value) AS best, step FROM metrics "
-               f"WHERE name = ? AND trial_id IN (SELECT id FROM trials WHERE {selected}) GROUP BY trial_id"
-               f") AS b ON b.trial_id = t.id WHERE {selected} ORDER BY t.created, t.rowid")
-        return self._query(sql, [metric, *experiments, phase, *experiments, phase])
+        extras = "".join(f", json_extract(t.metrics, {_json_path(name)}) AS x{i}" for i, name in enumerate(also))
+        sql = (f"SELECT r.id, r.experiment, r.seed, r.params, r.last, r.best, (SELECT step FROM metrics "
+               f"WHERE trial_id = r.id AND name = ? AND value = r.best ORDER BY step LIMIT 1)"
+               f"{''.join(f', r.x{i}' for i in range(len(also)))} FROM ("
+               f"SELECT t.id, t.experiment, t.seed, t.params, json_extract(t.metrics, {_json_path(metric)}) AS last, "
+               f"(SELECT {goal.upper()}(value) FROM metrics WHERE trial_id = t.id AND name = ?) AS best{extras} "
+               f"FROM trials AS t WHERE experiment IN ({marks}) AND status = 'completed' AND phase = ? "
+               f"ORDER BY t.created, t.rowid) AS r")
+        return self._query(sql, [metric, metric, *experiments, phase])
 
     def count(self, **filters: Any) -> int:
         """How many trials match the filters."""
