@@ -263,12 +263,13 @@ class ExperimentDiff:
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys (``{"grid": {"lr": [..]}}`` -> ``{"grid.lr": [..]}``); lists stay whole."""
+    """Nested mappings as dotted keys (``{"grid": {"lr": [..]}}`` -> ``{"grid.lr": [..]}``); lists stay
+    whole, and unset values (None, empty mappings) are left out, so setting one shows as added."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             out.update(flatten(value, f"{prefix}{key}."))
-        else:
+        elif value is not None:
             out[f"{prefix}{key}"] = value
     return out
 

@@ -149,7 +149,7 @@ def _diff_lines(result: Any, *, color: bool) -> list[str]:
                                                         _signed(obj.difference)],
                                                        ["trials", str(obj.a_n), str(obj.b_n), ""]]))
         commits_a, commits_b = result.commits
-        section("commits", [f"  {side}  " + ", ".join(f"{c} ({n} trials)" for c, n in commits.items())
+        section("commits", [f"  {side}  " + ", ".join(f"{c} ({n} trial{'s' * (n != 1)})" for c, n in commits.items())
                             for side, commits in (("A", commits_a), ("B", commits_b)) if commits])
         if result.environment is not None:
             section("environment of the latest completed trials", _environment_rows(result.environment))
