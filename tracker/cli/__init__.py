@@ -148,6 +148,7 @@ app.add_typer(backup.app, name="backup")
 app.command("restore")(backup.restore)
 app.command("export")(results.export)
 app.command("sql")(results.sql)
+app.command("compare")(results.compare)
 app.command("diff")(results.diff)
 
 

@@ -1,11 +1,11 @@
-"""``tracker export``, ``tracker sql`` and ``tracker diff``: results out of the store."""
+"""``tracker export``, ``tracker sql``, ``tracker compare`` and ``tracker diff``: results out of the store."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from tracker.cli._common import (
     JSON_OPTION,
     emit_json,
     emit_table,
+    escape_control,
     fmt_duration,
     fmt_params,
     fmt_value,
@@ -20,6 +21,9 @@ from tracker.cli._common import (
     is_tty,
     project,
 )
+
+if TYPE_CHECKING:
+    from tracker.analysis.compare import Comparison
 
 
 def export(
@@ -211,3 +215,138 @@ def _colour_patch_line(line: str, style: Any) -> str:
     if line.startswith("-"):
         return style(line, fg="red")
     return line
+
+
+def compare(
+    experiments: list[str] = typer.Argument(..., metavar="EXP...", help="Experiments to compare."),
+    metric: str = typer.Option(None, "--metric", "-m", help="The metric (default: the experiments' objective)."),
+    by: list[str] = typer.Option(None, "--by", "-b", metavar="PARAMS",
+                                 help="One row per value of these params (comma-separated or repeated; "
+                                      "'experiment' too); the others are aggregated over."),
+    where: str = typer.Option(None, "--where", "-w", metavar="EXPR",
+                              help='Only trials where EXPR holds, e.g. "lr<0.1 and act==relu" or "val/acc>0.8".'),
+    stat: str = typer.Option("mean", "--stat", "-s", help="Rank rows by: mean, median or iqm."),
+    goal: str = typer.Option(None, "--goal", help="min or max (default: the objective's goal, else max)."),
+    phase: str = typer.Option("train", "--phase", help="Trials of this phase: train or test."),
+    as_json: bool = JSON_OPTION,
+    csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV."),
+) -> None:
+    """Compare configurations over seeds: mean, std, median, IQM and a 95% CI per row, best first,
+    then every row against the best (paired t-test on shared seeds, else Welch; Holm-corrected).
+
+    See docs/compare.md for how to read it. Examples:
+
+        tracker compare baseline
+        tracker compare baseline --by lr --where "layers>=2" --stat iqm
+        tracker compare small large --metric val/loss --goal min --json
+    """
+    from tracker.analysis.compare import compare as run_compare
+
+    result = run_compare(project(), experiments, metric=metric, by=by, where=where, stat=stat, goal=goal,
+                         phase=phase)
+    if as_json:
+        emit_json(result.as_dict())
+    elif csv:
+        emit_table(*csv_rows(result), csv=True)
+    else:
+        import shutil
+
+        sys.stdout.write(render(result, shutil.get_terminal_size().columns))
+
+
+# ------------------------------------------------------------------------------------------ compare's table
+
+_STAT_COLUMNS = ("mean", "std", "median", "iqm", "min", "max")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _param(value: Any) -> str:
+    import json
+
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape_control(value if isinstance(value, str) else json.dumps(value))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def csv_rows(result: Comparison) -> tuple[list[list[Any]], list[str]]:
+    """compare's rows for --csv: rank, experiment, params.NAME..., n, the chosen stat's name and value
+    with its CI, then every statistic."""
+    names = list(dict.fromkeys(k for row in result.rows for k in row.params))
+    columns = ["rank", "experiment", *(f"params.{k}" for k in names), "n", "stat", "value", "ci_low", "ci_high",
+               *_STAT_COLUMNS, "best_step_value", "best_step"]
+    rows = [[i, r.experiment, *(r.params.get(k) for k in names), r.n, result.stat, r.value, r.ci_low, r.ci_high,
+             *(getattr(r, k) for k in _STAT_COLUMNS), r.best_step_value, r.best_step]
+            for i, r in enumerate(result.rows, start=1)]
+    return rows, columns
+
+
+def render(result: Comparison, width: int) -> str:
+    """compare's table fitted to ``width`` columns, then one sentence per pair.
+
+    Too wide, it drops columns (best@step, min/max, the statistics not ranked by, std), then
+    abbreviates experiment and param names and values; a row is never wrapped (cut as a last resort).
+    Params that are the same in every row are named once above the table.
+    """
+    better = "higher" if result.goal == "max" else "lower"
+    lines = [_cut(f"{result.metric}: {better} is better ({result.goal_source}); {result.stat} over seeds", width),
+             _cut(f"{len(result.rows)} configuration(s) from {result.trials} completed {result.phase} trial(s)"
+                  + (f" where {result.where}" if result.where else ""), width)]
+    if result.missing:
+        lines.append(_cut(f"({result.missing} trial(s) without {result.metric} left out)", width))
+    if not result.rows:
+        lines.append("no completed trials to compare")
+        return "\n".join(lines) + "\n"
+    rows = result.rows
+    names = list(dict.fromkeys(k for row in rows for k in row.params))
+    fixed = {k: rows[0].params[k] for k in names
+             if len(rows) > 1 and all(k in r.params and r.params[k] == rows[0].params[k] for r in rows)}
+    if fixed:
+        lines.append(_cut("same in every row: " + " ".join(f"{k}={_param(v)}" for k, v in fixed.items()), width))
+    # key -> (header, cells); params get keys of their own, so a param called "n" or "mean" is no clash
+    columns: dict[str, tuple[str, list[str]]] = {"#": ("#", [str(i) for i in range(1, len(rows) + 1)])}
+    if len({r.experiment for r in rows}) > 1:
+        columns["experiment"] = ("experiment", [r.experiment for r in rows])
+    for k in names:
+        if k not in fixed:
+            columns[f"params.{k}"] = (k, [_param(r.params[k]) if k in r.params else "-" for r in rows])
+    columns["n"] = ("n", [str(r.n) for r in rows])
+    columns["value"] = (result.stat, [_num(r.value) for r in rows])
+    columns["ci"] = ("95% CI", ["-" if r.ci_low is None else f"{_num(r.ci_low)}..{_num(r.ci_high)}" for r in rows])
+    for k in _STAT_COLUMNS:
+        if k != result.stat:
+            columns[k] = (k, [_num(getattr(r, k)) for r in rows])
+    columns["best"] = ("best@step", ["-" if r.best_step_value is None else
+                                     f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in rows])
+    numeric = {"#", "n", "value", *_STAT_COLUMNS}
+
+    def layout(cap: int | None) -> list[tuple[str, list[str]]]:
+        """Headers and cells, experiment and param columns cut to ``cap`` characters."""
+        return [(_cut(head, cap), [_cut(c, cap) for c in cells])
+                if cap and (key == "experiment" or key.startswith("params.")) else (head, cells)
+                for key, (head, cells) in columns.items()]
+
+    def wide(cols: list[tuple[str, list[str]]]) -> int:
+        return sum(max(map(len, [head, *cells])) for head, cells in cols) + 2 * (len(cols) - 1)
+
+    for drop in (("best",), ("min", "max"), ("median",), ("iqm",), ("mean",), ("std",)):
+        if wide(layout(None)) <= width:
+            break
+        for key in drop:
+            columns.pop(key, None)
+    shown = layout(next((c for c in (None, 16, 12, 8, 5) if wide(layout(c)) <= width), 5))
+    widths = [max(map(len, [head, *cells])) for head, cells in shown]
+    aligns = [str.rjust if key in numeric else str.ljust for key in columns]
+    for cells in [[head for head, _ in shown], *zip(*(cells for _, cells in shown), strict=True)]:
+        text = "  ".join(align(c, w) for c, w, align in zip(cells, widths, aligns, strict=True)).rstrip()
+        lines.append(_cut(text, width))  # the last resort: a row is cut, never wrapped
+    if result.pairs:
+        lines.append("")
+        lines += [f"#{p.b + 1} vs #{p.a + 1}: {p.sentence}" for p in result.pairs]
+    return "\n".join(lines) + "\n"

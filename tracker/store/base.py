@@ -158,6 +158,15 @@ class BaseStore(ABC):
         """Flat rows for tables and CSV."""
 
     @abstractmethod
+    def metric_rows(self, metric: str, *, experiments: Sequence[str], phase: str = "train", goal: str = "max",
+                    also: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """One lean row per completed trial of ``experiments`` in ``phase``, oldest first, for comparisons:
+        (id, experiment, seed, params as JSON text, the last value of ``metric``, its best value along the
+        trial's curve (the largest for goal "max", else the smallest), a step it was reached at, then the
+        last value of each metric in ``also``); None where a trial lacks one. One query.
+        """
+
+    @abstractmethod
     def count(self, **filters: Any) -> int:
         """How many trials match the filters."""
 

@@ -66,6 +66,11 @@ def _trial_row(t: Trial) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _json_path(name: str) -> str:
+    """A SQL literal of the JSON path of the key ``name`` (quoted, so '/' and '.' in names are plain)."""
+    return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
+
+
 def param_key(value: Any) -> str:
     """How a param value is stored in the ``params`` table (canonical JSON)."""
     return json.dumps(value, sort_keys=True)
@@ -552,6 +557,22 @@ class SQLiteStore(BaseStore):
                 found.append(list(dict.fromkeys(k for (c,) in rows for k in json.loads(c))))
         return found[0], found[1]
 
+    def metric_rows(self, metric: str, *, experiments: Sequence[str], phase: str = "train", goal: str = "max",
+                    also: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """Lean rows for comparisons (see BaseStore.metric_rows); the best along each curve is one
+        aggregate over the metrics index (SQLite takes the bare ``step`` from the row of the min/max)."""
+        if goal not in ("min", "max"):
+            raise ValueError(f"goal must be 'min' or 'max', not {goal!r}")
+        marks = ", ".join("?" * len(experiments))
+        selected = f"experiment IN ({marks}) AND status = 'completed' AND phase = ?"
+        extras = "".join(f", json_extract(t.metrics, {_json_path(name)})" for name in also)
+        sql = (f"SELECT t.id, t.experiment, t.seed, t.params, json_extract(t.metrics, {_json_path(metric)}), "
+               f"b.best, b.step{extras} FROM trials AS t LEFT JOIN ("
+               f"SELECT trial_id, {goal.upper()}(value) AS best, step FROM metrics "
+               f"WHERE name = ? AND trial_id IN (SELECT id FROM trials WHERE {selected}) GROUP BY trial_id"
+               f") AS b ON b.trial_id = t.id WHERE {selected} ORDER BY t.created, t.rowid")
+        return self._query(sql, [metric, *experiments, phase, *experiments, phase])
+
     def count(self, **filters: Any) -> int:
         """How many trials match the filters."""
         where, args = self._where(**filters)
@@ -561,15 +582,12 @@ class SQLiteStore(BaseStore):
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
         """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
         duration, exit_code, tags (comma-separated), then each param and each metric (extracted by SQLite)."""
-        def path(name: str) -> str:
-            return "'$.\"" + name.replace("'", "''").replace('"', '\\"') + "\"'"
-
         columns = ", ".join(
             ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
              "duration", "exit_code",
              "CASE tags WHEN '[]' THEN '' ELSE (SELECT group_concat(value, ',') FROM json_each(tags)) END"]
-            + [f"json_extract(params, {path(n)})" for n in param_names]
-            + [f"json_extract(metrics, {path(n)})" for n in metric_names])
+            + [f"json_extract(params, {_json_path(n)})" for n in param_names]
+            + [f"json_extract(metrics, {_json_path(n)})" for n in metric_names])
         return self._select(columns, filters, limit)
 
     def count_by_status(self) -> dict[str, dict[str, int]]:

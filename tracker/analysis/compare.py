@@ -1,0 +1,503 @@
+"""``tracker compare``: configurations of experiments, aggregated over seeds, with honest tests.
+
+A *row* is one configuration (an experiment and its params; with ``by`` only those params, the
+others and the experiments aggregated over) and its values of one metric on each seed: the trial's
+last value, averaged over the trials of the row that ran that seed. Rows are sorted by the chosen
+statistic (mean, median or IQM), best first. Every other row is then compared with the best:
+
+- **paired** when the two rows share at least 2 seeds (only the shared seeds count): the paired
+  t-test, and Wilcoxon's signed-rank test; effect size Cohen's d_z;
+- otherwise **unpaired**: Welch's t-test and the Mann-Whitney U test; effect size Hedges' g.
+
+The t-test is the primary test (its p-value, Holm-adjusted over the k - 1 comparisons, decides
+"significant" at 0.05): with the 3-10 seeds experiments usually have, rank tests cannot reach
+small p-values at all (Wilcoxon over 5 seeds: never below 0.0625). Both p-values are in
+``as_dict()``. The probability of improvement P(best beats other) is U / (n m) (Agarwal et al.
+2021), averaged over the experiments both rows ran in (experiments are the tasks). See
+docs/compare.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tracker.errors import MissingDependencyError, NotFoundError, UsageError
+from tracker.project import Project
+
+STATS = ("mean", "median", "iqm")
+GOALS = ("min", "max")
+PHASES = ("train", "test")
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration aggregated over seeds (``values[i]`` is its value on ``seeds[i]``).
+
+    ``std`` is None for one seed; ``ci_low``/``ci_high`` bound the chosen statistic (``value``)
+    with 95% confidence (bootstrap), None for fewer than 2 seeds. ``best_step_value`` is the mean
+    over trials of each trial's best value along its curve, ``best_step`` the mean step of it.
+    """
+
+    experiment: str
+    params: dict[str, Any]
+    n: int
+    seeds: list[int | None]
+    values: list[float]
+    trial_ids: list[str]
+    mean: float
+    std: float | None
+    median: float
+    iqm: float
+    value: float
+    min: float
+    max: float
+    ci_low: float | None
+    ci_high: float | None
+    best_step_value: float | None
+    best_step: float | None
+    experiments: list[str] = field(default_factory=list)  # every experiment the row's trials belong to
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Row ``b`` against the best row ``a``: ``difference`` is stat(b) - stat(a) (on the shared seeds
+    when ``paired``), with its 95% bootstrap interval; ``p_value`` is the primary (t) test's,
+    ``p_adjusted`` Holm's over every pair, ``p_rank`` the rank test's (Wilcoxon or Mann-Whitney).
+    ``effect_size`` is Cohen's d_z (paired) or Hedges' g of b - a. ``prob_improvement`` is
+    P(a better than b). ``needed_seeds``: seeds per configuration a t-test would need to detect
+    an effect this large 80% of the time, when this one is not significant."""
+
+    a: int
+    b: int
+    paired: bool
+    n: int
+    test: str
+    difference: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    effect_size: float | None
+    effect: str
+    significant: bool
+    needed_seeds: int | None
+    sentence: str
+    rank_test: str = ""
+    p_rank: float | None = None
+    prob_improvement: float | None = None
+    n_a: int = 0
+    n_b: int = 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The rows (best first) and the pairs of a comparison of ``metric`` (``goal``: min or max)."""
+
+    metric: str
+    goal: str
+    stat: str
+    rows: list[Row]
+    pairs: list[Pair]
+    experiments: list[str] = field(default_factory=list)
+    phase: str = "train"
+    by: list[str] | None = None
+    where: str | None = None
+    goal_source: str = "default"  # "objective of EXP", "--goal" or "default"
+    trials: int = 0  # completed trials compared
+    missing: int = 0  # completed trials (that passed --where) without the metric
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, as plain JSON values (what ``tracker compare --json`` prints)."""
+        return _clean(asdict(self))
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinities become None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _num(value: Any) -> float | None:
+    """A float, None for NaN/None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------- choices
+
+
+def _objective(project: Project, experiments: Sequence[str], metric: str | None,
+               goal: str | None) -> tuple[str, str, str]:
+    """The metric, goal and where the goal came from (an objective, --goal or the default)."""
+    from tracker import experiments as exps
+
+    objectives: dict[str, tuple[str, str]] = {}
+    for name in experiments:
+        if name not in exps.names(project):
+            continue  # only in the store (its file was deleted): no objective to read
+        config = exps.load(project, name)
+        if config.objective is not None:
+            objectives[name] = (config.objective.metric, config.objective.goal)
+    if metric is None:
+        found = {m for m, _ in objectives.values()}
+        if not found:
+            raise UsageError(f"{', '.join(experiments)} name{'s' if len(experiments) == 1 else ''} no objective, "
+                             "so tracker does not know which metric to compare", hint="give --metric, e.g. "
+                             "--metric val/acc")
+        if len(found) > 1 or len(objectives) < len(experiments):
+            said = ", ".join(f"{e}: {objectives[e][0] if e in objectives else 'none'}" for e in experiments)
+            raise UsageError(f"the experiments' objectives differ ({said})",
+                             hint="say which metric to compare with --metric")
+        metric = found.pop()
+    if goal is not None:
+        return metric, goal, "--goal"
+    for name, (m, g) in objectives.items():
+        if m == metric:
+            return metric, g, f"objective of {name}"
+    return metric, "max", "default"
+
+
+def _check(experiments: Sequence[str], stat: str, goal: str | None, phase: str) -> None:
+    if not experiments:
+        raise UsageError("name at least one experiment to compare", hint="e.g. tracker compare baseline")
+    for value, allowed, option in ((stat, STATS, "--stat"), (phase, PHASES, "--phase")):
+        if value not in allowed:
+            raise UsageError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+    if goal is not None and goal not in GOALS:
+        raise UsageError(f"--goal must be min or max, not {goal!r}")
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class _Group:
+    """The trials of one row while they are collected: seed -> values, experiment -> seed -> values."""
+
+    experiment_order: list[str]
+    params: dict[str, Any]
+    by_seed: dict[Any, list[float]] = field(default_factory=lambda: defaultdict(list))
+    tasks: dict[str, dict[Any, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    best: list[float] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+
+def _units(by_seed: dict[Any, list[float]]) -> tuple[list[int | None], list[float]]:
+    """One value per seed (the mean of the trials on it), seeds in order; trials without a seed
+    are units of their own."""
+    seeds: list[int | None] = []
+    values: list[float] = []
+    for seed in sorted((s for s in by_seed if not isinstance(s, tuple)), key=lambda s: s):
+        seeds.append(seed)
+        values.append(math.fsum(by_seed[seed]) / len(by_seed[seed]))
+    for key in (s for s in by_seed if isinstance(s, tuple)):  # ("none", trial id): no seed
+        seeds.append(None)
+        values.append(by_seed[key][0])
+    return seeds, values
+
+
+def _collect(project: Project, experiments: list[str], metric: str, goal: str, phase: str,
+             by: list[str] | None, where: str | None) -> tuple[list[_Group], int, int]:
+    """Read the trials (one query) and group them into rows; also how many were read and how
+    many lacked the metric."""
+    from tracker.analysis import where as where_lang
+
+    store = project.store
+    condition = where_lang.parse(where) if where else None
+    params_known: list[str] | None = None
+    metrics_known: list[str] | None = None
+    if condition is not None or by:
+        params_known, metrics_known = store.key_names(experiment=experiments, status="completed")
+    if condition is not None:
+        where_lang.check_names(condition, params_known or [], metrics_known or [])
+    if by:
+        unknown = [b for b in by if b not in (params_known or []) and b != "experiment"]
+        if unknown:
+            raise UsageError(f"--by names {', '.join(map(repr, unknown))}, which no selected trial has as a param",
+                             hint=f"params: {', '.join(sorted(params_known or [])) or 'none'} (or 'experiment')")
+    also = [n for n in (condition.names if condition else []) if n not in (params_known or [])
+            and n in (metrics_known or [])]
+    rows = store.metric_rows(metric, experiments=experiments, phase=phase, goal=goal, also=also)
+    parsed: dict[str, dict[str, Any]] = {}
+    groups: dict[Any, _Group] = {}
+    order = {e: i for i, e in enumerate(experiments)}
+    missing = 0
+    kept = 0
+    for trial_id, experiment, seed, params_text, value, best, step, *extra in rows:
+        params = parsed.get(params_text)
+        if params is None:
+            params = parsed[params_text] = json.loads(params_text)
+        if condition is not None:
+            metric_values = dict(zip(also, extra, strict=True))
+
+            def get(name: str, params: dict[str, Any] = params, metric_values: dict[str, Any] = metric_values,
+                    seed: Any = seed, experiment: str = experiment) -> Any:
+                if name in params:
+                    return params[name]
+                if name in metric_values:
+                    return where_lang.MISSING if metric_values[name] is None else metric_values[name]
+                return {"seed": seed, "experiment": experiment}.get(name, where_lang.MISSING)
+
+            if not condition.test(get):
+                continue
+        kept += 1
+        if value is None:
+            missing += 1
+            continue
+        if by:
+            shown = {b: params.get(b) for b in by if b != "experiment"}
+            key: Any = tuple(json.dumps(v, sort_keys=True) for v in shown.values())
+            if "experiment" in by:
+                key = (experiment, key)
+        else:
+            shown = params
+            key = (experiment, params_text if len(parsed) == 1 else json.dumps(params, sort_keys=True))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group([], shown)
+        if experiment not in group.experiment_order:
+            group.experiment_order.append(experiment)
+        unit = seed if seed is not None else ("none", trial_id)
+        group.by_seed[unit].append(float(value))
+        group.tasks[experiment][unit].append(float(value))
+        group.ids.append(trial_id)
+        if best is not None:
+            group.best.append(float(best))
+        if step is not None:
+            group.steps.append(float(step))
+    for group in groups.values():
+        group.experiment_order.sort(key=lambda e: order[e])
+    if kept and missing == kept:
+        _, names = store.key_names(experiment=experiments, status="completed")
+        raise UsageError(f"no completed {phase} trial of {', '.join(experiments)} has the metric {metric!r}",
+                         hint=f"metrics that exist: {', '.join(sorted(names)) or 'none'}")
+    return list(groups.values()), kept, missing
+
+
+def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple[Row, _Group]]:
+    """Summaries of every group (vectorised per number of seeds) with their groups, best first."""
+    import numpy as np
+
+    from tracker.analysis import stats
+
+    units = [_units(g.by_seed) for g in groups]
+    by_n: dict[int, list[int]] = defaultdict(list)
+    for i, (_, values) in enumerate(units):
+        by_n[len(values)].append(i)
+    summaries: list[dict[str, Any]] = [{} for _ in groups]
+    resamples = stats.resamples(trials)
+    for n, members in by_n.items():
+        matrix = np.array([units[i][1] for i in members], dtype=float)
+        summary = stats.summary(matrix)
+        low, high = stats.bootstrap_ci([matrix], stat, n_resamples=resamples)
+        for j, i in enumerate(members):
+            summaries[i] = {k: (v if k == "n" else float(v[j])) for k, v in summary.items()}
+            summaries[i]["ci"] = (_num(low[j]), _num(high[j])) if n >= 2 else (None, None)
+    rows = []
+    for g, (seeds, values), s in zip(groups, units, summaries, strict=True):
+        rows.append(Row(
+            experiment=",".join(g.experiment_order), params=g.params, n=s["n"], seeds=seeds, values=values,
+            trial_ids=g.ids, mean=s["mean"], std=_num(s["std"]), median=s["median"], iqm=s["iqm"],
+            value=s[stat], min=s["min"], max=s["max"], ci_low=s["ci"][0], ci_high=s["ci"][1],
+            best_step_value=math.fsum(g.best) / len(g.best) if g.best else None,
+            best_step=math.fsum(g.steps) / len(g.steps) if g.steps else None,
+            experiments=list(g.experiment_order)))
+    sign = -1.0 if goal == "max" else 1.0
+    return sorted(zip(rows, groups, strict=True), key=lambda rg: (
+        sign * rg[0].value, -rg[0].n, rg[0].experiment, json.dumps(rg[0].params, sort_keys=True, default=str)))
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+
+
+def label(row: Row, other: Row) -> str:
+    """``row`` in a few words: the params (and experiment) where it differs from ``other``."""
+    parts = [] if row.experiment == other.experiment else [row.experiment]
+    parts += [f"{k}={_fmt_param(v)}" for k, v in row.params.items() if other.params.get(k, object()) != v]
+    return " ".join(parts) or ", ".join(f"{k}={_fmt_param(v)}" for k, v in row.params.items()) or row.experiment
+
+
+def _fmt_param(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number for sentences and tables: ``digits`` significant digits."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if value != 0 else "0"
+
+
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
+
+
+def _sentence(rows: list[Row], pair: Pair, goal: str) -> str:
+    a, b = rows[pair.a], rows[pair.b]
+    first, second = label(a, b), label(b, a)
+    gain = -pair.difference if goal == "max" else pair.difference  # > 0: a is better
+    low, high = (None, None) if pair.ci_low is None or pair.ci_high is None else (
+        (-pair.ci_high, -pair.ci_low) if goal == "max" else (pair.ci_low, pair.ci_high))
+    if gain < 0:  # on the shared seeds the order can flip
+        first, second, gain = second, first, -gain
+        low, high = (None, None) if low is None or high is None else (-high, -low)
+    ci = f" (95% CI {fmt(low)}..{fmt(high)})" if low is not None and high is not None else ""
+    head = (f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {fmt(gain)}{ci}")
+    over = (f"over {pair.n} shared seeds" if pair.paired else
+            f"over {pair.n_a} and {pair.n_b} seeds (no shared seeds)" if pair.n_a != pair.n_b or pair.n_a > 1 else
+            "over 1 seed each")
+    if pair.p_adjusted is None:
+        why = "too few seeds for a test" if min(pair.n_a, pair.n_b) < 2 or pair.n < 2 else \
+            "no test possible: the values do not vary"
+        return f"{head}, {over}: {why}"
+    verdict = "significant" if pair.significant else "not significant"
+    if not pair.significant and pair.needed_seeds:
+        many = f"more than {_max_seeds():,}" if pair.needed_seeds > _max_seeds() else f"about {pair.needed_seeds}"
+        verdict += f" ({many} seeds per configuration would detect a difference this large 80% of the time)"
+    return f"{head}, {_p_text(pair.p_adjusted)} after Holm, {pair.test} {over}: {verdict}"
+
+
+def _max_seeds() -> int:
+    from tracker.analysis.stats import MAX_SEEDS
+
+    return MAX_SEEDS
+
+
+def _prob_improvement(best: Row, other: Row, groups: dict[int, _Group], a: int, b: int, goal: str) -> float | None:
+    """P(best beats other), averaged over the experiments both ran (the tasks); over all values
+    pooled when they share none (rows that are experiments themselves)."""
+    from tracker.analysis.stats import prob_improvement
+
+    ga, gb = groups[a], groups[b]
+    shared = [e for e in ga.tasks if e in gb.tasks]
+    tasks = ([(_units(ga.tasks[e])[1], _units(gb.tasks[e])[1]) for e in shared] if shared
+             else [(best.values, other.values)])
+    sign = 1.0 if goal == "max" else -1.0
+    scores = [prob_improvement([sign * v for v in x], [sign * v for v in y]) for x, y in tasks if x and y]
+    return math.fsum(scores) / len(scores) if scores else None
+
+
+def _pairs(rows: list[Row], groups: dict[int, _Group], stat: str, goal: str, trials: int) -> list[Pair]:
+    """Every row against the best one, tests vectorised over pairs of the same shape, Holm over all."""
+    import numpy as np
+
+    from tracker.analysis import stats
+
+    if len(rows) < 2:
+        return []
+    best = rows[0]
+    best_at = {s: v for s, v in zip(best.seeds, best.values, strict=True) if s is not None}
+    plans: dict[tuple[bool, int, int], list[tuple[int, list[float], list[float]]]] = defaultdict(list)
+    for i, row in enumerate(rows[1:], start=1):
+        shared = [(best_at[s], v) for s, v in zip(row.seeds, row.values, strict=True) if s is not None and s in best_at]
+        if len(shared) >= 2:
+            plans[(True, len(shared), len(shared))].append((i, [x for x, _ in shared], [y for _, y in shared]))
+        else:
+            plans[(False, best.n, row.n)].append((i, best.values, row.values))
+    fn = stats.statistic(stat)
+    resamples = stats.resamples(trials)
+    found: dict[int, dict[str, Any]] = {}
+    for (paired, n_a, n_b), members in plans.items():
+        x = np.array([m[1] for m in members], dtype=float)
+        y = np.array([m[2] for m in members], dtype=float)
+        diff = fn(y, axis=-1) - fn(x, axis=-1)
+        low, high = stats.bootstrap_ci([x, y], stat, paired=paired, n_resamples=resamples)
+        if paired:
+            p_t, p_r = stats.paired_tests(x, y)
+            effect = stats.cohens_dz(x, y)
+        elif min(n_a, n_b) >= 2:
+            p_t, p_r = stats.unpaired_tests(x, y)
+            effect = stats.hedges_g(x, y)
+        else:
+            p_t = p_r = effect = np.full(len(members), np.nan)
+        for j, (i, *_) in enumerate(members):
+            found[i] = {"paired": paired, "n_a": n_a, "n_b": n_b, "difference": float(diff[j]),
+                        "ci": (_num(low[j]), _num(high[j])), "p": _num(p_t[j]), "p_rank": _num(p_r[j]),
+                        "effect": _num(effect[j])}
+    tested = [i for i in sorted(found) if found[i]["p"] is not None]
+    for i, p in zip(tested, stats.holm([found[i]["p"] for i in tested]), strict=True):
+        found[i]["p_adjusted"] = p
+    for paired in (True, False):  # needed seeds for the non-significant ones, one vectorised search each
+        todo = [i for i in tested if found[i]["paired"] is paired and found[i]["p_adjusted"] >= stats.ALPHA
+                and found[i]["effect"] is not None]
+        if todo:
+            needed = stats.needed_seeds(np.array([found[i]["effect"] for i in todo]), paired=paired)
+            for i, n in zip(todo, needed, strict=True):
+                found[i]["needed"] = int(n) or None
+    pairs = []
+    for i in range(1, len(rows)):
+        f = found[i]
+        p_adj = f.get("p_adjusted")
+        pair = Pair(
+            a=0, b=i, paired=f["paired"], n=f["n_a"] if f["paired"] else f["n_a"] + f["n_b"],
+            test="paired t-test" if f["paired"] else "Welch's t-test",
+            difference=f["difference"], ci_low=f["ci"][0], ci_high=f["ci"][1], p_value=f["p"], p_adjusted=p_adj,
+            effect_size=f["effect"], effect=stats.effect_label(f["effect"]),
+            significant=p_adj is not None and p_adj < stats.ALPHA, needed_seeds=f.get("needed"), sentence="",
+            rank_test="Wilcoxon signed-rank" if f["paired"] else "Mann-Whitney U", p_rank=f["p_rank"],
+            prob_improvement=_prob_improvement(best, rows[i], groups, 0, i, goal), n_a=f["n_a"], n_b=f["n_b"])
+        pairs.append(_with_sentence(rows, pair, goal))
+    return pairs
+
+
+def _with_sentence(rows: list[Row], pair: Pair, goal: str) -> Pair:
+    from dataclasses import replace
+
+    return replace(pair, sentence=_sentence(rows, pair, goal))
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def compare(project: Project, experiments: Sequence[str], *, metric: str | None = None,
+            by: Sequence[str] | None = None, where: str | None = None, stat: str = "mean",
+            goal: str | None = None, phase: str = "train") -> Comparison:
+    """Compare the configurations of ``experiments`` on ``metric`` over seeds (see the module docstring).
+
+    Completed trials of ``phase`` count (pruned and failed ones do not). ``metric`` defaults to the
+    experiments' objective; ``goal`` to the objective's when the metric is the objective's, else max.
+
+    Example::
+
+        result = compare(project, ["baseline"], by=["lr"], stat="iqm")
+        for pair in result.pairs:
+            print(pair.sentence)
+    """
+    experiments = list(dict.fromkeys(experiments))
+    _check(experiments, stat, goal, phase)
+    from tracker import experiments as exps
+
+    known = set(exps.names(project)) | set(project.store.count_by_status())
+    for name in experiments:
+        if name not in known:
+            raise NotFoundError(f"no experiment {name!r}", hint="see 'tracker experiments list'")
+    metric, goal, source = _objective(project, experiments, metric, goal)
+    by_list = list(dict.fromkeys(b.strip() for part in by for b in part.split(",") if b.strip())) if by else None
+    try:
+        import numpy  # noqa: F401
+        import scipy  # noqa: F401
+        import statsmodels  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "scipy", "analysis") from exc
+    groups, trials, missing = _collect(project, experiments, metric, goal, phase, by_list, where)
+    ranked = _rows(groups, stat, goal, trials)
+    rows = [row for row, _ in ranked]
+    pairs = _pairs(rows, {i: g for i, (_, g) in enumerate(ranked)}, stat, goal, trials)
+    return Comparison(metric=metric, goal=goal, stat=stat, rows=rows, pairs=pairs, experiments=experiments,
+                      phase=phase, by=by_list, where=where, goal_source=source, trials=trials, missing=missing)

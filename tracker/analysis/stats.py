@@ -1,0 +1,178 @@
+"""Statistics over seeds for ``tracker compare``: small pure functions over samples of floats.
+
+Every function takes one sample (a list of floats) or many samples of the same size at once
+(a 2-D array, one sample per row; the statistic runs along the last axis), so that comparing
+10,000 configurations costs a few vectorised calls rather than 10,000 Python loops. The tests
+check them on published examples and against direct scipy / statsmodels calls.
+
+scipy, numpy and statsmodels come with the ``analysis`` extra (``pip install 'tracker[analysis]'``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+STATS = ("mean", "median", "iqm")
+ALPHA = 0.05
+POWER = 0.8
+SEED = 0  # every bootstrap draws from this seed: the same data always gives the same intervals
+MAX_SEEDS = 100_000  # the needed-seeds hint gives up beyond this
+
+
+def iqm(values: Any, axis: int = -1) -> Any:
+    """Interquartile mean: the mean of the middle 50% (``scipy.stats.trim_mean(values, 0.25)``)."""
+    return sps.trim_mean(values, 0.25, axis=axis)
+
+
+def statistic(name: str) -> Callable[..., Any]:
+    """The function of one of :data:`STATS`, taking ``(values, axis=...)``."""
+    return {"mean": np.mean, "median": np.median, "iqm": iqm}[name]
+
+
+def summary(values: Any) -> dict[str, Any]:
+    """n, mean, std (ddof=1; NaN for n < 2), median, iqm, min, max of each sample (along the last axis)."""
+    x = np.asarray(values, dtype=float)
+    n = x.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.std(x, axis=-1, ddof=1) if n > 1 else np.full(x.shape[:-1], np.nan)
+    return {"n": n, "mean": np.mean(x, axis=-1), "std": std, "median": np.median(x, axis=-1),
+            "iqm": iqm(x), "min": np.min(x, axis=-1), "max": np.max(x, axis=-1)}
+
+
+def resamples(trials: int) -> int:
+    """Bootstrap resamples for a comparison over ``trials`` trials: 9,999 (scipy's default) up to
+    1,000 trials, fewer beyond so that the work (trials x resamples) stays under 10 million, never
+    fewer than 1,000. The intervals' Monte Carlo error stays well under their width."""
+    return max(1000, min(9999, 10_000_000 // max(trials, 1)))
+
+
+def bootstrap_ci(samples: Sequence[Any], stat: str = "mean", *, paired: bool = False,
+                 n_resamples: int = 9999, confidence: float = 0.95) -> tuple[Any, Any]:
+    """Percentile bootstrap interval of a statistic (``scipy.stats.bootstrap``, seeded: reproducible).
+
+    One sample: the interval of ``stat`` of it. Two samples ``(a, b)``: of ``stat(b) - stat(a)``,
+    resampling seeds jointly when ``paired`` (same length, same seed order), else each on its own.
+    Each sample may be 2-D (many comparisons of the same size at once). Returns (low, high),
+    NaN where a sample has fewer than 2 values or the data are constant.
+    """
+    fn = statistic(stat)
+    data = [np.asarray(s, dtype=float) for s in samples]
+    if min(d.shape[-1] for d in data) < 2:
+        shape = np.broadcast_shapes(*(d.shape[:-1] for d in data))
+        return np.full(shape, np.nan), np.full(shape, np.nan)
+    if len(data) == 1:
+        def func(x: Any, axis: int = -1) -> Any:
+            return fn(x, axis=axis)
+    else:
+        def func(a: Any, b: Any, axis: int = -1) -> Any:
+            return fn(b, axis=axis) - fn(a, axis=axis)
+    batch = max(1, 20_000_000 // max(1, sum(d.size for d in data)))  # bounds the memory of one batch
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")  # constant data: scipy warns and we return its NaN/equal bounds
+        result = sps.bootstrap(tuple(data), func, n_resamples=n_resamples, batch=min(batch, n_resamples),
+                               vectorized=True, paired=paired, axis=-1, confidence_level=confidence,
+                               method="percentile", rng=np.random.default_rng(SEED))
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def cohens_dz(a: Any, b: Any) -> Any:
+    """Cohen's d_z of paired samples: mean(b - a) / std(b - a, ddof=1) (NaN when the differences
+    are constant)."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.std(d, axis=-1, ddof=1)
+        return np.where(sd > 0, np.mean(d, axis=-1) / np.where(sd > 0, sd, 1), np.nan)
+
+
+def hedges_g(a: Any, b: Any) -> Any:
+    """Hedges' g of independent samples: (mean(b) - mean(a)) / pooled std, times the small-sample
+    correction J = 1 - 3 / (4 (n_a + n_b) - 9) (Hedges & Olkin 1985, the approximation of J)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = x.shape[-1], y.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.sqrt(((na - 1) * np.var(x, axis=-1, ddof=1) + (nb - 1) * np.var(y, axis=-1, ddof=1))
+                         / (na + nb - 2))
+        d = np.where(pooled > 0, (np.mean(y, axis=-1) - np.mean(x, axis=-1)) / np.where(pooled > 0, pooled, 1),
+                     np.nan)
+    return d * (1 - 3 / (4 * (na + nb) - 9))
+
+
+def effect_label(d: float | None) -> str:
+    """Cohen's words for a standardised effect: negligible (< 0.2), small, medium (>= 0.5), large (>= 0.8)."""
+    if d is None or math.isnan(d):
+        return "unknown"
+    d = abs(d)
+    return "negligible" if d < 0.2 else "small" if d < 0.5 else "medium" if d < 0.8 else "large"
+
+
+def _quiet(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A scipy test's p-values, NaN where the test is undefined (constant data), without warnings."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return np.asarray(test(*args, axis=-1, **kwargs).pvalue, dtype=float)
+        except ValueError:  # e.g. wilcoxon of differences that are all zero
+            shape = np.broadcast_shapes(*(np.shape(a)[:-1] for a in args))
+            return np.full(shape, np.nan)
+
+
+def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
+    """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return _quiet(sps.ttest_rel, b, a), _quiet(sps.wilcoxon, b - a)
+
+
+def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
+    """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return _quiet(sps.ttest_ind, b, a, equal_var=False), _quiet(sps.mannwhitneyu, b, a)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``)."""
+    if not len(pvalues):
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
+
+
+def prob_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """P(X > Y): how often a value of x beats one of y, ties counting half (Mann-Whitney U / (n m),
+    the "probability of improvement" of Agarwal et al. 2021)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    greater = (x[:, None] > y[None, :]).sum() + 0.5 * (x[:, None] == y[None, :]).sum()
+    return float(greater / (len(x) * len(y)))
+
+
+def needed_seeds(effect: Any, *, paired: bool, alpha: float = ALPHA, power: float = POWER) -> Any:
+    """Seeds (per configuration) a two-sided t-test needs to detect a standardised effect of this
+    size ``power`` of the time at ``alpha``: the smallest n where statsmodels' ``TTestPower``
+    (paired: d_z) or ``TTestIndPower`` (unpaired: g, equal groups) reaches ``power``, i.e.
+    ``ceil(solve_power(...))``. 0 where the effect is 0 or undefined; MAX_SEEDS + 1 beyond that."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    d = np.abs(np.atleast_1d(np.asarray(effect, dtype=float)))
+    ok = np.isfinite(d) & (d > 0)
+    model = TTestPower() if paired else TTestIndPower()
+
+    def reaches(n: Any) -> Any:
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore")
+            return np.asarray(model.power(np.where(ok, d, 1.0), n, alpha)) >= power
+
+    low = np.full(d.shape, 1, dtype=np.int64)  # power(low) < target (n = 1 is no test at all)
+    high = np.full(d.shape, MAX_SEEDS + 1, dtype=np.int64)  # treated as reaching it
+    while np.any(high - low > 1):
+        mid = (low + high) // 2
+        hit = reaches(mid)
+        high = np.where(hit, mid, high)
+        low = np.where(hit, low, mid)
+    out = np.where(ok, high, 0)
+    return out if np.ndim(effect) else int(out[0])
