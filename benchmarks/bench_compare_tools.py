@@ -341,7 +341,7 @@ def main() -> None:
         # the timed reads, interleaved
         times: dict[str, list[float]] = {"tracker": [], "guild": [], "mlflow": []}
         mlflow_info: dict[str, float] = {}
-        cold: list[float] = []
+        mlflow_cold: list[float] = []
         guild_full = guild is not None and guild_points and guild_points[-1][0] == guild.count
         for _ in range(args.rounds):
             times["tracker"].append(time_compare(project, "e"))
@@ -352,7 +352,7 @@ def main() -> None:
                                      check=True, capture_output=True, text=True).stdout
                 mlflow_info = json.loads(out.strip().splitlines()[-1])
                 times["mlflow"].append(mlflow_info["seconds"])
-                cold.append(mlflow_info["cold"])
+                mlflow_cold.append(mlflow_info["cold"])
 
     rows.append((f"tracker compare e --metric val/acc, {total:,} trials", f"{min(times['tracker']):.2f} s",
                  f"best of {args.rounds}: {', '.join(f'{t:.2f}' for t in times['tracker'])}; CLI start-up "
@@ -368,7 +368,7 @@ def main() -> None:
         best = min(times["mlflow"])
         rows.append((f"mlflow.search_runs + groupby, {mlflow_runs:,} runs", f"{best:.2f} s",
                      f"best of {args.rounds}, second call in a process; first call (opens the store) "
-                     f"{min(cold):.2f} s; import mlflow {mlflow_info['import']:.1f} s apart; "
+                     f"{min(mlflow_cold):.2f} s; import mlflow {mlflow_info['import']:.1f} s apart; "
                      f"{mlflow_info['groups']:,} groups; {best / mlflow_runs * total:.1f} s at {total:,} if linear"))
     print_table(rows, value_header="time")
 
