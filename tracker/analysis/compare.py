@@ -217,7 +217,7 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
     from tracker.analysis import where as where_lang
 
     store = project.store
-    condition = where_lang.parse(where) if where else None
+    condition = where_lang.parse(where) if where is not None else None
     params_known: list[str] | None = None
     metrics_known: list[str] | None = None
     if condition is not None or by:
@@ -232,6 +232,11 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
     also = [n for n in (condition.names if condition else []) if n not in (params_known or [])
             and n in (metrics_known or [])]
     rows = store.metric_rows(metric, experiments=experiments, phase=phase, goal=goal, also=also)
+    if not rows:
+        how = (f"tracker test {experiments[0]} --best {metric}" if phase == "test" else
+               f"tracker run {' '.join(experiments)}")
+        raise UsageError(f"no completed {phase} trials of {', '.join(experiments)} to compare",
+                         hint=f"make some with '{how}'")
     parsed: dict[str, dict[str, Any]] = {}
     groups: dict[Any, _Group] = {}
     order = {e: i for i, e in enumerate(experiments)}

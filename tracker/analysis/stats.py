@@ -122,16 +122,29 @@ def _quiet(test: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return np.full(shape, np.nan)
 
 
+def _constant(x: Any, *scale: Any) -> Any:
+    """Whether each sample of ``x`` is constant up to rounding error (1e-9 of the data's magnitude):
+    differences of values logged with 6 decimals that differ only in their 16th digit do not vary."""
+    size = np.max([np.max(np.abs(s), axis=-1) for s in scale], axis=0)
+    return np.ptp(x, axis=-1) <= 1e-9 * np.maximum(size, 1e-300)
+
+
 def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
-    """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided)."""
+    """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided);
+    NaN where the differences do not vary (the tests assume they do)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return _quiet(sps.ttest_rel, b, a), _quiet(sps.wilcoxon, b - a)
+    constant = _constant(b - a, a, b)
+    return (np.where(constant, np.nan, _quiet(sps.ttest_rel, b, a)),
+            np.where(constant, np.nan, _quiet(sps.wilcoxon, b - a)))
 
 
 def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
-    """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided)."""
+    """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided); NaN where
+    neither sample varies."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return _quiet(sps.ttest_ind, b, a, equal_var=False), _quiet(sps.mannwhitneyu, b, a)
+    constant = _constant(a, a, b) & _constant(b, a, b)
+    return (np.where(constant, np.nan, _quiet(sps.ttest_ind, b, a, equal_var=False)),
+            np.where(constant, np.nan, _quiet(sps.mannwhitneyu, b, a)))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -165,10 +178,14 @@ def needed_seeds(effect: Any, *, paired: bool, alpha: float = ALPHA, power: floa
     def reaches(n: Any) -> Any:
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore")
-            return np.asarray(model.power(np.where(ok, d, 1.0), n, alpha)) >= power
+            got = np.asarray(model.power(np.where(ok, d, 1.0), n, alpha))
+        return np.isnan(got) | (got >= power)  # scipy's noncentral t gives NaN only where power is ~1
 
     low = np.full(d.shape, 1, dtype=np.int64)  # power(low) < target (n = 1 is no test at all)
-    high = np.full(d.shape, MAX_SEEDS + 1, dtype=np.int64)  # treated as reaching it
+    # above: twice the normal approximation ((z_a/2 + z_power) / d)^2 (x 2 for two groups), plus 10
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    guess = 2 * (z / np.where(ok, d, 1.0)) ** 2 * (1 if paired else 2) + 10
+    high = np.minimum(np.ceil(guess), MAX_SEEDS + 1).astype(np.int64)  # reaches it (or the cap)
     while np.any(high - low > 1):
         mid = (low + high) // 2
         hit = reaches(mid)

@@ -79,8 +79,8 @@ class _Parser:
     def fail(self, message: str, at: int | None = None) -> UsageError:
         if at is None:
             at = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
-        rest = self.text[at:] or "the end"
-        return UsageError(f"bad --where {self.text!r}: {message} at column {at + 1} ({rest!r})",
+        where = f"at column {at + 1} ({self.text[at:]!r})" if at < len(self.text.rstrip()) else "at the end"
+        return UsageError(f"bad --where {self.text!r}: {message} {where}",
                           hint='write comparisons joined by and/or/not, e.g. --where "lr<0.1 and act==relu"')
 
     def peek(self) -> tuple[str, str, int] | None:

@@ -291,7 +291,8 @@ def render(result: Comparison, width: int) -> str:
     """compare's table fitted to ``width`` columns, then one sentence per pair.
 
     Too wide, it drops columns (best@step, min/max, the statistics not ranked by, std), then
-    abbreviates experiment and param names and values; a row is never wrapped (cut as a last resort).
+    abbreviates experiment and param names and values, then drops the interval; a row is never
+    wrapped (cut as a last resort).
     Params that are the same in every row are named once above the table.
     """
     better = "higher" if result.goal == "max" else "lower"
@@ -326,7 +327,7 @@ def render(result: Comparison, width: int) -> str:
                                      f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in rows])
     numeric = {"#", "n", "value", *_STAT_COLUMNS}
 
-    def layout(cap: int | None) -> list[tuple[str, list[str]]]:
+    def layout(cap: int) -> list[tuple[str, list[str]]]:
         """Headers and cells, experiment and param columns cut to ``cap`` characters."""
         return [(_cut(head, cap), [_cut(c, cap) for c in cells])
                 if cap and (key == "experiment" or key.startswith("params.")) else (head, cells)
@@ -336,11 +337,15 @@ def render(result: Comparison, width: int) -> str:
         return sum(max(map(len, [head, *cells])) for head, cells in cols) + 2 * (len(cols) - 1)
 
     for drop in (("best",), ("min", "max"), ("median",), ("iqm",), ("mean",), ("std",)):
-        if wide(layout(None)) <= width:
+        if wide(layout(0)) <= width:
             break
         for key in drop:
             columns.pop(key, None)
-    shown = layout(next((c for c in (None, 16, 12, 8, 5) if wide(layout(c)) <= width), 5))
+    cap = next((c for c in (0, 16, 12, 8, 5) if wide(layout(c)) <= width), -1)  # 0: as they are
+    if cap < 0:  # still too wide: the interval goes, and names and values shrink to 3 characters
+        columns.pop("ci")
+        cap = 5 if wide(layout(5)) <= width else 3
+    shown = layout(cap)
     widths = [max(map(len, [head, *cells])) for head, cells in shown]
     aligns = [str.rjust if key in numeric else str.ljust for key in columns]
     for cells in [[head for head, _ in shown], *zip(*(cells for _, cells in shown), strict=True)]:
