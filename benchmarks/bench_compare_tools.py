@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """`tracker compare` over 100,000 trials, side by side with Guild AI and MLflow on stores of the same size.
 
-The same results go into each tool: C configurations (lr x width) x S seeds, a metric
-`val/acc` with a short curve (STEPS points) per trial, configurations one after another so a
-partly filled store holds whole configurations.
-  1. tracker: a project store filled with C x S completed trials through the library API
-     (`store.add_trials` + `store.append_metrics`), then `tracker compare e --metric val/acc`
-     (the CLI in a subprocess, start-up included; best of 3).
+The same results go into each tool: C configurations (lr x layers) x S seeds, a metric
+`val/acc` with a short curve (STEPS points) per trial, the very values compare_tracker.fill
+stores, configurations one after another so a partly filled store holds whole configurations.
+  1. tracker: compare_tracker.fill puts C x S completed trials into a project's store through
+     the library API (`store.import_trial` with the curve), then compare_tracker.time_compare
+     times `tracker compare e --json` (the objective is val/acc; the CLI in a subprocess,
+     start-up included; best of 3).
   2. Guild AI (an isolated venv, --guild): one real `guild run` makes a template run
      directory; the others are written the way Guild writes them (`.guild/attrs/*`, `opref`,
      source copy, output, scalars in a tfevents file) for at most --budget seconds. Then
@@ -22,7 +23,7 @@ partly filled store holds whole configurations.
      mlflow import is excluded and reported apart.
 The timed reads run interleaved (tracker, Guild, MLflow, then again), 3 rounds.
 
-Usage: python benchmarks/bench_compare_tools.py [--configs 10000] [--seeds 10] [--steps 5]
+Usage: python benchmarks/bench_compare_tools.py [--configs 10000] [--seeds 10] [--steps 10]
            [--budget 300] [--guild /tmp/guildenv-opt/bin/guild] [--mlflow-python /tmp/mlflowenv/bin/python]
 This file is also the MLflow worker: `python bench_compare_tools.py --mlflow-worker fill|measure ...`,
 run by the MLflow venv's python (so it imports only the standard library at the top).
@@ -48,7 +49,7 @@ TRAIN = """\
 import argparse
 p = argparse.ArgumentParser()
 p.add_argument("--lr", type=float, default=0.1)
-p.add_argument("--width", type=int, default=32)
+p.add_argument("--layers", type=int, default=1)
 p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
 for step in range(5):
@@ -58,22 +59,20 @@ for step in range(5):
 
 
 def configuration(c: int) -> dict[str, float | int]:
-    """Configuration ``c``: 100 learning rates x 100 widths."""
-    return {"lr": round(10 ** (-4 + 3 * (c // 100) / 99), 8), "width": 16 + 8 * (c % 100)}
+    """Configuration ``c``, as compare_tracker.fill makes it: 100 learning rates x 100 layer counts."""
+    return {"lr": round(0.001 * (1 + c % 100), 4), "layers": 1 + c // 100}
 
 
-def curve(c: int, s: int, steps: int) -> list[float]:
-    """The val/acc curve of configuration ``c`` with seed index ``s``: rising to a final value."""
-    final = 0.6 + 0.3 * ((c * 7919) % 1000) / 1000 + random.Random(c * 1000 + s).gauss(0, 0.02)
-    return [final * (k + 1) / steps for k in range(steps)]
-
-
-def seed_of(s: int) -> int:
-    return 1000 + 7 * s
+def curve(c: int, seed: int, steps: int) -> list[float]:
+    """The val/acc curve of configuration ``c`` and ``seed``, the very values compare_tracker.fill stores."""
+    params = configuration(c)
+    quality = 0.9 - abs(params["lr"] - 0.05) - 0.001 * params["layers"]
+    rng = random.Random(c * 1_000_003 + seed)
+    return [quality * (1 - 0.5 ** (s + 1)) + rng.gauss(0, 0.01) for s in range(steps)]
 
 
 def runs(configs: int, seeds: int):
-    """(configuration, seed index) pairs, whole configurations first."""
+    """(configuration, seed) pairs, whole configurations first."""
     for c in range(configs):
         for s in range(seeds):
             yield c, s
@@ -82,44 +81,6 @@ def runs(configs: int, seeds: int):
 def clock(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-# ---------------------------------------------------------------------------------------- tracker
-
-def fill_tracker(root: Path, configs: int, seeds: int, steps: int) -> float:
-    """A committed project at ``root`` whose store holds configs x seeds completed trials; seconds taken."""
-    sys.path.insert(0, str(HERE.parent))  # this tree's tracker
-    from tracker.project import Project
-    from tracker.store import MetricPoint, Trial, now
-
-    root.mkdir(parents=True)
-    (root / "train.py").write_text(TRAIN)
-    (root / "tracker.yaml").write_text("name: bench\n")
-    (root / ".gitignore").write_text(".tracker/\n")
-    (root / "experiments").mkdir()
-    (root / "experiments/e.yaml").write_text(
-        f"command: [{sys.executable!r}, train.py]\nobjective: {{metric: val/acc, goal: max}}\n")
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=root, check=True)
-    start = time.perf_counter()
-    store = Project.load(root).store
-    batch: list[tuple[Trial, list[float]]] = []
-
-    def flush() -> None:
-        store.add_trials([t for t, _ in batch])
-        for trial, values in batch:
-            store.append_metrics(trial.id, [MetricPoint("val/acc", v, k) for k, v in enumerate(values)])
-        batch.clear()
-
-    for i, (c, s) in enumerate(runs(configs, seeds)):
-        stamp = now()
-        batch.append((Trial(id=f"{i:012x}", experiment="e", status="completed", seed=seed_of(s),
-                            params=configuration(c), created=stamp, started=stamp, finished=stamp, duration=1.0,
-                            exit_code=0, commit="0" * 40, host="bench"), curve(c, s, steps)))
-        if len(batch) == 10_000:
-            flush()
-    flush()
     return time.perf_counter() - start
 
 
@@ -183,7 +144,7 @@ class GuildHome:
         home.mkdir(parents=True)
         project.mkdir(parents=True)
         (project / "train.py").write_text(TRAIN)
-        subprocess.run([guild, "run", "-y", "-q", "train.py", "lr=0.1", "width=32", "seed=1"], cwd=project,
+        subprocess.run([guild, "run", "-y", "-q", "train.py", "lr=0.1", "layers=1", "seed=1"], cwd=project,
                        env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         [template] = list((home / "runs").iterdir())
         self.attrs = {p.name: p.read_bytes() for p in (template / ".guild/attrs").iterdir()}
@@ -193,7 +154,7 @@ class GuildHome:
         self.count = 0
 
     def add(self, c: int, s: int, steps: int) -> None:
-        flags = {**configuration(c), "seed": seed_of(s)}
+        flags = {**configuration(c), "seed": s}
         run_id = uuid.uuid4().hex
         run = self.home / "runs" / run_id
         (run / ".guild/attrs").mkdir(parents=True)
@@ -206,7 +167,7 @@ class GuildHome:
             "cmd": "- /usr/bin/python3\n- -um\n- guild.op_main\n- train\n"
                    + "".join(f"- --{k}\n- '{v}'\n" for k, v in sorted(flags.items())),
             "initialized": f"{started}\n", "started": f"{started}\n", "stopped": f"{started + 1_000_000}\n",
-            "random_seed": f"{seed_of(s)}\n", "exit_status": "0\n",
+            "random_seed": f"{s}\n", "exit_status": "0\n",
         }
         for name, data in self.attrs.items():
             (run / ".guild/attrs" / name).write_bytes(text[name].encode() if name in text else data)
@@ -256,7 +217,7 @@ def mlflow_worker(argv: list[str]) -> None:
                 break
             run = client.create_run(exp)
             ts = int(time.time() * 1000)
-            flags = {**configuration(c), "seed": seed_of(s)}
+            flags = {**configuration(c), "seed": s}
             client.log_batch(run.info.run_id,
                              metrics=[Metric("val/acc", v, ts, k) for k, v in enumerate(curve(c, s, steps))],
                              params=[Param(k, str(v)) for k, v in flags.items()])
@@ -268,7 +229,7 @@ def mlflow_worker(argv: list[str]) -> None:
     for _ in range(2):  # the first call also opens the store (engine, schema check); the second is warm
         start = time.perf_counter()
         df = mlflow.search_runs(experiment_names=["e"], max_results=1_000_000)
-        table = df.groupby(["params.lr", "params.width"])["metrics.val/acc"].agg(["count", "mean", "std"])
+        table = df.groupby(["params.lr", "params.layers"])["metrics.val/acc"].agg(["count", "mean", "std"])
         took.append(time.perf_counter() - start)
     print(json.dumps({"cold": took[0], "seconds": took[1], "import": imported, "runs": len(df),
                       "groups": len(table)}))
@@ -283,7 +244,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=300.0, help="seconds each of Guild and MLflow may fill")
     ap.add_argument("--guild", default="/tmp/guildenv-opt/bin/guild")
     ap.add_argument("--guild-limit", type=float, default=600.0,
@@ -292,8 +253,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
+    import compare_tracker
     from _table import print_table
-    from compare_tracker import time_compare
 
     total = args.configs * args.seeds
     have_guild = Path(args.guild).exists()
@@ -302,7 +263,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tracker-bench-compare-") as tmp:
         tmpdir = Path(tmp)
         project = tmpdir / "tracker-proj"
-        fill = fill_tracker(project, args.configs, args.seeds, args.steps)
+        start = time.perf_counter()
+        compare_tracker.fill(compare_tracker.make_project(project), args.configs, args.seeds, args.steps)
+        fill = time.perf_counter() - start
         rows.append((f"tracker: filled {total:,} trials through the library API", f"{fill:.0f} s",
                      f"{total / fill:,.0f} trials/s"))
         mlflow_db = tmpdir / "mlflow.db"
@@ -344,7 +307,7 @@ def main() -> None:
         mlflow_cold: list[float] = []
         guild_full = guild is not None and guild_points and guild_points[-1][0] == guild.count
         for _ in range(args.rounds):
-            times["tracker"].append(time_compare(project, "e"))
+            times["tracker"].append(compare_tracker.time_compare(project, "e"))
             if guild_full:
                 times["guild"].append(guild.compare())
             if have_mlflow:
@@ -354,7 +317,7 @@ def main() -> None:
                 times["mlflow"].append(mlflow_info["seconds"])
                 mlflow_cold.append(mlflow_info["cold"])
 
-    rows.append((f"tracker compare e --metric val/acc, {total:,} trials", f"{min(times['tracker']):.2f} s",
+    rows.append((f"tracker compare e --json, {total:,} trials", f"{min(times['tracker']):.2f} s",
                  f"best of {args.rounds}: {', '.join(f'{t:.2f}' for t in times['tracker'])}; CLI start-up "
                  f"included; target < 1 s"))
     for n, cold, warm in guild_points:
