@@ -216,15 +216,16 @@ def test_experiments_diff_configs_seeds_counts_objective_commits(project_dir: Pa
     assert data["seeds"] == {"only_a": [], "only_b": [33]}
 
 
-def test_credentials_in_a_dirty_tracker_yaml_are_masked(project_dir: Path) -> None:
+def test_credentials_in_a_dirty_tracker_yaml_are_masked_whatever_the_git_config(project_dir: Path) -> None:
     project = Project.find()
     a = run_one(project, 11, 0.1)
     secret = "K3yOfTheB2Account"
     with open(project_dir / "tracker.yaml", "a") as fh:
         fh.write(f"storage:\n  keyed: {{type: b2, bucket: models, application_key: {secret}}}\n")
     b = run_one(project, 11, 0.5)
+    git(project_dir, "config", "diff.noprefix", "true")  # the user's git config changes no path in the diff
     code, out, _ = cli("diff", a.id, b.id)
-    assert code == 0 and secret not in out
+    assert code == 0 and secret not in out and "diff --git a/tracker.yaml b/tracker.yaml" in out
     assert "+  keyed: {type: b2, bucket: models, application_key: ***}" in out
 
 

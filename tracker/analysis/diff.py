@@ -157,7 +157,9 @@ def diff_code(project: Project, a: Trial, b: Trial, *, stat: bool = False) -> Co
         return CodeDiff(_describe(a), _describe(b), False, unavailable=str(exc))
     if trees[0] == trees[1]:
         return CodeDiff(_describe(a), _describe(b), True)
-    base = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+    # whatever the user's git config says: plain a/ b/ paths from the top, no colour, no external tools
+    base = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", "--no-relative",
+            "--src-prefix=a/", "--dst-prefix=b/"]
     if stat:
         out = gitinfo.git(top, *base, "--numstat", "-z", *trees)
         rows = []

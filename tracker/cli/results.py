@@ -24,6 +24,7 @@ from tracker.cli._common import (
 
 if TYPE_CHECKING:
     from tracker.analysis.compare import Comparison
+    from tracker.analysis.diff import EnvironmentDiff, ExperimentDiff, MappingDiff, TrialDiff
 
 
 def export(
@@ -101,7 +102,7 @@ def diff(
     sys.stdout.writelines(line + "\n" for line in _diff_lines(result, color=is_tty() and "NO_COLOR" not in os.environ))
 
 
-def _diff_lines(result: Any, *, color: bool) -> list[str]:
+def _diff_lines(result: TrialDiff | ExperimentDiff, *, color: bool) -> list[str]:
     """``tracker diff`` as text: one section per kind of difference, headings bold and diff lines coloured."""
     from tracker.analysis.diff import TrialDiff
 
@@ -157,7 +158,7 @@ def _diff_lines(result: Any, *, color: bool) -> list[str]:
                             for side, commits in (("A", commits_a), ("B", commits_b)) if commits])
         if result.environment is not None:
             section("environment of the latest completed trials", _environment_rows(result.environment))
-    if len(out) == 2:
+    if len(out) == 2:  # the two heading lines, no section
         out.extend(["", "no differences"])
     return out
 
@@ -188,13 +189,13 @@ def _columns(header: list[str], rows: list[list[str]]) -> list[str]:
             for row in [header, *rows]]
 
 
-def _mapping_rows(d: Any) -> list[str]:
+def _mapping_rows(d: MappingDiff) -> list[str]:
     return ([f"  changed  {k}: {_show(k, va)} -> {_show(k, vb)}" for k, (va, vb) in d.changed.items()]
             + [f"  added    {k}: {_show(k, v)}" for k, v in d.added.items()]
             + [f"  removed  {k}: {_show(k, v)}" for k, v in d.removed.items()])
 
 
-def _environment_rows(env: Any) -> list[str]:
+def _environment_rows(env: EnvironmentDiff) -> list[str]:
     if env.missing:
         return [f"  {env.missing}"]
     rows = [f"  {k:<12} {_show(k, va)} -> {_show(k, vb)}" for k, (va, vb) in env.fields.items()]
