@@ -167,6 +167,38 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     svc("sshd-hosts.sh", "stop", d)
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser download needs the internet
+
+
+def unavailable(what: str) -> None:
+    """A service or tool the test needs is missing: a failure under CI, a skip with the reason elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} (under CI this is a failure, not a skip)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def browser() -> object:
+    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, one per test module.
+
+    Without Chromium or the playwright package the test skips on a laptop and fails under CI
+    (.ci/run installs chromium; see tests/infra/README.md).
+    """
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"no browser at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        try:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        except Error as exc:
+            unavailable(f"{CHROMIUM} did not start: {str(exc).splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
 def cli(*args: str) -> tuple[int, str, str]:
     """Run the CLI in this process: (exit code, stdout, stderr); an unexpected exception is raised."""
     from typer.testing import CliRunner

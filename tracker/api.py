@@ -106,6 +106,8 @@ def log(step: int | None = None, **metrics: Any) -> None:
         record: dict[str, Any] = {"ts": time.time(), "metrics": values}
         if step is not None:
             record["step"] = int(step)
+        if os.environ.get("TRACKER_PHASE"):
+            record["phase"] = os.environ["TRACKER_PHASE"]
         with open(Path(directory) / METRICS_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         return

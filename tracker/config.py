@@ -191,35 +191,114 @@ class Objective(_Strict):
     def _not_test(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("the objective needs a metric name, e.g. val/acc")
-        head = v.split("/", 1)[0].split(".", 1)[0].lower()
-        if head == "test" or v.lower().startswith("test_"):
-            raise ValueError(f"the objective {v!r} is a test metric; test data must not drive selection "
-                             "(optimise and compare on a validation metric such as val/acc)")
-        return v
+        return selectable(v)
 
 
-class Phase(_Strict):
-    """One phase (train / validate / test) of an experiment."""
+def selectable(metric: str) -> str:
+    """``metric`` if it may drive selection; ValueError for a test metric."""
+    head = metric.split("/", 1)[0].split(".", 1)[0].lower()
+    if head == "test" or metric.lower().startswith("test_"):
+        raise ValueError(f"{metric!r} is a test metric; test data must not drive selection "
+                         "(optimise and compare on a validation metric such as val/acc)")
+    return metric
 
-    command: str | list[str] | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    seeds: int | list[int] | None = None
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?)?[bB]?\s*\Z")
+_SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from ``1024``, ``"10kB"``, ``"1.5MiB"``; ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"a size must not be negative, got {value}")
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"invalid size {value!r}: use bytes (1024) or a unit (10kB, 1.5MiB, 2GB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
 
 
 class Deliverable(_Strict):
     """An output a trial must produce, checked when it finishes."""
 
     path: str
-    check: Literal["exists", "nonempty", "contains_keys"] = "exists"
+    check: Literal["exists", "nonempty", "min_size", "contains_keys"] = "exists"
     keys: list[str] = Field(default_factory=list)
+    size: int | str | None = None  # for min_size: bytes, or 10kB / 1.5MiB
 
     @model_validator(mode="after")
     def _keys(self) -> Deliverable:
         if self.check == "contains_keys" and not self.keys:
             raise ValueError("check 'contains_keys' needs a non-empty 'keys' list")
+        if self.keys and self.check != "contains_keys":
+            raise ValueError(f"'keys' applies to check 'contains_keys', not {self.check!r}")
+        if self.check == "min_size":
+            if self.size is None:
+                raise ValueError("check 'min_size' needs a 'size' (bytes, or 10kB / 1.5MiB)")
+            parse_size(self.size)
+        elif self.size is not None:
+            raise ValueError(f"'size' applies to check 'min_size', not {self.check!r}")
         if Path(self.path).is_absolute() or ".." in Path(self.path).parts:
             raise ValueError(f"deliverable path {self.path!r} must be relative to the trial directory")
         return self
+
+    @property
+    def min_bytes(self) -> int:
+        """The least size a ``min_size`` deliverable may have."""
+        return parse_size(self.size) if self.size is not None else 0
+
+
+PHASES = ("train", "validate", "test")
+"""The phases an experiment may define, in the order they run."""
+PHASE_PREFIX = {"train": "train", "validate": "val", "test": "test"}
+"""The namespace of each phase's metrics (``train/loss``, ``val/acc``, ``test/acc``)."""
+
+
+class Phase(_Strict):
+    """One phase (train / validate / test) of an experiment.
+
+    In the experiment file a phase is a command (string or list), a mapping, or empty
+    (``validate: {}``: the experiment's ``command`` runs with ``TRACKER_PHASE=validate``).
+    """
+
+    command: str | list[str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seeds: int | list[int] | None = None
+    seed_flag: str | None = "eval_seeds"  # the flag carrying evaluation seeds (--eval_seeds=1,2)
+    deliverables: list[Deliverable] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, (str, list)):
+            return {"command": v}
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is not None and ((isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v)):
+            raise ValueError("a phase's 'command' must not be empty (leave it out to run the experiment's command)")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int] | None) -> int | list[int] | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"'seeds' must be at least 1, got {v}")
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError("'seeds' must be a non-empty list without repeats")
+        return v
+
+    def argv(self, default: str | list[str]) -> list[str]:
+        """The phase's command as an argument list (``default``: the experiment's command)."""
+        import shlex
+
+        command = self.command if self.command is not None else default
+        return shlex.split(command) if isinstance(command, str) else list(command)
 
 
 class ExperimentConfig(_Strict):
@@ -278,6 +357,15 @@ class ExperimentConfig(_Strict):
             raise ValueError("'seeds' must not repeat a seed")
         return v
 
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _phase_list(cls, v: Any) -> Any:
+        if isinstance(v, list):  # phases: [train, validate, test] - one command, told by TRACKER_PHASE
+            if not all(isinstance(p, str) for p in v):
+                raise ValueError("a 'phases' list names phases: [train, validate, test]")
+            return dict.fromkeys(v)
+        return v
+
     @model_validator(mode="after")
     def _overlap(self) -> ExperimentConfig:
         both = sorted(set(self.params) & set(self.grid))
@@ -286,6 +374,32 @@ class ExperimentConfig(_Strict):
         if self.seed_flag and (self.seed_flag in self.params or self.seed_flag in self.grid):
             raise ValueError(f"{self.seed_flag!r} is set by tracker from 'seeds'; remove it from params")
         return self
+
+    @model_validator(mode="after")
+    def _phases(self) -> ExperimentConfig:
+        train = self.phases.get("train")
+        if train is not None and train.seeds is not None and self.seeds is not None:
+            raise ValueError("training seeds are set twice, in 'seeds' and in 'phases: train: seeds'; keep one")
+        if self.phases and self.objective and "/" not in self.objective.metric:
+            raise ValueError(f"with phases, metrics are namespaced by phase: name the objective "
+                             f"'val/{self.objective.metric}', not {self.objective.metric!r}")
+        for name in ("validate", "test"):
+            phase = self.phases.get(name)
+            if phase is not None and phase.seed_flag and phase.seed_flag in (self.seed_flag, *self.params,
+                                                                             *self.grid, *phase.params):
+                raise ValueError(f"the {name} phase's seed_flag {phase.seed_flag!r} clashes with a param or "
+                                 "the seed flag; pick another name")
+        return self
+
+    def phase(self, name: str) -> Phase:
+        """The settings of phase ``name`` (defaults when the experiment does not define it)."""
+        return self.phases.get(name) or Phase()
+
+    @property
+    def training_seeds(self) -> int | list[int] | None:
+        """The training seeds setting: ``seeds``, or ``phases: train: seeds``."""
+        train = self.phases.get("train")
+        return self.seeds if self.seeds is not None or train is None else train.seeds
 
     def command_argv(self) -> list[str]:
         """The command as an argument list."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tracker.config import ExperimentConfig, load_model, validate_data
 from tracker.errors import ConfigError, NotFoundError, UsageError
 from tracker.names import check_name as _check_name
 from tracker.project import Project
-from tracker.yamlio import atomic_write, dump_yaml, load_yaml
+from tracker.yamlio import atomic_write, dump_yaml, line_of, load_yaml
 from tracker.yamlio import display_path as _display
 
 DEFAULT_COMMAND = "python train.py"
@@ -28,6 +29,7 @@ class TrialSpec:
     params: dict[str, Any]
     seed: int | None
     phase: str = "train"
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded with the trial (a test's selection)
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,20 @@ def render(name: str, data: dict[str, Any]) -> str:
                  "# objective: {metric: val/acc, goal: max}")
     lines += [
         "",
+        "# Phases (docs/phases.md): each trial trains, then validates when 'validate' is set, on",
+        "# evaluation seeds apart from the training seeds; 'test' runs only by `tracker test NAME",
+        "# --best val/acc`. Each is a command, or {command, seeds}, or {} for `command` with",
+        "# TRACKER_PHASE. Metrics are named by phase: train/..., val/..., test/...",
+        "#   phases: {validate: python evaluate.py --split val, test: python evaluate.py --split test}",
+    ]
+    phases = data.pop("phases", None)
+    if phases:
+        lines.append(f"phases: {_flow(phases)}")
+    lines += [
+        "",
         "# Outputs each trial must produce in its trial directory, checked when it ends:",
-        "# check: exists | nonempty | contains_keys (a JSON file with these keys).",
+        "# check: exists | nonempty | min_size (with size: 10kB) | contains_keys (keys of a",
+        "# JSON or YAML file), e.g. [{path: model.pt, check: min_size, size: 1kB}].",
         f"deliverables: {_flow(data.pop('deliverables', []))}",
         "",
         "# Extra environment variables for the script.",
@@ -293,7 +307,7 @@ def expand(
     if seeds:
         chosen = list(dict.fromkeys(seeds))
     else:
-        spec: int | list[int] | None = seed_count if seed_count is not None else config.seeds
+        spec: int | list[int] | None = seed_count if seed_count is not None else config.training_seeds
         if isinstance(spec, int) or spec is None:
             count = spec if spec is not None else project.config.defaults.seeds
             if count < 1:
@@ -308,3 +322,36 @@ def expand(
         for seed in chosen:
             specs.append(TrialSpec(name, trial_params, seed))
     return specs
+
+
+def evaluation_seeds(project: Project, name: str, config: ExperimentConfig, phase: str,
+                     training: Sequence[int | None] = ()) -> list[int]:
+    """The evaluation seeds of ``phase`` (validate or test): an explicit list from the phase, or the
+    first N (default 1) of the project's evaluation pool, which never meets its training seeds.
+
+    ``training``: the seeds the experiment's trials train with; an explicit list meeting them
+    is a ConfigError at the phase's ``seeds`` line.
+    """
+    spec = config.phase(phase).seeds
+    presets = preset_seeds(project, 1)
+    trained = {s for s in training if s is not None}
+    if isinstance(spec, list):
+        chosen = list(spec)
+        other = "test" if phase == "validate" else "validate"
+        other_spec = config.phase(other).seeds
+        taken = trained | (set(other_spec) if isinstance(other_spec, list) and other in config.phases else set())
+    else:
+        key: int | str = project.config.master_seed if project.config.master_seed is not None else \
+            ",".join(map(str, presets))
+        chosen = seedlib.evaluation(key, phase, spec or 1, exclude=presets)
+        taken = trained
+    clash = sorted(set(chosen) & taken)
+    if clash:
+        path = project.paths.experiment_file(name)
+        _, lines = load_yaml(path)
+        raise ConfigError(
+            f"the {phase} seeds must be disjoint from the training seeds and the other evaluation "
+            f"seeds, but {clash[0]} is in both", path=_display(path),
+            line=line_of(lines, ("phases", phase, "seeds")),
+            hint="give other seeds, or a count to draw them from the project's evaluation pool")
+    return chosen

@@ -210,16 +210,24 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
     me = lifecycle.owner()
     beat = time.time()
     lease = project.config.defaults.lease
+    evaluation = {name: {"validate": experiments.evaluation_seeds(
+                      project, name, config, "validate", [s.seed for s in specs if s.experiment == name])}
+                  for name, config in configs.items() if "validate" in config.phases}
     trials = []
     for s in specs:
         config = configs[s.experiment]
-        key = fingerprint(s.experiment, s.params, s.seed, code, config)
+        own = {**(extra or {}), **s.extra}
+        key = None  # only training trials are skipped when done before (a test is never re-used)
+        if s.phase == "train":
+            key = fingerprint(s.experiment, s.params, s.seed, code, config)
+            if s.experiment in evaluation:
+                own["eval_seeds"] = evaluation[s.experiment]
         trials.append(Trial(
             id=new_id(), experiment=s.experiment, status="queued", seed=s.seed, params=s.params,
-            created=created, run_id=run_id, command=config.command_argv(), phase=s.phase,
+            created=created, run_id=run_id, command=config.phase(s.phase).argv(config.command), phase=s.phase,
             commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
             executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={**(extra or {}), **({"fingerprint": key} if key else {}),
+            extra={**own, **({"fingerprint": key} if key else {}),
                    **({"code_patch_redacted": list(code.redacted)} if code.redacted else {})},
             tags=list(dict.fromkeys([*config.tags, *tags]))))
     project.store.add_trials(trials)
@@ -273,7 +281,7 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     run_id, trials = create_trials(project, planned.specs, planned.configs, code, env_ids, executor.name,
                                    options.tags)
     driver = Driver(project, executor, reporter, max_failures=options.max_failures)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         driver.drive(trials)
     final = store.list_trials(run_id=run_id)
     _backup(project, planned.configs, options, final, reporter)
@@ -302,7 +310,7 @@ def _backup(project: Project, configs: dict[str, ExperimentConfig], options: Run
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C while trials run, so both cancel cleanly."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -369,6 +377,6 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
         if key != t.extra.get("fingerprint"):
             store.merge_extra(t.id, {"fingerprint": key})
     driver = Driver(project, executor, reporter, max_failures=max_failures)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         final = driver.drive([store.get(t.id) for t in trials])
     return RunResult(None, list(dict.fromkeys(t.experiment for t in trials)), [], final, stopped=driver.stopped)

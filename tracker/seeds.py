@@ -42,3 +42,28 @@ def choose(presets: Sequence[int], spec: int | Sequence[int] | None, default_cou
         return list(spec)
     count = default_count if spec is None else spec
     return list(presets[:count])
+
+
+def evaluation(key: int | str, phase: str, count: int, exclude: Sequence[int] = ()) -> list[int]:
+    """The first ``count`` evaluation seeds of ``phase`` (validate or test), drawn from ``key``.
+
+    One stream is drawn from the project's master seed (``key``), leaving out the training
+    seeds in ``exclude``; validate takes its even places and test its odd ones, so the three
+    pools never share a seed and a longer list extends a shorter one::
+
+        >>> v, t = evaluation(42, "validate", 3, [1, 2]), evaluation(42, "test", 3, [1, 2])
+        >>> set(v) & set(t), set(v + t) & {1, 2}
+        (set(), set())
+    """
+    if phase not in ("validate", "test"):
+        raise ValueError(f"evaluation seeds are for validate or test, not {phase!r}")
+    rng = random.Random(f"{key}:evaluation")
+    seen = set(exclude)
+    stream: list[int] = []
+    offset = 0 if phase == "validate" else 1
+    while len(stream) < 2 * count:
+        value = rng.randrange(SEED_LIMIT)
+        if value not in seen:
+            seen.add(value)
+            stream.append(value)
+    return stream[offset::2]

@@ -36,10 +36,15 @@ SCORE = textwrap.dedent(
     p.add_argument("--act", default="relu")
     p.add_argument("--offset", type=float, default=0.0)
     p.add_argument("--fail", type=int, default=0)
+    p.add_argument("--diverge", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.fail:
         sys.exit(3)
+    if a.diverge:
+        print("step: 0 val/acc: 0.5")
+        print("step: 1 val/acc: inf")
+        sys.exit(0)
     final = 0.9 - abs(a.lr - 0.1) - 0.02 * (a.layers - 1) + (0.01 if a.act == "relu" else 0) + a.offset
     final += random.Random(a.seed).uniform(-0.01, 0.01)  # the seed's luck, shared by every configuration
     final += random.Random(f"{a.seed} {a.lr} {a.layers} {a.act} {a.offset}").gauss(0, 0.004)  # and its own
@@ -69,7 +74,8 @@ EXPERIMENTS = {
 
 @pytest.fixture(scope="module")
 def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project, run once for the module: grid (24 trials), shifted (3), disjoint (3 + 1 failed)."""
+    """The project, run once for the module: grid (24 trials), shifted (3), disjoint (3, 1 failed, 1 whose
+    val/acc ends infinite)."""
     root = tmp_path_factory.mktemp("compare") / "proj"
     (root / "experiments").mkdir(parents=True)
     (root / "score.py").write_text(SCORE)
@@ -87,10 +93,11 @@ def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         git(root, "commit", "-qm", "init")
         project = Project.load(root)
         for name, seeds, params in (("grid", GRID_SEEDS, {}), ("shifted", [33, 44, 55], {}),
-                                    ("disjoint", [55, 66, 77], {}), ("disjoint", [88], {"fail": 1})):
+                                    ("disjoint", [55, 66, 77], {}), ("disjoint", [88], {"fail": 1}),
+                                    ("disjoint", [99], {"diverge": 1})):
             result = run_experiment(project, name, RunOptions(seeds=seeds, params=params, parallel=2,
                                                               max_failures=0))
-            assert {t.status for t in result.trials} == {"failed" if params else "completed"}
+            assert {t.status for t in result.trials} == {"failed" if "fail" in params else "completed"}
     return root
 
 
@@ -174,10 +181,11 @@ def test_partly_shared_seeds_are_paired_disjoint_ones_are_not(project: Project) 
     assert "over 4 and 3 seeds (no shared seeds)" in disjoint.sentence
     assert disjoint.sentence.startswith(
         f"grid act=relu is better than disjoint offset=-0.05 by {-disjoint.difference:.3g} (95% CI ")
-    # the failed trial of 'disjoint' (seed 88) is not compared
+    # the failed trial of 'disjoint' (seed 88) is not compared, nor the one whose val/acc is infinite (99)
     assert other.seeds == [55, 66, 77]
     failed = project.store.list_trials(experiment="disjoint", status="failed")
     assert failed and failed[0].id not in other.trial_ids
+    assert result.missing == 1 and result.trials == 24 + 3 + 4
 
 
 def test_significance_and_needed_seeds_in_the_sentence(project: Project) -> None:
@@ -225,6 +233,8 @@ def test_where_filters_trials_by_params_and_metrics(project: Project) -> None:
     rows = compare(project, ["grid"], where="val/acc > 0.88").rows  # per trial: some seeds of lr=0.1 layers=2 pass
     assert rows[0].params["lr"] == 0.1 and all(v > 0.88 for r in rows for v in r.values)
     assert compare(project, ["grid"], where="act == 'tanh'").rows == []
+    code, out, _ = cli("compare", "grid", "--where", "act == 'tanh'")
+    assert code == 0 and out.splitlines()[-1] == "no trial left to compare where act == 'tanh'"
     assert compare(project, ["grid"], where="seed <= 22").rows[0].seeds == [11, 22]
 
 
@@ -297,26 +307,27 @@ def test_cli_table_fits_the_terminal_then_the_sentences(project: Project, monkey
         lines = out.splitlines()
         assert lines[0] == "val/acc: higher is better (objective of grid); mean over seeds"[:width - 1] + (
             "…" if width < 62 else "")
+        assert lines[2] == "(1 trial(s) without a finite val/acc left out)"[:width - 1] + ("…" if width < 47 else "")
         blank = lines.index("")
-        table = lines[2:blank]
+        table = lines[3:blank]
         assert all(len(line) <= width for line in table)
         assert len(table) == 1 + len(result.rows) + ("same in every row" in out)
         assert lines[blank + 1:] == [f"#{p.b + 1} vs #1: {p.sentence}" for p in result.pairs]
     monkeypatch.setenv("COLUMNS", "200")
     _, wide, _ = cli("compare", "grid", "shifted", "disjoint")
-    header = wide.splitlines()[2].split()
+    header = wide.splitlines()[3].split()
     assert header[:6] == ["#", "experiment", "act", "lr", "layers", "offset"]
     assert header[6:] == ["n", "mean", "95%", "CI", "std", "median", "iqm", "min", "max", "best@step"]
-    first = wide.splitlines()[3].split()
+    first = wide.splitlines()[4].split()
     assert first[:8] == ["1", "grid", "relu", "0.1", "1", "-", "4", f"{result.rows[0].mean:.4g}"]
     monkeypatch.setenv("COLUMNS", "70")
     _, narrow, _ = cli("compare", "grid", "shifted", "disjoint")
-    header = narrow.splitlines()[2].split()
+    header = narrow.splitlines()[3].split()
     assert header[-5:] == ["offset", "n", "mean", "95%", "CI"]  # the other statistics went first
     monkeypatch.setenv("COLUMNS", "40")
     _, tiny, _ = cli("compare", "grid", "shifted", "disjoint")
-    assert tiny.splitlines()[2].split() == ["#", "ex…", "act", "lr", "la…", "of…", "n", "mean"]  # no CI either
-    assert tiny.splitlines()[4].split() == ["2", "sh…", "-", "0.1", "1", "-0…", "3", f"{result.rows[1].mean:.4g}"]
+    assert tiny.splitlines()[3].split() == ["#", "ex…", "act", "lr", "la…", "of…", "n", "mean"]  # no CI either
+    assert tiny.splitlines()[5].split() == ["2", "sh…", "-", "0.1", "1", "-0…", "3", f"{result.rows[1].mean:.4g}"]
 
 
 def test_cli_json_and_csv(project: Project) -> None:
@@ -347,3 +358,25 @@ def test_one_seed_has_no_interval_and_no_test(project: Project) -> None:
     assert result.pairs[0].sentence.endswith("over 1 seed each: too few seeds for a test")
     data = Comparison.as_dict(result)
     assert all(math.isfinite(v) for r in data["rows"] for v in r["values"])
+
+
+def test_test_phase_trials_of_tracker_test(project_dir: Path) -> None:
+    from tests.core.test_phases import EVALUATE, PHASED, TRAIN
+    from tracker.heldout import run_test
+
+    for name, text in {"ptrain.py": TRAIN, "evaluate.py": EVALUATE, "experiments/phased.yaml": PHASED}.items():
+        (project_dir / name).write_text(text)
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "phases")
+    project = Project.find()
+    assert run_experiment(project, "phased", RunOptions()).failed == []
+    training = compare(project, ["phased"])
+    assert training.metric == "val/acc" and [r.params for r in training.rows] == [{"lr": 0.5}, {"lr": 0.1}]
+    run_test(project, "phased", "val/acc")
+    tested = compare(project, ["phased"], phase="test")  # the objective's twin: test/acc, goal max
+    assert (tested.metric, tested.goal, tested.goal_source) == ("test/acc", "max", "objective of phased")
+    assert len(tested.rows) == 1 and tested.rows[0].params == {"lr": 0.5} and tested.rows[0].n == 2
+    assert tested.rows[0].mean == pytest.approx(0.5) and tested.pairs == []
+    test_ids = {t.id for t in project.store.list_trials(experiment="phased") if t.phase == "test"}
+    assert set(tested.rows[0].trial_ids) == test_ids
+    assert not set(training.rows[0].trial_ids) & test_ids

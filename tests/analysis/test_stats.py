@@ -122,6 +122,23 @@ def test_bootstrap_is_scipys_seeded_percentile_interval() -> None:
                                                        direct.confidence_interval.high))
 
 
+@pytest.mark.parametrize("paired", [True, False])
+def test_the_fast_mean_interval_is_scipys(paired: bool) -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(6, 8)), rng.normal(0.3, size=(6, 8 if paired else 5))
+    low, high = stats.bootstrap_ci([a, b], "mean", paired=paired, n_resamples=3000)
+    direct = sps.bootstrap((a, b), lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis),
+                           paired=paired, axis=-1, n_resamples=3000, method="percentile",
+                           rng=np.random.default_rng(stats.SEED))
+    assert low == pytest.approx(direct.confidence_interval.low)
+    assert high == pytest.approx(direct.confidence_interval.high)
+    low, high = stats.bootstrap_ci([b], "mean", n_resamples=3000)
+    direct = sps.bootstrap((b,), np.mean, axis=-1, n_resamples=3000, method="percentile",
+                           rng=np.random.default_rng(stats.SEED))
+    assert (low, high) == (pytest.approx(direct.confidence_interval.low),
+                           pytest.approx(direct.confidence_interval.high))
+
+
 def test_bootstrap_of_many_rows_equals_row_by_row() -> None:
     rng = np.random.default_rng(1)
     data = rng.normal(size=(5, 7))

@@ -66,6 +66,7 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
     assert git(project, "status", "--porcelain") == ""
     assert set(git(project, "ls-files").split()) == {
         ".gitignore", ".trackerignore", "README.md", "experiments/baseline.yaml", "experiments/tune.yaml",
+        "experiments/phases.yaml", "experiments/rl.yaml", "evaluate.py", "rl.py",
         "requirements.txt", "tracker.yaml", "train.py"}
     settings = yaml.safe_load((project / "tracker.yaml").read_text())
     assert settings["name"] == "digits-demo" and len(settings["seeds"]) == 10
@@ -311,7 +312,8 @@ def test_not_a_template_and_no_replay_files_in_home(tmp_path: Path) -> None:
     assert not (Path(DEFAULT_CONFIG["replay_dir"]) / f"{name}.json").exists()
 
 
-def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _default_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The bundled template made into a project whose trials run with this interpreter."""
     pytest.importorskip("sklearn")
     monkeypatch.chdir(tmp_path)
     conf(tmp_path / "conf.yaml", template="default", context={"project_name": "Digits Demo", "author": "A. Researcher"})
@@ -327,6 +329,11 @@ def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatc
     (project / "tracker.yaml").write_text(settings.replace("environment:\n  venv: true\n", ""))
     git(project, "commit", "-qam", "use the current python")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return project
+
+
+def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _default_project(tmp_path, monkeypatch)
     code, out, err = cli("run", "baseline", "--quiet", "--json")
     assert code == 0, err
     trials = json.loads(out)
@@ -349,6 +356,28 @@ def test_default_template_end_to_end_over_three_seeds(tmp_path: Path, monkeypatc
     out = subprocess.run([sys.executable, "train.py", "--epochs", "2"], cwd=project, capture_output=True,
                          text=True, check=True).stdout
     assert "test/acc:" in out and (project / "outputs/model.pkl").exists()
+
+
+@pytest.mark.parametrize(("experiment", "metric", "train_metric"), [
+    ("phases", "acc", "train/loss"),  # supervised: a train/validation/test split of the digits
+    ("rl", "return", "train/return"),  # RL: training episodes vs fresh evaluation episodes
+])
+def test_default_template_phase_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment: str,
+                                         metric: str, train_metric: str) -> None:
+    _default_project(tmp_path, monkeypatch)
+    code, out, err = cli("run", experiment, "--seeds", "2", "-j", "2", "--quiet", "--json")
+    assert code == 0, err
+    trials = json.loads(out)
+    assert len(trials) == 6 and all(t["status"] == "completed" for t in trials)
+    assert all({train_metric, f"val/{metric}"} <= set(t["metrics"]) for t in trials)
+    assert not any(name.startswith("test/") for t in trials for name in t["metrics"])
+    code, out, err = cli("test", experiment, "--best", f"val/{metric}", "--json", "-q")
+    assert code == 0, err
+    tested = json.loads(out)
+    assert tested["configurations"] == 3 and set(tested["metrics"]) == {f"test/{metric}"}
+    best = max({json.dumps(t["params"]) for t in trials},
+               key=lambda p: sum(t["metrics"][f"val/{metric}"] for t in trials if json.dumps(t["params"]) == p))
+    assert tested["params"] == json.loads(best) and len(tested["trials"]) == 2
 
 
 def tree(root: Path) -> dict[str, str]:

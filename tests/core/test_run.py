@@ -319,3 +319,16 @@ def test_concurrent_first_runs_share_one_generated_seed_list(project_dir: Path) 
     trials = project.store.list_trials()
     assert len(trials) == 16 and {t.status for t in trials} == {"completed"}
     assert sorted({t.seed for t in trials}) == sorted(project.config.seeds[:2])  # 2 seeds, not 16
+
+
+def test_a_diverged_metric_does_not_end_the_trial(project_dir: Path) -> None:
+    """A script printing `loss: nan` (a diverged run) completes; the NaN is noted, not stored."""
+    (project_dir / "nan.py").write_text("print('step: 1 loss: 0.5')\nprint('step: 2 loss: nan')\nprint('acc: 0.1')\n")
+    (project_dir / "experiments" / "nan.yaml").write_text(f"command: [{sys.executable!r}, nan.py]\nseeds: 1\n")
+    git(project_dir, "add", "-A")
+    git(project_dir, "commit", "-qm", "nan")
+    project = Project.find()
+    [trial] = run_experiment(project, "nan", RunOptions()).trials
+    assert trial.status == "completed", trial.error
+    assert trial.metrics == {"loss": 0.5, "acc": 0.1}
+    assert "metric loss reported NaN at step 2 (not stored)" in [e.message for e in project.store.events(trial.id)]

@@ -571,6 +571,61 @@ class StoreContract:
             (listed[0].id, "completed", 3, 0.1, 0.5), (listed[1].id, "failed", None, 0.2, None),
             (listed[2].id, "completed", 9, 0.1, 0.7)]
 
+    def test_an_infinite_metric_keeps_the_metrics_readable(self, store: BaseStore) -> None:
+        trial = make("running")
+        store.add_trials([trial])
+        store.append_metrics(trial.id, [MetricPoint("val/loss", 0.5, 0), MetricPoint("val/loss", math.inf, 1),
+                                        MetricPoint("val/acc", -math.inf, 1)])
+        assert store.get(trial.id).metrics == {"val/loss": math.inf, "val/acc": -math.inf}
+        assert store.table([], ["val/loss"])[0][-1] == math.inf  # SQLite's json_extract reads the column
+        store.finalize(trial.id, "completed")
+        assert [r[4:7] for r in store.metric_rows("val/loss", experiments=["e"], goal="min")] == [(math.inf, 0.5, 0)]
+        copy = replace(store.get(trial.id), id="copy")
+        store.import_trial(copy, [])
+        assert store.get("copy").metrics == {"val/loss": math.inf, "val/acc": -math.inf}
+
+    def test_a_nan_metric_is_left_out_and_noted(self, store: BaseStore) -> None:
+        trial = make("running")
+        store.add_trials([trial])
+        store.append_metrics(trial.id, [MetricPoint("train/loss", 0.5, 0), MetricPoint("train/loss", math.nan, 1),
+                                        MetricPoint("val/acc", 0.25, 1)])
+        store.finalize(trial.id, "completed", metrics=[MetricPoint("val/acc", math.nan)])
+        final = store.get(trial.id)
+        assert final.status == "completed" and final.metrics == {"train/loss": 0.5, "val/acc": 0.25}
+        assert [(p.name, p.value) for p in store.metrics(trial.id)] == [("train/loss", 0.5), ("val/acc", 0.25)]
+        notes = [e.message for e in store.events(trial.id) if "NaN" in e.message]
+        assert notes == ["metric train/loss reported NaN at step 1 (not stored)",
+                         "metric val/acc reported NaN (not stored)"]
+
+    def test_metric_rows_are_lean_rows_with_the_best_along_each_curve(self, store: BaseStore) -> None:
+        def trial(status: str, curve: list[tuple[int | None, float]], **kw: Any) -> Trial:
+            t = make("running", **kw)
+            store.add_trials([t])
+            store.finalize(t.id, status, metrics=[MetricPoint("val/acc", v, s) for s, v in curve]
+                           + [MetricPoint("val/loss", 1 - curve[-1][1], curve[-1][0])])
+            return t
+
+        a = trial("completed", [(0, 0.5), (1, 0.8), (2, 0.7)], seed=1, params={"lr": 0.1, "act": "relu"})
+        b = trial("completed", [(0, 0.6), (1, 0.6), (2, 0.9)], seed=2, params={"lr": 0.2})
+        trial("failed", [(0, 0.99)], seed=3)
+        trial("pruned", [(0, 0.98)], seed=4)
+        trial("completed", [(0, 0.97)], experiment="other")
+        c = make("running", seed=5)
+        store.add_trials([c])
+        store.finalize(c.id, "completed", metrics=[MetricPoint("train/loss", 0.3, 0)])  # no val/acc at all
+        rows = store.metric_rows("val/acc", experiments=["e"], also=["val/loss", "nothing"])
+        assert [r[:3] for r in rows] == [(a.id, "e", 1), (b.id, "e", 2), (c.id, "e", 5)]  # completed only, in order
+        assert json.loads(rows[0][3]) == {"lr": 0.1, "act": "relu"}
+        assert [r[4:] for r in rows] == [(0.7, 0.8, 1, pytest.approx(0.3), None),
+                                         (0.9, 0.9, 2, pytest.approx(0.1), None),
+                                         (None, None, None, None, None)]
+        low = store.metric_rows("val/acc", experiments=["e", "other"], goal="min")
+        assert [(r[5], r[6]) for r in low] == [(0.5, 0), (0.6, 0), (0.97, 0), (None, None)]  # ties: the first step
+        assert store.metric_rows("val/acc", experiments=["e"], phase="test") == []
+        assert store.metric_rows("val/acc", experiments=["nope"]) == []
+        with pytest.raises(ValueError, match="goal"):
+            store.metric_rows("val/acc", experiments=["e"], goal="up")
+
     # ------------------------------------------------------------------ tags and notes
 
     def test_tags_are_added_once_removed_and_recorded(self, store: BaseStore) -> None:

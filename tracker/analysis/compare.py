@@ -23,7 +23,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tracker.errors import MissingDependencyError, NotFoundError, UsageError
@@ -67,7 +67,8 @@ class Row:
 @dataclass(frozen=True)
 class Pair:
     """Row ``b`` against the best row ``a``: ``difference`` is stat(b) - stat(a) (on the shared seeds
-    when ``paired``), with its 95% bootstrap interval; ``p_value`` is the primary (t) test's,
+    when ``paired``), with its 95% bootstrap interval; ``n`` counts the shared seeds when paired,
+    else both rows' seeds (``n_a`` + ``n_b``); ``p_value`` is the primary (t) test's,
     ``p_adjusted`` Holm's over every pair, ``p_rank`` the rank test's (Wilcoxon or Mann-Whitney).
     ``effect_size`` is Cohen's d_z (paired) or Hedges' g of b - a. ``prob_improvement`` is
     P(a better than b). ``needed_seeds``: seeds per configuration a t-test would need to detect
@@ -110,22 +111,14 @@ class Comparison:
     where: str | None = None
     goal_source: str = "default"  # "objective of EXP", "--goal" or "default"
     trials: int = 0  # completed trials compared
-    missing: int = 0  # completed trials (that passed --where) without the metric
+    missing: int = 0  # completed trials (that passed --where) without a finite value of the metric
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON values (what ``tracker compare --json`` prints)."""
-        return _clean(asdict(self))
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities become None (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+        top = {f.name: getattr(self, f.name) for f in fields(self)}
+        top["rows"] = [{f.name: getattr(r, f.name) for f in fields(r)} for r in self.rows]
+        top["pairs"] = [{f.name: getattr(p, f.name) for f in fields(p)} for p in self.pairs]
+        return top
 
 
 def _num(value: Any) -> float | None:
@@ -139,8 +132,13 @@ def _num(value: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------- choices
 
 
+def _in_phase(metric: str, phase: str) -> str:
+    """An objective's (validation) metric as the ``phase`` trials name it: val/acc is test/acc in tests."""
+    return metric if phase != "test" else f"test/{metric.split('/', 1)[-1]}"
+
+
 def _objective(project: Project, experiments: Sequence[str], metric: str | None,
-               goal: str | None) -> tuple[str, str, str]:
+               goal: str | None, phase: str) -> tuple[str, str, str]:
     """The metric, goal and where the goal came from (an objective, --goal or the default)."""
     from tracker import experiments as exps
 
@@ -150,7 +148,7 @@ def _objective(project: Project, experiments: Sequence[str], metric: str | None,
             continue  # only in the store (its file was deleted): no objective to read
         config = exps.load(project, name)
         if config.objective is not None:
-            objectives[name] = (config.objective.metric, config.objective.goal)
+            objectives[name] = (_in_phase(config.objective.metric, phase), config.objective.goal)
     if metric is None:
         found = {m for m, _ in objectives.values()}
         if not found:
@@ -199,15 +197,20 @@ class _Group:
 def _units(by_seed: dict[Any, list[float]]) -> tuple[list[int | None], list[float]]:
     """One value per seed (the mean of the trials on it), seeds in order; trials without a seed
     are units of their own."""
-    seeds: list[int | None] = []
-    values: list[float] = []
-    for seed in sorted((s for s in by_seed if not isinstance(s, tuple)), key=lambda s: s):
-        seeds.append(seed)
-        values.append(math.fsum(by_seed[seed]) / len(by_seed[seed]))
-    for key in (s for s in by_seed if isinstance(s, tuple)):  # ("none", trial id): no seed
-        seeds.append(None)
-        values.append(by_seed[key][0])
-    return seeds, values
+    seeded = sorted(s for s in by_seed if not isinstance(s, tuple))
+    unseeded = [s for s in by_seed if isinstance(s, tuple)]  # ("none", trial id)
+    values = [v[0] if len(v) == 1 else math.fsum(v) / len(v) for v in map(by_seed.__getitem__, seeded)]
+    return [*seeded, *(None for _ in unseeded)], values + [by_seed[s][0] for s in unseeded]
+
+
+def _canonical(params: dict[str, Any]) -> Any:
+    """A hashable key equal for equal params in any key order."""
+    try:
+        key = tuple(sorted((k, type(v).__name__, v) for k, v in params.items()))  # 1 and 1.0 stay apart
+        hash(key)
+        return key
+    except TypeError:  # list or dict values
+        return json.dumps(params, sort_keys=True)
 
 
 def _collect(project: Project, experiments: list[str], metric: str, goal: str, phase: str,
@@ -237,15 +240,25 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
                f"tracker run {' '.join(experiments)}")
         raise UsageError(f"no completed {phase} trials of {', '.join(experiments)} to compare",
                          hint=f"make some with '{how}'")
-    parsed: dict[str, dict[str, Any]] = {}
+    # per distinct params text (a few thousand at most): the params, the row key they give, the params shown
+    seen: dict[str, tuple[dict[str, Any], Any, dict[str, Any]]] = {}
+    per_experiment = by is None or "experiment" in by
+    several = len(experiments) > 1
     groups: dict[Any, _Group] = {}
     order = {e: i for i, e in enumerate(experiments)}
     missing = 0
     kept = 0
     for trial_id, experiment, seed, params_text, value, best, step, *extra in rows:
-        params = parsed.get(params_text)
-        if params is None:
-            params = parsed[params_text] = json.loads(params_text)
+        hit = seen.get(params_text)
+        if hit is None:
+            params = json.loads(params_text)
+            if by is None:
+                hit = (params, _canonical(params), params)
+            else:
+                shown = {b: params.get(b) for b in by if b != "experiment"}
+                hit = (params, tuple(json.dumps(v, sort_keys=True) for v in shown.values()), shown)
+            seen[params_text] = hit
+        params, key, shown = hit
         if condition is not None:
             metric_values = dict(zip(also, extra, strict=True))
 
@@ -260,30 +273,25 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
             if not condition.test(get):
                 continue
         kept += 1
-        if value is None:
+        if value is None or not math.isfinite(value):  # never logged, or nan / inf (a diverged run)
             missing += 1
             continue
-        if by:
-            shown = {b: params.get(b) for b in by if b != "experiment"}
-            key: Any = tuple(json.dumps(v, sort_keys=True) for v in shown.values())
-            if "experiment" in by:
-                key = (experiment, key)
-        else:
-            shown = params
-            key = (experiment, params_text if len(parsed) == 1 else json.dumps(params, sort_keys=True))
+        if per_experiment:
+            key = (experiment, key)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = _Group([], shown)
-        if experiment not in group.experiment_order:
+            group = groups[key] = _Group([experiment], shown)
+        elif experiment not in group.experiment_order:
             group.experiment_order.append(experiment)
         unit = seed if seed is not None else ("none", trial_id)
-        group.by_seed[unit].append(float(value))
-        group.tasks[experiment][unit].append(float(value))
+        group.by_seed[unit].append(value)
+        if several:  # the tasks of the probability of improvement
+            group.tasks[experiment][unit].append(value)
         group.ids.append(trial_id)
-        if best is not None:
-            group.best.append(float(best))
-        if step is not None:
-            group.steps.append(float(step))
+        if best is not None and math.isfinite(best):
+            group.best.append(best)
+            if step is not None:
+                group.steps.append(step)
     for group in groups.values():
         group.experiment_order.sort(key=lambda e: order[e])
     if kept and missing == kept:
@@ -307,10 +315,11 @@ def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple
     resamples = stats.resamples(trials)
     for n, members in by_n.items():
         matrix = np.array([units[i][1] for i in members], dtype=float)
-        summary = stats.summary(matrix)
-        low, high = stats.bootstrap_ci([matrix], stat, n_resamples=resamples)
+        columns = {k: v.tolist() for k, v in stats.summary(matrix).items() if k != "n"}  # numbers, not numpy
+        low, high = (v.tolist() for v in stats.bootstrap_ci([matrix], stat, n_resamples=resamples))
         for j, i in enumerate(members):
-            summaries[i] = {k: (v if k == "n" else float(v[j])) for k, v in summary.items()}
+            summaries[i] = {k: v[j] for k, v in columns.items()}
+            summaries[i]["n"] = n
             summaries[i]["ci"] = (_num(low[j]), _num(high[j])) if n >= 2 else (None, None)
     rows = []
     for g, (seeds, values), s in zip(groups, units, summaries, strict=True):
@@ -322,14 +331,14 @@ def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple
             best_step=math.fsum(g.steps) / len(g.steps) if g.steps else None,
             experiments=list(g.experiment_order)))
     sign = -1.0 if goal == "max" else 1.0
-    return sorted(zip(rows, groups, strict=True), key=lambda rg: (
-        sign * rg[0].value, -rg[0].n, rg[0].experiment, json.dumps(rg[0].params, sort_keys=True, default=str)))
+    # ties: more seeds first, then the order the configurations were first run in (a stable sort)
+    return sorted(zip(rows, groups, strict=True), key=lambda rg: (sign * rg[0].value, -rg[0].n))
 
 
 # ---------------------------------------------------------------------------------------------- pairs
 
 
-def label(row: Row, other: Row) -> str:
+def _label(row: Row, other: Row) -> str:
     """``row`` in a few words: the params (and experiment) where it differs from ``other``."""
     parts = [] if row.experiment == other.experiment else [row.experiment]
     parts += [f"{k}={_fmt_param(v)}" for k, v in row.params.items() if other.params.get(k, object()) != v]
@@ -339,11 +348,13 @@ def label(row: Row, other: Row) -> str:
 def _fmt_param(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else json.dumps(value)
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number for sentences and tables: ``digits`` significant digits."""
+def _fmt(value: float | None, digits: int = 3) -> str:
+    """A number for sentences: ``digits`` significant digits."""
     if value is None:
         return "-"
     return f"{value:.{digits}g}" if value != 0 else "0"
@@ -353,49 +364,61 @@ def _p_text(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
 
 
-def _sentence(rows: list[Row], pair: Pair, goal: str) -> str:
-    a, b = rows[pair.a], rows[pair.b]
-    first, second = label(a, b), label(b, a)
-    gain = -pair.difference if goal == "max" else pair.difference  # > 0: a is better
-    low, high = (None, None) if pair.ci_low is None or pair.ci_high is None else (
-        (-pair.ci_high, -pair.ci_low) if goal == "max" else (pair.ci_low, pair.ci_high))
+def _sentence(rows: list[Row], pair: dict[str, Any], goal: str) -> str:
+    """The pair in one plain sentence (``pair``: the Pair's fields but the sentence)."""
+    from tracker.analysis.stats import MAX_SEEDS
+
+    a, b = rows[pair["a"]], rows[pair["b"]]
+    n, n_a, n_b, needed, p_adj = pair["n"], pair["n_a"], pair["n_b"], pair["needed_seeds"], pair["p_adjusted"]
+    first, second = _label(a, b), _label(b, a)
+    gain = -pair["difference"] if goal == "max" else pair["difference"]  # > 0: a is better
+    low, high = pair["ci_low"], pair["ci_high"]
+    if low is not None and high is not None and goal == "max":
+        low, high = -high, -low
     if gain < 0:  # on the shared seeds the order can flip
         first, second, gain = second, first, -gain
         low, high = (None, None) if low is None or high is None else (-high, -low)
-    ci = f" (95% CI {fmt(low)}..{fmt(high)})" if low is not None and high is not None else ""
-    head = (f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {fmt(gain)}{ci}")
-    over = (f"over {pair.n} shared seeds" if pair.paired else
-            f"over {pair.n_a} and {pair.n_b} seeds (no shared seeds)" if pair.n_a != pair.n_b or pair.n_a > 1 else
-            "over 1 seed each")
-    if pair.p_adjusted is None:
-        why = "too few seeds for a test" if min(pair.n_a, pair.n_b) < 2 or pair.n < 2 else \
-            "no test possible: the values do not vary"
+    ci = f" (95% CI {_fmt(low)}..{_fmt(high)})" if low is not None and high is not None else ""
+    head = f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {_fmt(gain)}{ci}"
+    over = (f"over {n} shared seeds" if pair["paired"] else
+            f"over {n_a} and {n_b} seeds (no shared seeds)" if n_a != n_b or n_a > 1 else "over 1 seed each")
+    if p_adj is None:
+        why = ("too few seeds for a test" if min(n_a, n_b) < 2 or n < 2 else
+               "no test possible: the values do not vary")
         return f"{head}, {over}: {why}"
-    verdict = "significant" if pair.significant else "not significant"
-    if not pair.significant and pair.needed_seeds:
-        many = f"more than {_max_seeds():,}" if pair.needed_seeds > _max_seeds() else f"about {pair.needed_seeds}"
+    verdict = "significant" if pair["significant"] else "not significant"
+    if not pair["significant"] and needed:
+        many = f"more than {MAX_SEEDS:,}" if needed > MAX_SEEDS else f"about {needed}"
         verdict += f" ({many} seeds per configuration would detect a difference this large 80% of the time)"
-    return f"{head}, {_p_text(pair.p_adjusted)} after Holm, {pair.test} {over}: {verdict}"
+    return f"{head}, {_p_text(p_adj)} after Holm, {pair['test']} {over}: {verdict}"
 
 
-def _max_seeds() -> int:
-    from tracker.analysis.stats import MAX_SEEDS
+def _prob_improvement(rows: list[Row], groups: dict[int, _Group], goal: str) -> dict[int, float]:
+    """P(best row beats row i) for every other row: U / (n m) over their values, vectorised per
+    size. Rows of several experiments average it over the experiments both ran (the tasks)."""
+    import numpy as np
 
-    return MAX_SEEDS
-
-
-def _prob_improvement(best: Row, other: Row, groups: dict[int, _Group], a: int, b: int, goal: str) -> float | None:
-    """P(best beats other), averaged over the experiments both ran (the tasks); over all values
-    pooled when they share none (rows that are experiments themselves)."""
     from tracker.analysis.stats import prob_improvement
 
-    ga, gb = groups[a], groups[b]
-    shared = [e for e in ga.tasks if e in gb.tasks]
-    tasks = ([(_units(ga.tasks[e])[1], _units(gb.tasks[e])[1]) for e in shared] if shared
-             else [(best.values, other.values)])
     sign = 1.0 if goal == "max" else -1.0
-    scores = [prob_improvement([sign * v for v in x], [sign * v for v in y]) for x, y in tasks if x and y]
-    return math.fsum(scores) / len(scores) if scores else None
+    best = rows[0]
+    out: dict[int, float] = {}
+    simple: dict[int, list[int]] = defaultdict(list)
+    for i in range(1, len(rows)):
+        ga, gb = groups[0], groups[i]
+        shared = [e for e in ga.experiment_order if e in gb.experiment_order]
+        if (len(ga.experiment_order) == 1 and gb.experiment_order == ga.experiment_order) or not shared:
+            simple[rows[i].n].append(i)  # one task: all values
+            continue
+        scores = [prob_improvement([sign * v for v in _units(ga.tasks[e])[1]],
+                                   [sign * v for v in _units(gb.tasks[e])[1]]) for e in shared]
+        out[i] = math.fsum(scores) / len(scores)
+    x = sign * np.asarray(best.values, dtype=float)[None, :, None]
+    for members in simple.values():
+        y = sign * np.array([rows[i].values for i in members], dtype=float)[:, None, :]
+        wins = (x > y).mean(axis=(1, 2)) + 0.5 * (x == y).mean(axis=(1, 2))
+        out.update(zip(members, wins.tolist(), strict=True))
+    return out
 
 
 def _pairs(rows: list[Row], groups: dict[int, _Group], stat: str, goal: str, trials: int) -> list[Pair]:
@@ -445,26 +468,21 @@ def _pairs(rows: list[Row], groups: dict[int, _Group], stat: str, goal: str, tri
             needed = stats.needed_seeds(np.array([found[i]["effect"] for i in todo]), paired=paired)
             for i, n in zip(todo, needed, strict=True):
                 found[i]["needed"] = int(n) or None
+    improvement = _prob_improvement(rows, groups, goal)
     pairs = []
     for i in range(1, len(rows)):
         f = found[i]
         p_adj = f.get("p_adjusted")
-        pair = Pair(
+        pair = dict(
             a=0, b=i, paired=f["paired"], n=f["n_a"] if f["paired"] else f["n_a"] + f["n_b"],
             test="paired t-test" if f["paired"] else "Welch's t-test",
             difference=f["difference"], ci_low=f["ci"][0], ci_high=f["ci"][1], p_value=f["p"], p_adjusted=p_adj,
             effect_size=f["effect"], effect=stats.effect_label(f["effect"]),
-            significant=p_adj is not None and p_adj < stats.ALPHA, needed_seeds=f.get("needed"), sentence="",
+            significant=p_adj is not None and p_adj < stats.ALPHA, needed_seeds=f.get("needed"),
             rank_test="Wilcoxon signed-rank" if f["paired"] else "Mann-Whitney U", p_rank=f["p_rank"],
-            prob_improvement=_prob_improvement(best, rows[i], groups, 0, i, goal), n_a=f["n_a"], n_b=f["n_b"])
-        pairs.append(_with_sentence(rows, pair, goal))
+            prob_improvement=improvement[i], n_a=f["n_a"], n_b=f["n_b"])
+        pairs.append(Pair(**pair, sentence=_sentence(rows, pair, goal)))
     return pairs
-
-
-def _with_sentence(rows: list[Row], pair: Pair, goal: str) -> Pair:
-    from dataclasses import replace
-
-    return replace(pair, sentence=_sentence(rows, pair, goal))
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -476,7 +494,8 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     """Compare the configurations of ``experiments`` on ``metric`` over seeds (see the module docstring).
 
     Completed trials of ``phase`` count (pruned and failed ones do not). ``metric`` defaults to the
-    experiments' objective; ``goal`` to the objective's when the metric is the objective's, else max.
+    experiments' objective (in test trials its test twin: val/acc is compared as test/acc); ``goal``
+    to the objective's when the metric is the objective's, else max.
 
     Example::
 
@@ -492,7 +511,7 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     for name in experiments:
         if name not in known:
             raise NotFoundError(f"no experiment {name!r}", hint="see 'tracker experiments list'")
-    metric, goal, source = _objective(project, experiments, metric, goal)
+    metric, goal, source = _objective(project, experiments, metric, goal, phase)
     by_list = list(dict.fromkeys(b.strip() for part in by for b in part.split(",") if b.strip())) if by else None
     try:
         import numpy  # noqa: F401

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-STATS = ("mean", "median", "iqm")
 ALPHA = 0.05
 POWER = 0.8
 SEED = 0  # every bootstrap draws from this seed: the same data always gives the same intervals
@@ -31,7 +30,7 @@ def iqm(values: Any, axis: int = -1) -> Any:
 
 
 def statistic(name: str) -> Callable[..., Any]:
-    """The function of one of :data:`STATS`, taking ``(values, axis=...)``."""
+    """The function of a statistic (mean, median or iqm), taking ``(values, axis=...)``."""
     return {"mean": np.mean, "median": np.median, "iqm": iqm}[name]
 
 
@@ -66,6 +65,8 @@ def bootstrap_ci(samples: Sequence[Any], stat: str = "mean", *, paired: bool = F
     if min(d.shape[-1] for d in data) < 2:
         shape = np.broadcast_shapes(*(d.shape[:-1] for d in data))
         return np.full(shape, np.nan), np.full(shape, np.nan)
+    if stat == "mean":
+        return _mean_ci(data, paired, n_resamples, confidence)
     if len(data) == 1:
         def func(x: Any, axis: int = -1) -> Any:
             return fn(x, axis=axis)
@@ -79,6 +80,31 @@ def bootstrap_ci(samples: Sequence[Any], stat: str = "mean", *, paired: bool = F
                                vectorized=True, paired=paired, axis=-1, confidence_level=confidence,
                                method="percentile", rng=np.random.default_rng(SEED))
     return result.confidence_interval.low, result.confidence_interval.high
+
+
+def _counts(rng: np.random.Generator, n: int, n_resamples: int) -> Any:
+    """How often each of n values is drawn in each resample: scipy's draw (``integers(0, n, (B, n))``)."""
+    drawn = rng.integers(0, n, (n_resamples, n)) + (np.arange(n_resamples) * n)[:, None]
+    return np.bincount(drawn.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+
+
+def _mean_ci(data: list[Any], paired: bool, n_resamples: int, confidence: float) -> tuple[Any, Any]:
+    """:func:`bootstrap_ci` of the mean without materialising the resamples: the same draws as
+    ``scipy.stats.bootstrap`` (one batch, same generator and seed), each resample's mean a product
+    with its draw counts, then the same percentiles. Equal to scipy's interval up to rounding
+    (tests/analysis/test_stats.py checks it); 100x faster for 10,000 configurations."""
+    rng = np.random.default_rng(SEED)
+    if len(data) == 1 or paired:  # paired: scipy resamples the index of the pairs, the same draw
+        x = data[0] if len(data) == 1 else data[1] - data[0]
+        n = x.shape[-1]
+        dist = x @ _counts(rng, n, n_resamples).T / n
+    else:
+        a, b = data
+        counts_a, counts_b = _counts(rng, a.shape[-1], n_resamples), _counts(rng, b.shape[-1], n_resamples)
+        dist = b @ counts_b.T / b.shape[-1] - a @ counts_a.T / a.shape[-1]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(dist, [alpha, 1 - alpha], axis=-1)
+    return low, high
 
 
 def cohens_dz(a: Any, b: Any) -> Any:
@@ -151,9 +177,15 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``)."""
     if not len(pvalues):
         return []
+    import gc
+
     from statsmodels.stats.multitest import multipletests
 
-    return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
+    gc.freeze()  # multipletests calls gc.collect(): with 100k rows alive that alone took 0.2 s
+    try:
+        return [float(p) for p in multipletests(list(pvalues), method="holm")[1]]
+    finally:
+        gc.unfreeze()
 
 
 def prob_improvement(x: Sequence[float], y: Sequence[float]) -> float:

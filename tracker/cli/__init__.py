@@ -136,6 +136,7 @@ def _root(
 
 app.command("create")(create.create)
 app.command("run")(run.run)
+app.command("test")(run.test)
 app.command("status")(status.status)
 app.command("checkout")(status.checkout)
 app.add_typer(experiments.app, name="experiments")
@@ -150,6 +151,7 @@ app.command("export")(results.export)
 app.command("sql")(results.sql)
 app.command("compare")(results.compare)
 app.command("diff")(results.diff)
+app.command("report")(results.report)
 
 
 def main(argv: list[str] | None = None) -> None:

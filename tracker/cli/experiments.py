@@ -58,7 +58,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
         info(f"warning: {bad.error}")
     if as_json:
         emit_json([{"name": i.name, "path": str(i.path), "description": i.config.description if i.config else None,
-                    "combinations": i.grid_size, "seeds": i.config.seeds if i.config else None,
+                    "combinations": i.grid_size, "seeds": i.config.training_seeds if i.config else None,
                     "command": i.config.command if i.config else None, "error": i.error} for i in items])
         return
     rows = []
@@ -68,7 +68,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
             continue
         command = i.config.command
         rows.append((i.name, i.config.description, i.grid_size,
-                     "default" if i.config.seeds is None else i.config.seeds,
+                     "default" if i.config.training_seeds is None else i.config.training_seeds,
                      command if isinstance(command, str) else " ".join(command)))
     emit_table(rows, ["name", "description", "combinations", "seeds", "command"],
                keep={"name", "combinations", "seeds"})

@@ -255,6 +255,32 @@ def compare(
         sys.stdout.write(render(result, shutil.get_terminal_size().columns))
 
 
+def report(
+    experiments: list[str] = typer.Argument(None, metavar="EXP",
+                                            help="Experiments to report on (default: every one with trials)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+    metric: str = typer.Option(None, "--metric", "-m", help="The metric to compare (default: the objective)."),
+    by: list[str] = typer.Option(None, "--by", "-b", metavar="PARAMS",
+                                 help="One configuration per value of these params (as for tracker compare)."),
+    where: str = typer.Option(None, "--where", "-w", metavar="EXPR", help="Only trials where EXPR holds."),
+    stat: str = typer.Option("mean", "--stat", "-s", help="Rank configurations by: mean, median or iqm."),
+    goal: str = typer.Option(None, "--goal", help="min or max (default: the objective's goal, else max)."),
+) -> None:
+    """One self-contained HTML page (opens offline, safe to send): summary, the comparison over seeds,
+    learning curves, comparison plots, every trial's code version, and the test results apart.
+
+    Examples:
+
+        tracker report --out report.html
+        tracker report baseline wide --metric val/acc --by lr --out report.html
+    """
+    from tracker.analysis.report import write_report
+
+    path = write_report(project(), list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
+                        goal=goal)
+    info(f"wrote {path}")
+
+
 # ------------------------------------------------------------------------------------------ compare's table
 
 _STAT_COLUMNS = ("mean", "std", "median", "iqm", "min", "max")
@@ -301,9 +327,9 @@ def render(result: Comparison, width: int) -> str:
              _cut(f"{len(result.rows)} configuration(s) from {result.trials} completed {result.phase} trial(s)"
                   + (f" where {result.where}" if result.where else ""), width)]
     if result.missing:
-        lines.append(_cut(f"({result.missing} trial(s) without {result.metric} left out)", width))
+        lines.append(_cut(f"({result.missing} trial(s) without a finite {result.metric} left out)", width))
     if not result.rows:
-        lines.append("no completed trials to compare")
+        lines.append(f"no trial left to compare{' where ' + result.where if result.where else ''}")
         return "\n".join(lines) + "\n"
     rows = result.rows
     names = list(dict.fromkeys(k for row in rows for k in row.params))
@@ -324,8 +350,8 @@ def render(result: Comparison, width: int) -> str:
     for k in _STAT_COLUMNS:
         if k != result.stat:
             columns[k] = (k, [_num(getattr(r, k)) for r in rows])
-    columns["best"] = ("best@step", ["-" if r.best_step_value is None else
-                                     f"{_num(r.best_step_value)}@{_num(r.best_step)}" for r in rows])
+    columns["best"] = ("best@step", [_num(r.best_step_value) + ("" if r.best_step is None else f"@{_num(r.best_step)}")
+                                     for r in rows])
     numeric = {"#", "n", "value", *_STAT_COLUMNS}
 
     def layout(cap: int) -> list[tuple[str, list[str]]]:

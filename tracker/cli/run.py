@@ -250,3 +250,51 @@ class ConsoleReporter:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def test(
+    experiment: str = typer.Argument(..., help="The experiment (it needs a test phase)."),
+    best: str = typer.Option(..., "--best", "-b", metavar="METRIC",
+                             help="Choose the configuration with the best mean of this validation metric."),
+    goal: str = typer.Option(None, "--goal", help="max or min (default: the experiment objective's goal)."),
+    parallel: int = typer.Option(None, "--parallel", "-j", help="Test trials to run at once."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the test phase of the configuration validation chose, once per training seed.
+
+    Selection looks only at completed training trials: the configuration whose METRIC,
+    averaged over its seeds, is best. Each test trial reads its training trial's outputs
+    ($TRACKER_TRAIN_DIR) and uses test seeds disjoint from training and validation seeds.
+    A second test of the same experiment runs, but warns that test results were already seen.
+
+    Examples:
+
+        tracker test baseline --best val/acc
+        tracker test cartpole --best val/return -j 3
+    """
+    from tracker.heldout import run_test
+
+    proj = project()
+    reporter = ConsoleReporter(stream=not quiet and not as_json)
+    try:
+        result = run_test(proj, experiment, best, goal=goal, parallel=parallel, reporter=reporter)
+    finally:
+        reporter.close()
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        s = result.selection
+        means = result.as_dict()["metrics"]
+        info(f"selected {fmt_params(s.params) or 'the only configuration'} by {s.metric} "
+             f"({s.goal}: {s.value:.6g}, mean of {len(s.sources)} seed(s)) among {s.configurations} "
+             f"configuration(s); test run {result.run}")
+        emit_table([(t.id, t.seed, t.status, fmt_duration(t.duration), fmt_metrics(t.metrics)) for t in result.trials],
+                   ["trial", "seed", "status", "time", "metrics"],
+                   title=f"test of {experiment}: {len(result.trials) - len(result.failed)}/{len(result.trials)} "
+                   "completed", keep={"trial", "seed", "status", "time"})
+        if means:
+            info("test means: " + "  ".join(f"{k}={v:.6g}" for k, v in means.items()))
+    if result.failed:
+        report_failed(proj, result.failed)
+        raise typer.Exit(1)

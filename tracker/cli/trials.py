@@ -149,7 +149,8 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
     lines = [
         f"trial       {t.id}  ({t.status})",
         f"experiment  {t.experiment}   run {t.run_id}",
-        f"seed        {t.seed}",
+        f"seed        {t.seed}" + "".join(f"   {phase} seeds {', '.join(map(str, seeds))}"
+                                          for phase, seeds in t.extra.get("eval_seeds", {}).items()),
         f"params      {fmt_params(t.params)}",
         f"command     {' '.join(t.command)}",
         f"code        {t.commit or '-'} on {t.branch or '(detached)'}"
@@ -165,6 +166,11 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
     if t.extra.get("optimization"):
         lines.append(f"search      optimization {t.extra['optimization']}, configuration "
                      f"{t.extra.get('configuration')}")
+    if t.phase == "test" and t.extra.get("test"):
+        test = t.extra["test"]
+        lines.append(f"test        of trial {test.get('source')}, chosen by {test.get('metric')} "
+                     f"({test.get('goal')}: {test.get('value'):.6g}) among {test.get('configurations')} "
+                     f"configuration(s); test run {test.get('run')}")
     if t.tags:
         lines.append(f"tags        {', '.join(t.tags)}")
     if t.note:

@@ -238,7 +238,7 @@ class Driver:
             self.owned.discard(trial.id)
             return
         current = self.store.get(trial.id)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase)
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
         self.running[trial.id] = _Running(current, config, live)
         self.reporter.started(current)
 
@@ -250,8 +250,9 @@ class Driver:
         if claim:
             self.claim([trial])
             trial = self.store.get(trial.id)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase)
-        self.running[trial.id] = _Running(trial, self.config(trial), live, fresh=True)
+        config = self.config(trial)
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
+        self.running[trial.id] = _Running(trial, config, live, fresh=True)
 
     # ------------------------------------------------------------------ every poll
 

@@ -19,7 +19,7 @@ class Launch:
     trial_id: str
     argv: list[str]
     env: dict[str, str]  # added to the executor's own environment
-    params_file: tuple[str, str] | None  # (file name in the trial dir, content) for json/yaml
+    params_files: dict[str, str]  # file name in the trial dir -> content (params_as json/yaml), one per phase
     timeout: float | None
 
 
@@ -38,37 +38,76 @@ def _env_name(name: str) -> str:
     return "TRACKER_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def build(trial: Trial, config: ExperimentConfig, trial_dir: PurePath,
-          project_dir: PurePath) -> Launch:
-    """The argv and TRACKER_* environment for ``trial``; ``trial_dir`` as the process sees it."""
-    argv = config.command_argv()
-    flags = dict(trial.params)
+def phases_of(trial: Trial, config: ExperimentConfig) -> list[str]:
+    """The phases a trial runs, in order: a training trial trains, then validates when the
+    experiment has a validate phase; a test trial (made by ``tracker test``) only tests."""
+    if trial.phase == "test":
+        return ["test"]
+    return ["train", "validate"] if "validate" in config.phases else ["train"]
+
+
+def _flags(trial: Trial, config: ExperimentConfig, phase: str) -> dict[str, Any]:
+    """What a phase's command gets as params: the trial's, the phase's own, the seed, and the
+    evaluation seeds (a list; ``--eval_seeds=1,2`` as a flag)."""
+    settings = config.phase(phase)
+    flags = {**trial.params, **settings.params}
     if trial.seed is not None and config.seed_flag:
         flags[config.seed_flag] = trial.seed
-    params_file = None
-    if config.params_as == "flags":
-        argv += [f"--{k}={format_value(v)}" for k, v in flags.items()]
-    elif config.params_as in ("json", "yaml"):
-        name = f"params.{config.params_as}"
-        if config.params_as == "json":
-            content = json.dumps(flags, indent=2)
-        else:
-            import yaml
+    seeds = trial.extra.get("eval_seeds", {}).get(phase)
+    if seeds and settings.seed_flag:
+        flags[settings.seed_flag] = list(seeds)
+    return flags
 
-            content = yaml.safe_dump(flags, sort_keys=False)
-        params_file = (name, content)
-        argv.append(f"--params-file={trial_dir / name}")
+
+def build(trial: Trial, config: ExperimentConfig, trial_dir: PurePath,
+          project_dir: PurePath) -> Launch:
+    """The argv and TRACKER_* environment for ``trial``; ``trial_dir`` as the process sees it.
+
+    A trial that runs more than one phase (train, then validate) runs them one after the
+    other in one process tree: :data:`tracker.execution.phases.CHAIN` starts each phase's
+    command with its own flags and ``TRACKER_PHASE``, and stops at the first that fails.
+    """
+    phases = phases_of(trial, config)
+    steps = []
+    params_files: dict[str, str] = {}
+    for number, phase in enumerate(phases):
+        argv = config.phase(phase).argv(config.command)
+        flags = _flags(trial, config, phase)
+        if config.params_as == "flags":
+            seeds_flag = config.phase(phase).seed_flag if phase != "train" else None
+            argv += [f"--{k}={','.join(map(str, v)) if k == seeds_flag else format_value(v)}"
+                     for k, v in flags.items()]
+        elif config.params_as in ("json", "yaml"):
+            name = f"params.{config.params_as}" if number == 0 else f"params.{phase}.{config.params_as}"
+            if config.params_as == "json":
+                params_files[name] = json.dumps(flags, indent=2)
+            else:
+                import yaml
+
+                params_files[name] = yaml.safe_dump(flags, sort_keys=False)
+            argv.append(f"--params-file={trial_dir / name}")
+        env = {"TRACKER_PHASE": phase}
+        seeds = trial.extra.get("eval_seeds", {}).get(phase)
+        if seeds:
+            env["TRACKER_EVAL_SEEDS"] = ",".join(map(str, seeds))
+        steps.append({"phase": phase, "argv": argv, "env": env})
     env = {
         "TRACKER_TRIAL_ID": trial.id,
         "TRACKER_EXPERIMENT": trial.experiment,
         "TRACKER_TRIAL_DIR": str(trial_dir),
         "TRACKER_PROJECT_DIR": str(project_dir),
         "TRACKER_PARAMS": json.dumps(trial.params),
-        "TRACKER_PHASE": trial.phase,
         "PYTHONUNBUFFERED": "1",
         **{_env_name(k): format_value(v) for k, v in trial.params.items()},
         **config.env,
     }
     if trial.seed is not None:
         env["TRACKER_SEED"] = str(trial.seed)
-    return Launch(trial.id, argv, env, params_file, config.timeout)
+    source = trial.extra.get("test", {}).get("source")
+    if source:  # a test trial evaluates what its training trial wrote
+        env["TRACKER_TRAIN_DIR"] = str(trial_dir.parent / source)
+    if len(steps) == 1:
+        return Launch(trial.id, steps[0]["argv"], {**env, **steps[0]["env"]}, params_files, config.timeout)
+    from tracker.execution.phases import chain_argv
+
+    return Launch(trial.id, chain_argv(steps), {**env, "TRACKER_PHASE": phases[0]}, params_files, config.timeout)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tracker.config import ExperimentConfig
 from tracker.execution import outputs
-from tracker.execution.launch import Launch
+from tracker.execution.launch import Launch, phases_of
 from tracker.project import Project
 from tracker.store import MetricPoint, Trial, now
 
@@ -41,13 +41,12 @@ def write_record(project: Project, trial: Trial) -> None:
 
 
 def prepare_dir(project: Project, trial: Trial, patch: bytes, launch: Launch) -> Path:
-    """Create the trial directory with its record, code patch and params file."""
+    """Create the trial directory with its record, code patch and params files."""
     directory = project.paths.trial_dir(trial.id)
     directory.mkdir(parents=True, exist_ok=True)
     if patch:
         (directory / PATCH_FILE).write_bytes(patch)
-    if launch.params_file:
-        name, content = launch.params_file
+    for name, content in launch.params_files.items():
         (directory / name).write_text(content)
     write_record(project, trial)
     return directory
@@ -188,7 +187,9 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
     if outcome.exit_code != 0:
         tail = outputs.tail(directory / outputs.STDERR) or outputs.tail(directory / outputs.STDOUT)
         return "failed", f"exit code {outcome.exit_code}" + (f"\n{tail}" if tail else ""), extra
-    problems = outputs.check_deliverables(directory, config.deliverables)
+    problems = outputs.check_deliverables(directory, config.deliverables if trial.phase == "train" else [])
+    for phase in phases_of(trial, config):
+        problems += outputs.check_deliverables(directory, config.phase(phase).deliverables, phase)
     return ("failed", "; ".join(problems), extra) if problems else ("completed", None, extra)
 
 

@@ -14,19 +14,26 @@ from pathlib import Path
 
 from tracker.api import METRICS_FILE
 from tracker.execution import outputs
+from tracker.execution.phases import marker
 from tracker.store import MetricPoint, now
 
 _STREAMS = (("stdout", outputs.STDOUT), ("stderr", outputs.STDERR), ("metrics", METRICS_FILE))
 
 
 class LiveOutput:
-    """The new lines and metric points of one trial directory since the previous read."""
+    """The new lines and metric points of one trial directory since the previous read.
 
-    def __init__(self, trial_dir: Path, phase: str | None) -> None:
+    ``phase``: the phase the trial starts in; a marker line (see :mod:`tracker.execution.phases`)
+    moves a stream on to the next. ``namespace``: the experiment has phases, so metric names
+    are put in their phase's namespace.
+    """
+
+    def __init__(self, trial_dir: Path, phase: str | None, namespace: bool = False) -> None:
         self.dir = trial_dir
-        self.phase = phase
+        self.namespace = namespace
         self.offsets = dict.fromkeys((name for _, name in _STREAMS), 0)
         self.partial = dict.fromkeys((name for _, name in _STREAMS), b"")
+        self.phases = dict.fromkeys((name for _, name in _STREAMS), phase)
 
     def _new_lines(self, name: str, final: bool) -> list[str]:
         path = os.path.join(self.dir, name)
@@ -46,6 +53,20 @@ class LiveOutput:
             lines.pop()
         return [line.decode(errors="replace").rstrip("\r") for line in lines]
 
+    def _points(self, name: str, lines: list[str], stamp: str) -> list[MetricPoint]:
+        """The metric points of a log's lines, each in the phase its stream was in."""
+        points: list[MetricPoint] = []
+        start = 0
+        for i, line in enumerate([*lines, None]):
+            started = marker(line) if line is not None else None
+            if line is None or started:
+                points.extend(p if p.ts else MetricPoint(p.name, p.value, p.step, p.phase, stamp)
+                              for p in outputs.metrics_from_lines(lines[start:i], self.phases[name], self.namespace))
+                start = i + 1
+                if started:
+                    self.phases[name] = started
+        return points
+
     def read(self, final: bool = False) -> tuple[list[tuple[str, str]], list[MetricPoint]]:
         """(stream, line) pairs printed and metric points logged since the last read."""
         printed: list[tuple[str, str]] = []
@@ -56,9 +77,8 @@ class LiveOutput:
             if not lines:
                 continue
             if stream == "metrics":
-                points.extend(outputs.metrics_from_records(lines, self.phase))
+                points.extend(outputs.metrics_from_records(lines, self.phases[name], self.namespace))
                 continue
             printed.extend((stream, line) for line in lines)
-            points.extend(p if p.ts else MetricPoint(p.name, p.value, p.step, p.phase, stamp)
-                          for p in outputs.metrics_from_lines(lines, self.phase))
+            points.extend(self._points(name, lines, stamp))
         return printed, points

@@ -12,9 +12,10 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tracker.api import AUTOLOG_FILE
-from tracker.config import Deliverable
+from tracker.config import PHASE_PREFIX, Deliverable
 from tracker.hashing import sha256_file
 from tracker.store import MetricPoint
 
@@ -32,6 +33,33 @@ def phase_of(name: str, default: str | None) -> str | None:
     return _PHASES.get(prefix, default)
 
 
+# what each phase may report under its own name (a training script may report validation)
+_KEEPS = {"train": ("train", "validate"), "validate": ("validate",), "test": ("test",)}
+
+
+def namespaced(name: str, phase: str) -> tuple[str, str]:
+    """(name, phase) of a metric reported in ``phase`` of an experiment with phases.
+
+    A name already in a namespace the phase may report keeps it (``valid/acc`` becomes
+    ``val/acc``); any other gets the phase's own (``acc`` in validate is ``val/acc``;
+    ``val/acc`` printed by a test command is ``test/val/acc``: test never writes validation).
+    """
+    head, _, rest = name.partition("/")
+    own = _PHASES.get(head.lower()) if rest else None
+    if own in _KEEPS[phase]:
+        return f"{PHASE_PREFIX[own]}/{rest}", own
+    return f"{PHASE_PREFIX[phase]}/{name}", phase
+
+
+def _point(name: str, value: float, step: int | None, phase: str | None, namespace: bool,
+           ts: str | None = None) -> MetricPoint:
+    if namespace and phase in _KEEPS:
+        name, phase = namespaced(name, phase)
+    else:
+        phase = phase_of(name, phase)
+    return MetricPoint(name, value, step, phase, ts)
+
+
 def parse_line(line: str) -> dict[str, float] | None:
     """Parse a line made only of ``name: value`` pairs (``step: 3 val/acc: 0.9``)."""
     text = line.strip()
@@ -46,8 +74,11 @@ def parse_line(line: str) -> dict[str, float] | None:
     return {m.group(1): float(m.group(2)) for m in pairs}
 
 
-def metrics_from_lines(lines: Iterable[str], phase: str | None) -> Iterator[MetricPoint]:
-    """Metric points from output lines; a ``step`` key sets the step of its line."""
+def metrics_from_lines(lines: Iterable[str], phase: str | None, namespace: bool = False) -> Iterator[MetricPoint]:
+    """Metric points from output lines; a ``step`` key sets the step of its line.
+
+    ``namespace``: the experiment has phases, so every name is put in its phase's namespace.
+    """
     for line in lines:
         values = parse_line(line)
         if not values:
@@ -55,20 +86,22 @@ def metrics_from_lines(lines: Iterable[str], phase: str | None) -> Iterator[Metr
         step_value = values.pop("step", None)
         step = int(step_value) if step_value is not None and math.isfinite(step_value) else None
         for name, value in values.items():
-            yield MetricPoint(name, value, step, phase_of(name, phase))
+            yield _point(name, value, step, phase, namespace)
 
 
-def metrics_from_records(lines: Iterable[str], phase: str | None) -> Iterator[MetricPoint]:
-    """Metric points from ``metrics.jsonl`` lines written by :func:`tracker.log` (bad lines are skipped)."""
+def metrics_from_records(lines: Iterable[str], phase: str | None, namespace: bool = False) -> Iterator[MetricPoint]:
+    """Metric points from ``metrics.jsonl`` lines written by :func:`tracker.log` (bad lines are skipped);
+    a record's own ``phase`` (from ``TRACKER_PHASE`` when it was logged) wins over ``phase``."""
     from datetime import datetime, timezone
 
     for line in lines:
         try:
             record = json.loads(line)
             ts = datetime.fromtimestamp(record["ts"], timezone.utc).isoformat(timespec="milliseconds")
+            own = record.get("phase")
             for name, value in record["metrics"].items():
-                yield MetricPoint(name, float(value), record.get("step"), phase_of(name, phase),
-                                  ts.replace("+00:00", "Z"))
+                yield _point(name, float(value), record.get("step"), own if own in _KEEPS else phase, namespace,
+                             ts.replace("+00:00", "Z"))
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             continue
 
@@ -82,25 +115,49 @@ def autologged(trial_dir: Path) -> dict[str, object]:
         return {}
 
 
-def check_deliverables(trial_dir: Path, deliverables: Iterable[Deliverable]) -> list[str]:
-    """Problems with a trial's deliverables (empty when all are there)."""
+def _load_keys(path: Path) -> Any:
+    """A JSON file's data, or a YAML file's for .yaml/.yml; ValueError when it does not parse."""
+    text = path.read_text(errors="replace")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from exc
+    return json.loads(text)
+
+
+def check_deliverables(trial_dir: Path, deliverables: Iterable[Deliverable], phase: str | None = None) -> list[str]:
+    """Problems with a trial's deliverables (empty when all are there); ``phase`` names whose they are."""
     problems = []
+    whose = f" ({phase} phase)" if phase else ""
     for d in deliverables:
         path = trial_dir / d.path
         if not path.exists():
-            problems.append(f"deliverable {d.path} is missing")
+            problems.append(f"deliverable {d.path}{whose} is missing")
         elif d.check == "nonempty" and path.is_file() and path.stat().st_size == 0:
-            problems.append(f"deliverable {d.path} is empty")
+            problems.append(f"deliverable {d.path}{whose} is empty")
+        elif d.check == "min_size" and (size := _size(path)) < d.min_bytes:
+            problems.append(f"deliverable {d.path}{whose} has {size} bytes, less than its min_size {d.size}")
         elif d.check == "contains_keys":
+            kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "JSON"
             try:
-                data = json.loads(path.read_text())
-            except ValueError:
-                problems.append(f"deliverable {d.path} is not valid JSON")
+                data = _load_keys(path)
+            except (ValueError, OSError):
+                problems.append(f"deliverable {d.path}{whose} is not valid {kind}")
                 continue
             missing = [k for k in d.keys if not isinstance(data, dict) or k not in data]
             if missing:
-                problems.append(f"deliverable {d.path} lacks keys {', '.join(missing)}")
+                problems.append(f"deliverable {d.path}{whose} lacks keys {', '.join(missing)}")
     return problems
+
+
+def _size(path: Path) -> int:
+    """A file's size, or a directory's total (a checkpoint may be a directory)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def scan_artifacts(trial_dir: Path) -> list[tuple[str, int, str]]:

@@ -199,10 +199,8 @@ class SSHExecutor(BaseExecutor):
             env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
         spec = {"argv": argv, "env": env, "cwd": run.code_dir, "trial_dir": remote_dir,
                 "path_prefix": f"{run.env.path}/bin", "timeout": launch.timeout, "grace": job.grace,
-                "keep": [launch.params_file[0]] if launch.params_file else []}
-        files = {"spec.json": json.dumps(spec)}
-        if launch.params_file:
-            files[launch.params_file[0]] = launch.params_file[1]
+                "keep": list(launch.params_files)}
+        files = {"spec.json": json.dumps(spec), **launch.params_files}
         sftp = run.ws.conn.sftp()
         try:
             with connection.translated(run.host, f"writing the spec of trial {trial.id}"):

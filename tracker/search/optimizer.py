@@ -123,11 +123,12 @@ def _settings(project: Project, name: str, config: ExperimentConfig, options: Op
         budget = DEFAULT_BUDGET
     if options.seeds is not None and options.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {options.seeds}")
-    if options.seeds is not None or not isinstance(config.seeds, list):
-        count = options.seeds or (config.seeds if isinstance(config.seeds, int) else 1)
+    spec = config.training_seeds
+    if options.seeds is not None or not isinstance(spec, list):
+        count = options.seeds or (spec if isinstance(spec, int) else 1)
         seeds = experiments.preset_seeds(project, count)[:count]
     else:
-        seeds = list(config.seeds)
+        seeds = list(spec)
     sampler_seed = options.sampler_seed
     if sampler_seed is None:
         sampler_seed = project.config.master_seed
@@ -358,7 +359,7 @@ class _Search:
                                   + sum(len(o.todo) for o in self.open.values()))
         status, error = "completed", None
         try:
-            with runs._sigterm_as_interrupt():
+            with runs.sigterm_as_interrupt():
                 first = self._next()
                 if first is not None:
                     driver.prepare([first])

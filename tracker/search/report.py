@@ -14,11 +14,23 @@ running optimization is reported as far as it got.
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracker.errors import MissingDependencyError
+from tracker.analysis.html import (
+    COLORS,
+    RED,
+    fmt,
+    key_values,
+    label,
+    note,
+    page,
+    params_text,
+    per_step,
+    plotly_js,
+    section,
+)
+from tracker.analysis.html import figure as figure_html
 from tracker.project import Project
 from tracker.search import results
 from tracker.search import space as spacelib
@@ -33,11 +45,6 @@ if TYPE_CHECKING:
 
     from tracker.store.base import BaseStore
 
-PRUNED_COLOR = "#d62728"
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-"""Learning curves of configurations that were not pruned (red is kept for pruned ones)."""
-PLOT_CONFIG = {"displaylogo": False, "responsive": True}  # no link to plotly.com in the mode bar
-
 
 def write_report(project: Project, ref: str, out: Path) -> Path:
     """Write the HTML report of optimization ``ref`` (an id or unique prefix) to ``out``; return ``out``.
@@ -49,10 +56,7 @@ def write_report(project: Project, ref: str, out: Path) -> Path:
 
         write_report(Project.find(), "3f2a", Path("report.html"))
     """
-    try:
-        import plotly.offline
-    except ImportError as exc:
-        raise MissingDependencyError("plotly", "search") from exc
+    plotlyjs = plotly_js("search")
     load_optuna()  # the same error without optuna; keeps its logging quiet
     st = results.status(project, ref)
     record = st.optimization
@@ -74,23 +78,13 @@ def write_report(project: Project, ref: str, out: Path) -> Path:
         ("intermediate", "Intermediate values", _intermediate(record, confs, curves, best)),
     ]
     body = [_header(record, st)]
-    for anchor, title, shown in sections:
-        if isinstance(shown, str):
-            shown = f'<p class="note">{html.escape(shown)}</p>'
-        else:
-            shown = shown.to_html(full_html=False, include_plotlyjs=False, config=PLOT_CONFIG,
-                                  default_width="100%", default_height="520px")
-        body.append(f'<section id="{anchor}"><h2>{title}</h2>\n{shown}\n</section>')
+    body += [section(anchor, title, note(shown) if isinstance(shown, str) else figure_html(shown))
+             for anchor, title, shown in sections]
     body.append(_table(record, confs, trials, best))
-    plotlyjs = ""
-    if any(not isinstance(shown, str) for _, _, shown in sections):
-        plotlyjs = (f"<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>\n"
-                    f"<script>{plotly.offline.get_plotlyjs()}</script>")
-    title = f"Optimization {record.id}: {record.experiment}"
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n{plotlyjs}\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
-    write_output(out, page)
+    drawn = any(not isinstance(shown, str) for _, _, shown in sections)
+    text = page(f"Optimization {record.id}: {record.experiment}", body, plotly=plotlyjs if drawn else "",
+                style=STYLE)
+    write_output(out, text)
     return out
 
 
@@ -101,20 +95,8 @@ def _curve(store: BaseStore, trials: list[Trial], metric: str, aggregate: Any,
            last: int | None) -> dict[int, float]:
     """step -> the objective at that step, aggregated over the seeds that reached it (up to step ``last``:
     a pruned configuration's seeds log on while they are being stopped, past the step it was pruned at)."""
-    by_step: dict[int, list[float]] = {}
-    for t in trials:
-        seen: dict[int, float] = {}
-        for p in store.metrics(t.id, metric):
-            if p.step is not None and math.isfinite(p.value) and (last is None or p.step <= last):
-                seen[p.step] = p.value  # a step logged twice counts once, its last value
-        for step, value in seen.items():
-            by_step.setdefault(step, []).append(value)
-    return {step: aggregate(values) for step, values in sorted(by_step.items())}
-
-
-def _text(value: Any) -> Any:
-    """A string escaped for Plotly, which reads tags in its labels (and shows entities as characters)."""
-    return html.escape(value, quote=False) if isinstance(value, str) else value
+    by_step = per_step((store.metrics(t.id, metric) for t in trials), last)
+    return {step: aggregate(values) for step, values in by_step.items()}
 
 
 def _study(record: Optimization, confs: list[Configuration]) -> Study:
@@ -126,7 +108,7 @@ def _study(record: Optimization, confs: list[Configuration]) -> Study:
     from tracker.config import SearchSpace
 
     dists = spacelib.distributions({k: SearchSpace(**v) for k, v in record.settings.get("space", {}).items()})
-    dists = {name: CategoricalDistribution([_text(c) for c in d.choices])
+    dists = {name: CategoricalDistribution([label(c) for c in d.choices])
              if isinstance(d, CategoricalDistribution) else d for name, d in dists.items()}
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL,
               "running": TrialState.RUNNING}
@@ -136,7 +118,7 @@ def _study(record: Optimization, confs: list[Configuration]) -> Study:
         state = states[c.state]
         study.add_trial(create_trial(
             state=state, value=c.value if state == TrialState.COMPLETE else None,
-            params={k: _text(v) for k, v in c.params.items() if k in dists},
+            params={k: label(v) for k, v in c.params.items() if k in dists},
             distributions={k: d for k, d in dists.items() if k in c.params}))
     return study
 
@@ -153,7 +135,7 @@ def _history(study: Study, confs: list[Configuration], metric: str) -> Figure | 
 
     if not _complete(confs):
         return "No configuration is complete yet, so there is no history to show."
-    fig = plot_optimization_history(study, target_name=_text(metric))
+    fig = plot_optimization_history(study, target_name=label(metric))
     fig.update_layout(xaxis_title="configuration")
     return fig
 
@@ -174,7 +156,7 @@ def _importances(study: Study, confs: list[Configuration], metric: str) -> Figur
     if len({c.value for c in done}) < 2:
         return "Every complete configuration has the same value, so no parameter explains a difference."
     return plot_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), params=varied,
-                                  target_name=_text(metric))
+                                  target_name=label(metric))
 
 
 def _parallel(study: Study, confs: list[Configuration], metric: str) -> Figure | str:
@@ -182,7 +164,7 @@ def _parallel(study: Study, confs: list[Configuration], metric: str) -> Figure |
 
     if not _complete(confs):
         return "No configuration is complete yet, so there are no coordinates to show."
-    return plot_parallel_coordinate(study, target_name=_text(metric))
+    return plot_parallel_coordinate(study, target_name=label(metric))
 
 
 def _end(conf: Configuration) -> str:
@@ -212,7 +194,7 @@ def _intermediate(record: Optimization, confs: list[Configuration], curves: dict
     for i, conf in enumerate(c for c in confs if curves[c.number]):
         curve = curves[conf.number]
         pruned = conf.state == "pruned"
-        line: dict[str, Any] = {"color": PRUNED_COLOR if pruned else COLORS[i % len(COLORS)], "width": 1.5}
+        line: dict[str, Any] = {"color": RED if pruned else COLORS[i % len(COLORS)], "width": 1.5}
         if pruned:
             line["dash"] = "dash"
         elif conf.state != "complete":
@@ -225,26 +207,16 @@ def _intermediate(record: Optimization, confs: list[Configuration], curves: dict
             x=steps, y=[curve[s] for s in steps], name=name, mode="lines+markers", line=line,
             marker={"size": [4] * (len(steps) - 1) + [10 if pruned else 4],
                     "symbol": ["circle"] * (len(steps) - 1) + ["x" if pruned else "circle"]},
-            hovertemplate=f"{name}<br>step %{{x}}<br>{_text(metric)} %{{y:.6g}}<extra></extra>"))
+            hovertemplate=f"{name}<br>step %{{x}}<br>{label(metric)} %{{y:.6g}}<extra></extra>"))
     aggregate = record.settings.get("aggregate", "mean")
-    fig.update_layout(title=f"{_text(metric)} per step ({aggregate} over each configuration's seeds); "
+    fig.update_layout(title=f"{label(metric)} per step ({aggregate} over each configuration's seeds); "
                             "pruned configurations dashed red",
-                      xaxis_title="step", yaxis_title=_text(metric), template="plotly_white",
+                      xaxis_title="step", yaxis_title=label(metric), template="plotly_white",
                       legend={"title": {"text": "configuration"}})
     return fig
 
 
 # ---------------------------------------------------------------------------- text
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
 
 
 def _header(record: Optimization, st: results.Status) -> str:
@@ -266,14 +238,13 @@ def _header(record: Optimization, st: results.Status) -> str:
     if record.error:
         rows.append(("note", record.error))
     if st.best is not None:
-        rows.append(("best configuration", f"{st.best.number}: {s.get('metric')} = {_fmt(st.best.value)}"))
-        rows.append(("best params", _params(st.best.params)))
+        rows.append(("best configuration", f"{st.best.number}: {s.get('metric')} = {fmt(st.best.value)}"))
+        rows.append(("best params", params_text(st.best.params)))
     else:
         rows.append(("best configuration", "none complete yet"))
     if s.get("params"):
-        rows.append(("fixed params", _params(s["params"])))
-    cells = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f'<section id="summary"><table class="summary">\n{cells}\n</table></section>'
+        rows.append(("fixed params", params_text(s["params"])))
+    return f'<section id="summary">{key_values(rows)}</section>'
 
 
 def _seeds(record: Optimization, conf: Configuration) -> list[str]:
@@ -291,9 +262,9 @@ def _table(record: Optimization, confs: list[Configuration], trials: dict[int, l
         cells = [
             str(c.number) + (" (best)" if c.number == best else ""),
             _end(c) + (f": {c.error}" if c.error else ""),
-            "" if c.value is None else _fmt(c.value),
-            ", ".join(f"{seed}: {_fmt(c.values[seed])}" for seed in _seeds(record, c)),
-            _params(c.params),
+            "" if c.value is None else fmt(c.value),
+            ", ".join(f"{seed}: {fmt(c.values[seed])}" for seed in _seeds(record, c)),
+            params_text(c.params),
             ", ".join(f"{t.id} (seed {t.seed}, {t.status})" for t in mine),
         ]
         attrs = f' id="configuration-{c.number}" class="{html.escape(c.state)}{" best" if c.number == best else ""}"'
@@ -306,13 +277,7 @@ def _table(record: Optimization, confs: list[Configuration], trials: dict[int, l
 
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-table.summary th { background: #f5f5f5; }
-table.configurations thead th { background: #f5f5f5; position: sticky; top: 0; }
 tr.pruned td { color: #d62728; } tr.failed td { color: #7f7f7f; } tr.running td { font-style: italic; }
 tr.best td { font-weight: bold; }
-p.note { color: #555; font-style: italic; }
 """
+"""What this page adds to the shared styles (tracker.analysis.html.STYLE)."""

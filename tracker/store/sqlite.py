@@ -62,8 +62,21 @@ def _trial_row(t: Trial) -> tuple[Any, ...]:
     values = []
     for attr, col in zip(_ATTRS, _COLUMNS, strict=True):
         v = getattr(t, attr)
-        values.append(json.dumps(v) if col in _JSON else int(v) if col == "dirty" else v)
+        values.append(metrics_json(v) if col == "metrics" else json.dumps(v) if col in _JSON
+                      else int(v) if col == "dirty" else v)
     return tuple(values)
+
+
+def metrics_json(values: dict[str, float]) -> str:
+    """Last metric values as JSON that SQLite's json functions read: an infinite value (a diverged
+    loss) as 1e999, which both SQLite and Python read back as infinity, where ``json.dumps`` would
+    write ``Infinity`` (not JSON: every json_extract over the column then fails); NaN as null."""
+    def number(v: float) -> str:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "null" if math.isnan(v) else "1e999" if v > 0 else "-1e999"
+        return json.dumps(v)
+
+    return "{" + ", ".join(f"{json.dumps(k)}: {number(v)}" for k, v in values.items()) + "}"
 
 
 def _json_path(name: str) -> str:
@@ -393,12 +406,23 @@ class SQLiteStore(BaseStore):
         with self.transaction() as c:
             self._append(c, trial_id, points, replace)
 
-    @staticmethod
-    def _append(c: sqlite3.Connection, trial_id: str, points: list[MetricPoint], replace: bool) -> None:
+    @classmethod
+    def _append(cls, c: sqlite3.Connection, trial_id: str, points: list[MetricPoint], replace: bool) -> None:
+        """Store points; a NaN value (a diverged loss) is not a number to keep: it is left out, and
+        the trial's history says which metric reported it, at which step."""
         if replace:
             c.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
         elif not points:
             return
+        nan = {}
+        for p in points:
+            if math.isnan(p.value):
+                nan.setdefault(p.name, p.step)
+        if nan:
+            points = [p for p in points if not math.isnan(p.value)]
+            for name, step in nan.items():
+                at = "" if step is None else f" at step {step}"
+                cls._event(c, trial_id, "warning", f"metric {name} reported NaN{at} (not stored)")
         c.executemany(
             "INSERT INTO metrics (trial_id, name, step, value, phase, ts) VALUES (?, ?, ?, ?, ?, ?)",
             [(trial_id, p.name, p.step, p.value, p.phase, p.ts) for p in points],
@@ -410,7 +434,7 @@ class SQLiteStore(BaseStore):
             last[p.name] = p.value
             if p.step is not None:
                 step = p.step
-        c.execute("UPDATE trials SET metrics = ?, step = ? WHERE id = ?", (json.dumps(last), step, trial_id))
+        c.execute("UPDATE trials SET metrics = ?, step = ? WHERE id = ?", (metrics_json(last), step, trial_id))
 
     def add_event(self, trial_id: str, kind: str, message: str) -> None:
         """Log something that happened to a trial."""

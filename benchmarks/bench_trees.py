@@ -12,7 +12,7 @@ tree in alternation (A B, B A, ...), so a noisy moment hits both, and takes medi
   3. `tracker trials list --json` over a store of 100k trials.
 
 Each tree needs its own venv with tracker installed editable in TREE/.venv.
-Usage: python benchmarks/bench_compare.py --before /tmp/before [--after .] [--trials 20]
+Usage: python benchmarks/bench_trees.py --before /tmp/before [--after .] [--trials 20]
                                           [--repeat 15] [--list-size 100000] [--list-repeat 9]
 """
 
