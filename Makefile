@@ -42,7 +42,7 @@ bench-optimize: $(STAMP)  ## tracker optimize against plain Optuna and Guild AI 
 	$(BIN)/python benchmarks/bench_optimize.py
 
 bench-compare: $(STAMP)  ## tracker compare over 100k trials against Guild AI and MLflow (about 30 minutes; docs/performance.md)
-	$(BIN)/python benchmarks/bench_compare_tools.py
+	$(BIN)/python benchmarks/bench_compare.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache

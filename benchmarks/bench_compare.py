@@ -23,9 +23,9 @@ stores, configurations one after another so a partly filled store holds whole co
      mlflow import is excluded and reported apart.
 The timed reads run interleaved (tracker, Guild, MLflow, then again), 3 rounds.
 
-Usage: python benchmarks/bench_compare_tools.py [--configs 10000] [--seeds 10] [--steps 10]
+Usage: python benchmarks/bench_compare.py [--configs 10000] [--seeds 10] [--steps 10]
            [--budget 300] [--guild /tmp/guildenv-opt/bin/guild] [--mlflow-python /tmp/mlflowenv/bin/python]
-This file is also the MLflow worker: `python bench_compare_tools.py --mlflow-worker fill|measure ...`,
+This file is also the MLflow worker: `python bench_compare.py --mlflow-worker fill|measure ...`,
 run by the MLflow venv's python (so it imports only the standard library at the top).
 """
 
@@ -319,27 +319,28 @@ def main() -> None:
                 times["mlflow"].append(mlflow_info["seconds"])
                 mlflow_cold.append(mlflow_info["cold"])
 
-    rows.append((f"tracker compare e --json, {total:,} trials", f"{min(times['tracker']):.2f} s",
-                 f"best of {args.rounds}: {', '.join(f'{t:.2f}' for t in times['tracker'])}; CLI start-up "
-                 f"included; target < 1 s"))
-    for n, cold, warm in guild_points:
-        if warm is None:
-            rows.append((f"guild compare --csv -, {n:,} runs", "-", f"cold (index built) {cold:.1f} s; warm not "
-                         f"timed (over --guild-limit {args.guild_limit:.0f} s)"))
-            continue
-        rows.append((f"guild compare --csv -, {n:,} runs", f"{warm:.1f} s",
-                     f"cold (index built) {cold:.1f} s; {n / warm:,.0f} runs/s warm; "
-                     f"{warm / n * total:.0f} s at {total:,} if linear"))
-    if times["guild"]:
-        rows.append((f"guild compare --csv -, {guild.count:,} runs, interleaved", f"{min(times['guild']):.1f} s",
-                     f"best of {args.rounds}"))
-    if times["mlflow"]:
-        best = min(times["mlflow"])
-        rows.append((f"mlflow.search_runs + groupby, {mlflow_runs:,} runs", f"{best:.2f} s",
-                     f"best of {args.rounds}, second call in a process; first call (opens the store) "
-                     f"{min(mlflow_cold):.2f} s; import mlflow {mlflow_info['import']:.1f} s apart; "
-                     f"{mlflow_info['groups']:,} groups; {best / mlflow_runs * total:.1f} s at {total:,} if linear"))
-    print_table(rows, value_header="time")
+        rows.append((f"tracker compare e --json, {total:,} trials", f"{min(times['tracker']):.2f} s",
+                     f"best of {args.rounds}: {', '.join(f'{t:.2f}' for t in times['tracker'])}; CLI start-up "
+                     f"included; target < 1 s"))
+        for n, cold, warm in guild_points:
+            if warm is None:
+                rows.append((f"guild compare --csv -, {n:,} runs", "-", f"cold (index built) {cold:.1f} s; warm not "
+                             f"timed (over --guild-limit {args.guild_limit:.0f} s)"))
+                continue
+            rows.append((f"guild compare --csv -, {n:,} runs", f"{warm:.1f} s",
+                         f"cold (index built) {cold:.1f} s; {n / warm:,.0f} runs/s warm; "
+                         f"{warm / n * total:.0f} s at {total:,} if linear"))
+        if times["guild"]:
+            rows.append((f"guild compare --csv -, {guild.count:,} runs, interleaved", f"{min(times['guild']):.1f} s",
+                         f"best of {args.rounds}"))
+        if times["mlflow"]:
+            best = min(times["mlflow"])
+            rows.append((f"mlflow.search_runs + groupby, {mlflow_runs:,} runs", f"{best:.2f} s",
+                         f"best of {args.rounds}, second call in a process; first call (opens the store) "
+                         f"{min(mlflow_cold):.2f} s; import mlflow {mlflow_info['import']:.1f} s apart; "
+                         f"{mlflow_info['groups']:,} groups; {best / mlflow_runs * total:.1f} s at {total:,} "
+                         "if linear"))
+        print_table(rows, value_header="time")  # before the Guild home (GBs) is removed
 
 
 if __name__ == "__main__":
