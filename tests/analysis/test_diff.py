@@ -104,16 +104,41 @@ def test_same_code_is_one_line_and_params_seeds_metrics_show_side_by_side(projec
     assert acc_line.split() == ["val/acc", f"{acc.a:.4g}", f"{acc.b:.4g}", f"{acc.difference:+.4g}"]
     assert "environment" not in out and "epochs" not in out.split("params", 1)[1]  # only differences
 
-    # evaluation seeds (recorded by trials with a validate or test phase) are compared too
-    project.store.merge_extra(a.id, {"eval_seeds": {"validate": [1, 2]}})
-    project.store.merge_extra(b.id, {"eval_seeds": {"validate": [1, 3]}})
-    assert diff(project, a.id, b.id).seeds == {"train": (11, 22), "validate": ([1, 2], [1, 3])}
 
     data = json.loads(cli("diff", a.id, b.id, "--json")[1])
     assert data["kind"] == "trials" and data["a"]["id"] == a.id and data["b"]["id"] == b.id
     assert data["params"]["changed"] == {"lr": {"a": 0.1, "b": 0.5}}
-    assert data["seeds"]["validate"] == {"a": [1, 2], "b": [1, 3]}
+    assert data["seeds"] == {"train": {"a": 11, "b": 22}}
     assert data["code"]["same"] is True and data["environment"]["same"] is True
+
+
+VALIDATE = f"""\
+phases:
+  validate:
+    command: [{sys.executable!r}, -c, "print('acc: 0.5')"]
+    seed_flag: null
+    seeds: SEEDS
+"""
+
+
+def test_evaluation_seeds_of_a_validate_phase(project_dir: Path) -> None:
+    experiment = project_dir / "experiments" / "base.yaml"
+    base = experiment.read_text()
+    experiment.write_text(base + VALIDATE.replace("SEEDS", "2"))
+    git(project_dir, "commit", "-qam", "validate over 2 seeds")
+    project = Project.find()
+    a = run_one(project, 11, 0.1)
+    experiment.write_text(base + VALIDATE.replace("SEEDS", "3"))
+    git(project_dir, "commit", "-qam", "validate over 3 seeds")
+    b = run_one(project, 11, 0.1)
+    first, second = a.extra["eval_seeds"]["validate"], b.extra["eval_seeds"]["validate"]
+    assert len(first) == 2 and second[:2] == first and len(second) == 3
+    result = diff(project, a.id, b.id)
+    assert result.seeds == {"validate": (first, second)}  # the same training seed
+    assert a.metrics["val/acc"] == b.metrics["val/acc"] == 0.5 and result.metrics == []  # same seed, same code
+    code, out, _ = cli("diff", a.id, b.id)
+    assert code == 0 and f"  validate   {json.dumps(first)} -> {json.dumps(second)}" in out
+    assert "\nmetrics\n" not in out and "\nparams\n" not in out
 
 
 def fake_package(site: Path, name: str, version: str) -> None:
