@@ -23,7 +23,8 @@ def test_every_command_group_is_described_in_the_guides() -> None:
                     "tracker trials delete", "tracker trials stop", "tracker status", "tracker checkout",
                     "tracker remote add", "tracker remote check", "tracker remote trust", "tracker remote attach",
                     "tracker remote status", "tracker remote sync", "tracker storage add", "tracker storage check",
-                    "tracker backup --to", "tracker backup list", "tracker backup verify", "tracker restore"]:
+                    "tracker backup --to", "tracker backup list", "tracker backup verify", "tracker restore",
+                    "tracker diff"]:
         assert command in text, f"{command!r} is not documented"
 
 

@@ -759,6 +759,7 @@ class StoreContract:
     def test_experiments_and_environments(self, store: BaseStore) -> None:
         store.save_experiment("e", {"command": ["python"]}, "h1")
         store.save_experiment("e", {"command": ["python3"]}, "h2")  # latest wins, no error
+        assert store.experiment("e") == {"command": ["python3"]} and store.experiment("nope") is None
         store.save_environment("env1", {"python": "3.11"})
         store.save_environment("env1", {"python": "changed"})  # deduplicated by id
         assert store.environment("env1") == {"python": "3.11"} and store.environment("nope") is None

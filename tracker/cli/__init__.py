@@ -150,6 +150,7 @@ app.command("restore")(backup.restore)
 app.command("export")(results.export)
 app.command("sql")(results.sql)
 app.command("compare")(results.compare)
+app.command("diff")(results.diff)
 app.command("report")(results.report)
 
 

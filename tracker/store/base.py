@@ -54,6 +54,10 @@ class BaseStore(ABC):
         """Record the latest resolved config of an experiment."""
 
     @abstractmethod
+    def experiment(self, name: str) -> dict[str, Any] | None:
+        """The config an experiment last ran with (what :meth:`save_experiment` recorded), or None."""
+
+    @abstractmethod
     def save_environment(self, env_id: str, data: dict[str, Any]) -> None:
         """Record an environment description (deduplicated by its id, a hash)."""
 

@@ -207,6 +207,11 @@ class SQLiteStore(BaseStore):
                 (name, json.dumps(config), config_hash, now()),
             )
 
+    def experiment(self, name: str) -> dict[str, Any] | None:
+        """The config an experiment last ran with (what :meth:`save_experiment` recorded), or None."""
+        rows = self._query("SELECT config FROM experiments WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
+
     def save_environment(self, env_id: str, data: dict[str, Any]) -> None:
         """Record an environment description (deduplicated by its id, a hash)."""
         with self.transaction() as c:
