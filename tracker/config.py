@@ -203,6 +203,15 @@ def selectable(metric: str) -> str:
     return metric
 
 
+def check_seeds(v: int | list[int] | None) -> int | list[int] | None:
+    """A ``seeds`` setting as given: a count of at least 1, or a non-empty list without repeats."""
+    if isinstance(v, int) and v < 1:
+        raise ValueError(f"'seeds' must be at least 1, got {v}")
+    if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+        raise ValueError("'seeds' must be a non-empty list that does not repeat a seed")
+    return v
+
+
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?)?[bB]?\s*\Z")
 _SIZE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
 
@@ -287,11 +296,7 @@ class Phase(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: int | list[int] | None) -> int | list[int] | None:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"'seeds' must be at least 1, got {v}")
-        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
-            raise ValueError("'seeds' must be a non-empty list without repeats")
-        return v
+        return check_seeds(v)
 
     def argv(self, default: str | list[str]) -> list[str]:
         """The phase's command as an argument list (``default``: the experiment's command)."""
@@ -351,11 +356,7 @@ class ExperimentConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: int | list[int] | None) -> int | list[int] | None:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"'seeds' must be at least 1, got {v}")
-        if isinstance(v, list) and len(set(v)) != len(v):
-            raise ValueError("'seeds' must not repeat a seed")
-        return v
+        return check_seeds(v)
 
     @field_validator("phases", mode="before")
     @classmethod
