@@ -379,6 +379,9 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _phases(self) -> ExperimentConfig:
         train = self.phases.get("train")
+        if train is not None and "seed_flag" in train.model_fields_set:
+            raise ValueError("'seed_flag' of a phase names the flag of evaluation seeds; the train phase has "
+                             "none (its seed's flag is the experiment's 'seed_flag')")
         if train is not None and train.seeds is not None and self.seeds is not None:
             raise ValueError("training seeds are set twice, in 'seeds' and in 'phases: train: seeds'; keep one")
         if self.phases and self.objective and "/" not in self.objective.metric:

@@ -161,6 +161,7 @@ def test_deliverables_per_phase_min_size_and_yaml_keys(project_dir: Path) -> Non
     ("deliverables: [{path: m, keys: [a]}]", "'keys' applies to check 'contains_keys'"),
     ("phases: {deploy: {}}", "phases"),
     ("phases: {train: {seeds: 2}}", "training seeds are set twice"),
+    ("phases: {train: {seed_flag: s}}", "the train phase has none"),
     ("objective: {metric: acc}\nphases: [train, validate]", "name the objective 'val/acc'"),
 ])
 def test_bad_phase_settings_are_one_line_errors(project_dir: Path, snippet: str, message: str) -> None:
