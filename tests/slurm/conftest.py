@@ -1,0 +1,33 @@
+"""A real single-node SLURM cluster (tests/infra/slurm.sh) for the tests of tracker.slurm.
+
+MaxArraySize is 4 here, so a run of more than 4 trials is split into several arrays.
+The state directory must have world-searchable parents (munged runs as user munge), so it
+is SLURM_STATE_DIR or /tmp/tracker-slurm, not pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import start_service, svc
+
+MAX_ARRAY_SIZE = 4
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[dict[str, str]]:
+    """slurmctld + slurmd + munged on this host; the script's facts (SLURM_CONF, SLURM_PARTITION...)."""
+    state = os.environ.get("SLURM_STATE_DIR") or "/tmp/tracker-slurm"
+    env = start_service("slurm.sh", state, env={"SLURM_MAX_ARRAY_SIZE": str(MAX_ARRAY_SIZE)})
+    yield env
+    svc("slurm.sh", "stop", state)
+
+
+@pytest.fixture
+def slurm(slurm_cluster: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The cluster, with SLURM's commands pointed at it (SLURM_CONF)."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    return slurm_cluster
