@@ -40,7 +40,7 @@ def test_arrays_of_workers_run_every_trial(slurm: dict[str, str], project_dir: P
     project = Project.find()
     run = submit_run(project, ["base"], RunOptions(seed_count=3), SlurmOptions(time="5:00"))
     assert len(run.trials) == 6  # 2 lr x 3 seeds: more than MaxArraySize, so two arrays
-    assert [n for _, n in run.arrays] == [MAX_ARRAY_SIZE, 6 - MAX_ARRAY_SIZE] and run.trials_per_task == 1
+    assert [n for _, n in run.arrays] == [MAX_ARRAY_SIZE, 6 - MAX_ARRAY_SIZE] and run.plan.trials_per_task == 1
     record = json.loads((run.directory / "jobs.json").read_text())
     assert [a["job_id"] for a in record["arrays"]] == [j for j, _ in run.arrays]
     final = wait("the trials to end", lambda: ended(project, run), timeout=120)

@@ -101,8 +101,9 @@ class SlurmRun:
     queue: str
     trials: list[Trial]
     skipped: list[Trial]
-    arrays: list[tuple[str, int]] = field(default_factory=list)  # (array job id, tasks)
-    trials_per_task: int = 1
+    specs: list[Any] = field(default_factory=list)  # the trials a dry run would queue (TrialSpec)
+    plan: ArrayPlan | None = None
+    arrays: list[tuple[str, int]] = field(default_factory=list)  # (array job id, tasks) submitted
     directory: Path | None = None
     notes: tuple[str, ...] = ()  # the cluster limits that shaped the plan
 
@@ -135,16 +136,23 @@ def submit_run(project: Project, names: Sequence[str], options: Any, slurm: Slur
     flags = slurm.sbatch_options()
     queue = QUEUE_PREFIX + uuid.uuid4().hex[:12]
     directory = run_dir(project, queue)
+    limits = cluster.limits()
     if not options.dry_run:
-        limits = cluster.limits()
         store_url = _store_url(project, slurm.partition)
         directory.mkdir(parents=True, exist_ok=True)
         script = write_script(project, directory, queue, store_url, flags)
-        cluster.run(["sbatch", "--test-only", "--array=0", str(script)])  # a bad partition, time... fail here
+        try:
+            cluster.run(["sbatch", "--test-only", "--array=0", str(script)])  # a bad partition, time... fail here
+        except TrackerError:
+            _remove(directory)
+            raise
     result = submit(project, names, options, queue=queue, max_attempts=max_attempts, reporter=reporter)
+    arranged = plan_arrays(len(result.specs), limits)
     if options.dry_run or not result.trials:
-        return SlurmRun(result.run_id, queue, result.trials, result.skipped)
-    arranged = plan_arrays(len(result.trials), limits)
+        if not options.dry_run:
+            _remove(directory)
+        return SlurmRun(result.run_id, queue, result.trials, result.skipped, result.specs, arranged,
+                        notes=limits.notes)
     script = write_script(project, directory, queue, store_url, flags, arranged.trials_per_task)
     try:
         arrays = submit_arrays(script, arranged, slurm.array_parallel)
@@ -157,8 +165,15 @@ def submit_run(project: Project, names: Sequence[str], options: Any, slurm: Slur
               "trials_per_task": arranged.trials_per_task,
               "arrays": [{"job_id": j, "tasks": n} for j, n in arrays]}
     (directory / JOBS).write_text(json.dumps(record, indent=1) + "\n")
-    return SlurmRun(result.run_id, queue, result.trials, result.skipped, arrays, arranged.trials_per_task,
+    return SlurmRun(result.run_id, queue, result.trials, result.skipped, result.specs, arranged, arrays,
                     directory, limits.notes)
+
+
+def _remove(directory: Path) -> None:
+    """Drop the script of a submission that queued nothing."""
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def submit_arrays(script: Path, arranged: ArrayPlan, parallel: int | None) -> list[tuple[str, int]]:
@@ -181,9 +196,9 @@ def write_script(project: Project, directory: Path, queue: str, store_url: str, 
              f"#SBATCH --output={directory}/%A_%a.out", "#SBATCH --requeue",
              *(f"#SBATCH {f}" for f in flags),
              f"cd {shlex.quote(str(project.root))} || exit 1",
-             " ".join(["exec", shlex.quote(sys.executable), "-m", "tracker", "--store", shlex.quote(store_url),
-                       "worker", "--queue", shlex.quote(queue), "--idle-exit", "0",
-                       "--max-trials", str(trials_per_task)])]
+             f"export TRACKER_STORE={shlex.quote(store_url)}",
+             " ".join(["exec", shlex.quote(sys.executable), "-m", "tracker", "worker", "--queue", shlex.quote(queue),
+                       "--idle-exit", "0", "--max-trials", str(trials_per_task)])]
     path = directory / SCRIPT
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o700)  # the store URL may carry a password
