@@ -43,3 +43,16 @@ def test_refused_options_leave_nothing_behind(slurm: dict[str, str], project_dir
     assert code == 2 and "--time applies to SLURM runs (add --slurm)" in err
     code, _, err = cli("run", "base", "--slurm", "--queue")
     assert code == 2 and "--slurm runs its trials in a queue of its own" in err
+
+
+def test_sqlite_store_on_a_partition_of_other_hosts_warns(slurm: dict[str, str], project_dir: Path) -> None:
+    code, out, err = cli("run", "base", "--slurm", "--partition", "wide", "--seed", "11", "-p", "lr=0.1")
+    try:
+        assert code == 0, err
+        assert ("warning: SQLite over a network filesystem is unsafe; use --store postgresql://... "
+                "(partition nodes other than this host: ghost)") in err
+    finally:
+        cluster.scancel(out.split())
+    code, out, err = cli("run", "base", "--slurm", "--seed", "11", "-p", "lr=0.5")  # only this host: no warning
+    cluster.scancel(out.split())
+    assert code == 0 and "warning" not in err
