@@ -24,8 +24,8 @@ EXTRA_CONF = "NodeName=ghost NodeAddr=127.0.0.9 CPUs=1 State=DOWN\nPartitionName
 def slurm_cluster() -> Iterator[dict[str, str]]:
     """slurmctld + slurmd + munged on this host; the script's facts (SLURM_CONF, SLURM_PARTITION...)."""
     state = os.environ.get("SLURM_STATE_DIR") or "/tmp/tracker-slurm"
-    env = start_service("slurm.sh", state, env={"SLURM_MAX_ARRAY_SIZE": str(MAX_ARRAY_SIZE),
-                                                "SLURM_EXTRA_CONF": EXTRA_CONF.format(node=socket.gethostname().split(".")[0])})
+    extra = EXTRA_CONF.format(node=socket.gethostname().split(".")[0])
+    env = start_service("slurm.sh", state, env={"SLURM_MAX_ARRAY_SIZE": str(MAX_ARRAY_SIZE), "SLURM_EXTRA_CONF": extra})
     yield env
     svc("slurm.sh", "stop", state)
 

@@ -23,7 +23,8 @@ def test_run_slurm_prints_the_array_and_runs_the_trials(slurm: dict[str, str], p
     trials = project.store.list_trials()
     assert len(trials) == 4 and {t.max_attempts for t in trials} == {2}
     script = next((project.paths.state / "slurm").glob("*/job.sh")).read_text()
-    assert "#SBATCH --time=5:00" in script and f"worker --queue {trials[0].queue} --idle-exit 0 --max-trials 1" in script
+    assert "#SBATCH --time=5:00" in script
+    assert f"worker --queue {trials[0].queue} --idle-exit 0 --max-trials 1" in script
     deadline = time.monotonic() + 90
     while cluster.states([job]) and time.monotonic() < deadline:
         time.sleep(0.3)

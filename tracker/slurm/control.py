@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
+from tracker.errors import ExecutionError
 from tracker.project import Project
 from tracker.slurm import cluster
 from tracker.slurm.submit import QUEUE_PREFIX, jobs
@@ -17,7 +19,15 @@ def is_slurm(trial: Trial) -> bool:
 
 def state(project: Project, trial: Trial) -> str | None:
     """The SLURM state of the task that ran the trial (PENDING, RUNNING, COMPLETED, ... or
-    ``unknown (no longer in squeue)``); for a queued trial, how many of its run's tasks wait."""
+    ``unknown (no longer in squeue)``); for a queued trial, how many of its run's tasks wait.
+    Where SLURM cannot be asked (no client commands here), ``unknown (why)``."""
+    try:
+        return _state(project, trial)
+    except ExecutionError as exc:
+        return f"unknown ({exc.message})"
+
+
+def _state(project: Project, trial: Trial) -> str | None:
     task = trial.handle.get("slurm") or {}
     if task.get("job_id"):
         return cluster.task_state(task["job_id"])
@@ -36,7 +46,10 @@ def stop_task(project: Project, trial: Trial) -> bool:
     record = jobs(project, trial.queue) if trial.queue else None
     if not task.get("job_id") or record is None or record.get("trials_per_task") != 1:
         return False
-    cluster.scancel([task["job_id"]])
+    try:
+        cluster.scancel([task["job_id"]])
+    except ExecutionError:  # the task ended meanwhile; the worker acts on the stop request anyway
+        return False
     return True
 
 
@@ -51,7 +64,8 @@ def trim(project: Project, queue: str) -> list[str]:
     found = cluster.states([a["job_id"] for a in record["arrays"]])
     pending = sorted((t for t, s in found.items() if s == "PENDING"), key=_order, reverse=True)
     extra = pending[:max(len(pending) - needed, 0)]
-    cluster.scancel(extra)
+    with contextlib.suppress(ExecutionError):  # one started meanwhile: its worker finds nothing and exits
+        cluster.scancel(extra)
     return extra
 
 

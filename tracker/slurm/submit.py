@@ -27,13 +27,17 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.errors import TrackerError, TrackerWarning, UsageError
 from tracker.execution.base import Reporter
 from tracker.project import Project
 from tracker.slurm import cluster
 from tracker.store import Trial, now
+
+if TYPE_CHECKING:
+    from tracker.experiments import TrialSpec
+    from tracker.runs import RunOptions
 
 QUEUE_PREFIX = "slurm-"
 SCRIPT = "job.sh"
@@ -101,7 +105,7 @@ class SlurmRun:
     queue: str
     trials: list[Trial]
     skipped: list[Trial]
-    specs: list[Any] = field(default_factory=list)  # the trials a dry run would queue (TrialSpec)
+    specs: list[TrialSpec] = field(default_factory=list)  # the trials queued (a dry run: would queue)
     plan: ArrayPlan | None = None
     arrays: list[tuple[str, int]] = field(default_factory=list)  # (array job id, tasks) submitted
     directory: Path | None = None
@@ -122,10 +126,10 @@ def jobs(project: Project, queue: str) -> dict[str, Any] | None:
         return None
 
 
-def submit_run(project: Project, names: Sequence[str], options: Any, slurm: SlurmOptions, *,
+def submit_run(project: Project, names: Sequence[str], options: RunOptions, slurm: SlurmOptions, *,
                max_attempts: int | None = None, reporter: Reporter | None = None) -> SlurmRun:
-    """Queue the trials of ``names`` (``options``: a :class:`~tracker.runs.RunOptions`) and submit the
-    job arrays of workers that run them; see the module docstring.
+    """Queue the trials of ``names`` as ``options`` say and submit the job arrays of workers that run
+    them; see the module docstring.
 
     The options are checked with ``sbatch --test-only`` before any trial is written. If the
     arrays cannot be submitted after all, the queued trials end ``cancelled`` with sbatch's message.
