@@ -957,6 +957,21 @@ class StoreContract:
         assert not store.claim_optimization(o.id, {"pid": 7}, unless=dead)  # the old owner is no longer it
         assert store.claim_optimization(o.id, {"pid": 7}, unless=claimed.owner)
 
+    def test_adding_a_configuration_whose_number_is_taken_fails(self, store: BaseStore) -> None:
+        store.add_optimization(optimization("abc123000001"))
+        first = Configuration("abc123000001", 0, {"x": 0.1}, "running", now())
+        assert store.add_configuration(first)
+        assert not self.connect(store).add_configuration(replace(first, params={"x": 0.2}))
+        assert store.configurations("abc123000001") == [first]
+        won: list[bool] = []
+        threads = [threading.Thread(target=lambda k=k: won.append(self.connect(store).add_configuration(
+            Configuration("abc123000001", 1, {"x": k / 10}, "running", now())))) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(won) == [False, False, False, True] and len(store.configurations("abc123000001")) == 2
+
     def test_configurations_are_upserted_and_listed_by_number(self, store: BaseStore) -> None:
         for o in ("abc123000001", "def789000003"):
             store.add_optimization(optimization(o))

@@ -261,6 +261,11 @@ class BaseStore(ABC):
         """Insert or replace one configuration of an optimization."""
 
     @abstractmethod
+    def add_configuration(self, configuration: Configuration) -> bool:
+        """Insert a configuration unless its number is taken (False then): of two searchers making
+        configuration N of the same optimization at once, one wins and the other asks again."""
+
+    @abstractmethod
     def configurations(self, optimization_id: str) -> list[Configuration]:
         """The configurations of an optimization, by number."""
 

@@ -776,6 +776,14 @@ class SQLiteStore(BaseStore):
                       (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
                        json.dumps(f.values), f.step, f.error, f.finished))
 
+    def add_configuration(self, configuration: Configuration) -> bool:
+        f = configuration
+        with self.transaction() as c:
+            return c.execute(f"INSERT OR IGNORE INTO configurations ({', '.join(_CONF_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(_CONF_COLUMNS))})",
+                             (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
+                              json.dumps(f.values), f.step, f.error, f.finished)).rowcount == 1
+
     def configurations(self, optimization_id: str) -> list[Configuration]:
         rows = self._query(f"SELECT {', '.join(_CONF_COLUMNS)} FROM configurations WHERE optimization_id = ? "
                            "ORDER BY number", (optimization_id,))
