@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -87,6 +86,6 @@ def test_what_a_distributed_search_refuses(search_project: Project) -> None:
         distributed.start(search_project, "quad", OptimizeOptions(parallel=2), queue="default")
     code, _, err = cli("optimize", "quad", "--queue-name", "x")
     assert code == 2 and "add --queue" in err
-    code, out, err = cli("optimize", "quad", "--queue", "--trials", "2", "--seeds", "1")
+    code, _, err = cli("optimize", "quad", "--queue", "--trials", "2", "--seeds", "1")
     assert code == 0 and "tracker worker --queue default" in err
     assert search_project.store.count(status="queued") == 1
