@@ -256,7 +256,8 @@ class StoreContract:
     def test_claim_takes_the_oldest_queued_trials_of_its_queue(self, store: BaseStore) -> None:
         queued = [make("queued", queue="q", max_attempts=2, created=f"2026-01-0{d}T00:00:00.000Z")
                   for d in (3, 1, 2)]
-        others = [make("queued"), make("queued", queue="other"), make("failed", queue="q")]
+        others = [make("queued", heartbeat=5.0, owner={"pid": 1}), make("queued", queue="other"),
+                  make("failed", queue="q")]
         store.add_trials(queued + others)
         owner = {"worker": "w1", "host": "h", "pid": 1}
         got = store.claim("q", owner, lease=30, limit=2, at=1000.0)
@@ -272,6 +273,8 @@ class StoreContract:
         assert store.count(queue="q") == 4 and store.count_by_status(queue="q") == {"e": {"running": 3, "failed": 1}}
         assert self.connect(store).queue_counts() == {"q": {"e": {"running": 3, "failed": 1}},
                                                       "other": {"e": {"queued": 1}}}
+        owned = {t.id for t in store.list_trials(status=["queued", "running"], owned=True)}
+        assert owned == {queued[0].id, queued[1].id, queued[2].id, others[0].id}  # not those waiting in a queue
 
     @pytest.mark.parametrize("limit", [1, 3])
     def test_racing_claimers_never_get_the_same_trial(self, store: BaseStore, limit: int) -> None:

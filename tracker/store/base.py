@@ -184,8 +184,8 @@ class BaseStore(ABC):
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints, queue),
-        oldest first.
+        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints, queue,
+        owned: only those with a heartbeat), oldest first.
 
         ``tags``: trials that have every one of them. ``fingerprints`` matches
         ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).

@@ -594,6 +594,7 @@ class SQLiteStore(BaseStore):
         fingerprints: Sequence[str] | None = None,
         optimization: str | None = None,
         queue: str | None = None,
+        owned: bool = False,
     ) -> tuple[str, list[Any]]:
         """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
@@ -610,6 +611,8 @@ class SQLiteStore(BaseStore):
         if queue:
             where.append("queue = ?")
             args.append(queue)
+        if owned:  # someone renews its heartbeat (not a trial waiting in a queue)
+            where.append("beat IS NOT NULL")
         for name, value in (params or {}).items():
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
