@@ -53,34 +53,40 @@ def test_arrays_of_workers_run_every_trial(slurm: dict[str, str], project_dir: P
         log = project.paths.trial_dir(t.id) / "slurm.out"
         assert log.is_file() and t.id in log.read_text()  # the task's output is the trial's
     assert len(tasks) == 6  # one task per trial
-    detail_state = cluster.task_state(final[0].handle["slurm"]["job_id"])
-    assert detail_state in {"COMPLETED", cluster.GONE}
+    assert cluster.task_state(cluster.task_name(final[0].handle["slurm"])) in {"COMPLETED", cluster.GONE}
 
 
 def test_stop_queued_and_running_trials(slurm: dict[str, str], project_dir: Path) -> None:
     from tracker import trials
 
     project = Project.find()
-    run = submit_run(project, ["base"], RunOptions(seeds=[11], params={"sleep": 60}),
+    run = submit_run(project, ["base"], RunOptions(seeds=[11, 22, 33], params={"lr": 0.1, "sleep": 60}),
                      SlurmOptions(array_parallel=1), max_attempts=3)
-    first, second = run.trials
     job = run.arrays[0][0]
-    running = wait("a trial to run", lambda: next((t for t in (project.store.get(x.id) for x in run.trials)
-                                                   if t.status == "running" and t.handle.get("slurm")), None))
-    waiting = second if running.id == first.id else first
-    assert cluster.states([job]) == {f"{job}_0": "RUNNING", f"{job}_1": "PENDING"}
-    assert "1 pending" in trials.show(project, waiting.id).slurm
 
-    stopped = trials.stop(project, waiting.id)  # waiting in the queue: cancelled, its task no longer needed
+    def running() -> Trial | None:
+        return next((t for t in (project.store.get(x.id) for x in run.trials)
+                     if t.status == "running" and t.handle.get("slurm")), None)
+
+    first = wait("a trial to run", running)
+    assert first.handle["slurm"]["array_task_id"] == "0"
+    assert cluster.states([job]) == {f"{job}_0": "RUNNING", f"{job}_1": "PENDING", f"{job}_2": "PENDING"}
+    waiting = [t for t in run.trials if t.id != first.id]
+    assert "2 pending" in trials.show(project, waiting[0].id).slurm
+
+    stopped = trials.stop(project, waiting[0].id)  # waiting in the queue: cancelled, one task no longer needed
     assert stopped.status == "cancelled" and stopped.error == "cancelled by the user"
-    wait("the unneeded pending task to go", lambda: f"{job}_1" not in cluster.states([job]))
+    wait("the unneeded pending task to go", lambda: f"{job}_2" not in cluster.states([job]))
 
-    assert trials.show(project, running.id).slurm == "RUNNING"
-    stopped = trials.stop(project, running.id, wait=60)  # running: the stop request, and scancel of its task
+    assert trials.show(project, first.id).slurm == "RUNNING"
+    stopped = trials.stop(project, first.id, wait=60)  # running: the stop request, and scancel of its task only
     assert stopped.status == "cancelled" and stopped.attempts == 1  # the user's stop is never requeued
-    wait("the task to end", lambda: not cluster.states([job]))
-    assert project.store.get(running.id).status == "cancelled"
-    assert trials.show(project, running.id).slurm in {"CANCELLED", "COMPLETED", cluster.GONE}
+    assert wait("its task to end", lambda: (state := trials.show(project, first.id).slurm) != "COMPLETING"
+                and state) == "CANCELLED"  # scancelled, not ended by its worker
+    last = wait("the task still needed to run the last trial", running)  # task 1 was not cancelled with task 0
+    assert (last.id, last.handle["slurm"]["array_task_id"]) == (waiting[1].id, "1")
+    assert trials.stop(project, last.id, wait=60).status == "cancelled"
+    wait("the array to end", lambda: not cluster.states([job]))
 
 
 def test_task_stopped_by_slurm_requeues_its_trial(slurm: dict[str, str], project_dir: Path) -> None:
@@ -90,7 +96,7 @@ def test_task_stopped_by_slurm_requeues_its_trial(slurm: dict[str, str], project
     [trial] = run.trials
     first = wait("the trial to run", lambda: (t := project.store.get(trial.id)).status == "running"
                  and t.handle.get("slurm") and t)
-    cluster.scancel([first.handle["slurm"]["job_id"]], signal="TERM", full=True)  # as a time limit does
+    cluster.scancel([cluster.task_name(first.handle["slurm"])], signal="TERM", full=True)  # as a time limit does
     final = wait("the trial to run again and end",
                  lambda: (t := project.store.get(trial.id)).status in FINISHED and t, timeout=120)
     assert final.status == "completed", final.error
@@ -98,4 +104,4 @@ def test_task_stopped_by_slurm_requeues_its_trial(slurm: dict[str, str], project
     assert [e["attempt"] for e in final.errors] == [1]
     assert final.handle["slurm"]["job_id"] != first.handle["slurm"]["job_id"]  # a replacement task ran it
     record = json.loads((run.directory / "jobs.json").read_text())
-    assert record["arrays"][-1]["replaces"] == first.handle["slurm"]["job_id"]
+    assert record["arrays"][-1]["replaces"] == cluster.task_name(first.handle["slurm"])

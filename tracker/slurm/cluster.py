@@ -11,7 +11,7 @@ import getpass
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tracker.errors import ExecutionError
@@ -132,6 +132,15 @@ def _squeue(job_ids: Sequence[str]) -> str:
         if "Invalid job id" in exc.message:  # every job named has left squeue
             return ""
         raise
+
+
+def task_name(ids: Mapping[str, str]) -> str:
+    """How SLURM's commands name one task (``ids``: ``job_id``, ``array_job_id``, ``array_task_id``):
+    ``<array job>_<index>`` in an array, whose first task shares its job id with the whole array
+    (so ``scancel`` of that id would cancel every task), else the job id."""
+    if ids.get("array_job_id") and ids.get("array_task_id"):
+        return f"{ids['array_job_id']}_{ids['array_task_id']}"
+    return ids["job_id"]
 
 
 def task_state(job_id: str) -> str:

@@ -30,7 +30,7 @@ def state(project: Project, trial: Trial) -> str | None:
 def _state(project: Project, trial: Trial) -> str | None:
     task = trial.handle.get("slurm") or {}
     if task.get("job_id"):
-        return cluster.task_state(task["job_id"])
+        return cluster.task_state(cluster.task_name(task))
     record = jobs(project, trial.queue) if trial.queue and trial.status == "queued" else None
     if record is None:
         return None
@@ -47,7 +47,7 @@ def stop_task(project: Project, trial: Trial) -> bool:
     if not task.get("job_id") or record is None or record.get("trials_per_task") != 1:
         return False
     try:
-        cluster.scancel([task["job_id"]])
+        cluster.scancel([cluster.task_name(task)])
     except ExecutionError:  # the task ended meanwhile; the worker acts on the stop request anyway
         return False
     return True

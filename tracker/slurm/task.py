@@ -39,7 +39,7 @@ def output_path(project: Project, queue: str | None) -> Path | None:
         path = run_dir(project, queue) / f"{me['array_job_id']}_{me['array_task_id']}.out"
         if path.is_file():
             return path
-    stdout = cluster.job_fields(me["job_id"]).get("StdOut") if "job_id" in me else None
+    stdout = cluster.job_fields(cluster.task_name(me)).get("StdOut") if "job_id" in me else None
     return Path(stdout) if stdout and Path(stdout).is_file() else None
 
 
@@ -63,7 +63,8 @@ def after_requeue(project: Project, trial_ids: Sequence[str]) -> list[str]:
     me = describe()
     if not trial_ids or "job_id" not in me:
         return []
-    fields = cluster.job_fields(me["job_id"])
+    name = cluster.task_name(me)
+    fields = cluster.job_fields(name)
     if fields.get("JobState") in REQUEUED_BY_SLURM and fields.get("Requeue") == "1":
         return []
     submitted = []
@@ -80,7 +81,7 @@ def after_requeue(project: Project, trial_ids: Sequence[str]) -> list[str]:
                 continue  # not submitted by tracker run --slurm: the user's own job script brings its workers
             tasks = math.ceil(count / record.get("trials_per_task", 1))
             job_id = cluster.sbatch(script, [f"--array=0-{tasks - 1}"])
-            record["arrays"].append({"job_id": job_id, "tasks": tasks, "replaces": me["job_id"]})
+            record["arrays"].append({"job_id": job_id, "tasks": tasks, "replaces": name})
             (run_dir(project, queue) / JOBS).write_text(json.dumps(record, indent=1) + "\n")
         submitted.append(job_id)
     return submitted
