@@ -40,6 +40,9 @@ def test_refused_options_leave_nothing_behind(slurm: dict[str, str], project_dir
                            "allocation failure: Invalid partition name specified")
     project = Project.find()
     assert project.store.list_trials() == [] and not list((project.paths.state / "slurm").iterdir())
+    code, _, err = cli("run", "nope", "--slurm")
+    assert code == 2 and "nope" in err
+    assert project.store.list_trials() == [] and not list((project.paths.state / "slurm").iterdir())
     code, _, err = cli("run", "base", "--time", "5:00")
     assert code == 2 and "--time applies to SLURM runs (add --slurm)" in err
     code, _, err = cli("run", "base", "--slurm", "--queue")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import socket
 import sys
 import uuid
@@ -141,20 +142,20 @@ def submit_run(project: Project, names: Sequence[str], options: RunOptions, slur
     queue = QUEUE_PREFIX + uuid.uuid4().hex[:12]
     directory = run_dir(project, queue)
     limits = cluster.limits()
-    if not options.dry_run:
-        store_url = _store_url(project, slurm.partition)
-        directory.mkdir(parents=True, exist_ok=True)
-        script = write_script(project, directory, queue, store_url, flags)
-        try:
+    store_url = ""
+    try:
+        if not options.dry_run:
+            store_url = _store_url(project, slurm.partition)
+            directory.mkdir(parents=True, exist_ok=True)
+            script = write_script(project, directory, queue, store_url, flags)
             cluster.run(["sbatch", "--test-only", "--array=0", str(script)])  # a bad partition, time... fail here
-        except TrackerError:
-            _remove(directory)
-            raise
-    result = submit(project, names, options, queue=queue, max_attempts=max_attempts, reporter=reporter)
+        result = submit(project, names, options, queue=queue, max_attempts=max_attempts, reporter=reporter)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     arranged = plan_arrays(len(result.specs), limits)
     if options.dry_run or not result.trials:
-        if not options.dry_run:
-            _remove(directory)
+        shutil.rmtree(directory, ignore_errors=True)
         return SlurmRun(result.run_id, queue, result.trials, result.skipped, result.specs, arranged,
                         notes=limits.notes)
     script = write_script(project, directory, queue, store_url, flags, arranged.trials_per_task)
@@ -165,19 +166,12 @@ def submit_run(project: Project, names: Sequence[str], options: RunOptions, slur
             project.store.transition(t.id, "cancelled", expected=["queued"], finished=now(),
                                      error=f"not submitted to SLURM: {exc}")
         raise
-    record = {"run_id": result.run_id, "queue": queue, "script": str(script), "store": store_url,
+    record = {"run_id": result.run_id, "queue": queue, "script": str(script),
               "trials_per_task": arranged.trials_per_task,
               "arrays": [{"job_id": j, "tasks": n} for j, n in arrays]}
     (directory / JOBS).write_text(json.dumps(record, indent=1) + "\n")
     return SlurmRun(result.run_id, queue, result.trials, result.skipped, result.specs, arranged, arrays,
                     directory, limits.notes)
-
-
-def _remove(directory: Path) -> None:
-    """Drop the script of a submission that queued nothing."""
-    import shutil
-
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def submit_arrays(script: Path, arranged: ArrayPlan, parallel: int | None) -> list[tuple[str, int]]:
