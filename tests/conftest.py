@@ -6,10 +6,12 @@ cannot start skips its tests; with CI=true it is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,57 @@ def cli(*args: str) -> tuple[int, str, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the session (tests/infra/postgres.sh on a free port, trust auth), with a
+    database ``tracker_template`` migrated to today's schema; yields the URL of its ``postgres`` database."""
+    import shutil
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="tracker-pg-"))
+    state.chmod(0o755)  # the server runs as user postgres when the tests run as root
+    env = {"PG_PORT": str(free_port("127.0.0.1")), "PG_STATE_DIR": str(state)}
+    try:
+        info = start_service("postgres.sh", state, env=env)
+        admin = f"postgresql://postgres@127.0.0.1:{info['PGPORT']}/postgres"
+        _pg_admin(admin, "CREATE DATABASE tracker_template")
+        from tracker.store import open_store
+
+        open_store(admin.rsplit("/", 1)[0] + "/tracker_template").close()
+        yield admin
+    finally:
+        with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+            svc("postgres.sh", "stop", state, env=env)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _pg_admin(admin_url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database with tracker's schema (dropped after the test)."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(pg_server, f"CREATE DATABASE {name} TEMPLATE tracker_template")
+    yield pg_server.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_empty_url(pg_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (no tables: what a new team server gives)."""
+    import uuid
+
+    name = f"e_{uuid.uuid4().hex[:12]}"
+    _pg_admin(pg_server, f"CREATE DATABASE {name}")
+    yield pg_server.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
