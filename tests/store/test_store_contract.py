@@ -38,11 +38,11 @@ from tracker.store import (
     Trial,
     now,
     open_store,
+    pg_schema,
     schema,
     sources,
     stores,
 )
-from tracker.store import pg_schema
 from tracker.store.postgres import PostgresStore, where_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"

@@ -117,11 +117,12 @@ def _libpq_url(url: str) -> str:
 
 def where_is(url: str) -> str:
     """host:port/database of a URL, for messages (never its user or password)."""
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         info = conninfo_to_dict(_libpq_url(url))
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported by connect itself
+    except psycopg.Error:  # an unparsable URL: connect itself says what is wrong
         return "the PostgreSQL server"
     return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or '(default)'}"
 
