@@ -21,18 +21,22 @@ from typing import Any
 
 from tracker.errors import NotFoundError, StoreError, UsageError
 from tracker.store.base import BaseStore
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, sources
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker, sources
 from tracker.store.sqlite import (
+    _CLEARED,
     _COLUMNS,
     _CONF_COLUMNS,
+    _ENDS_ATTEMPT,
     _FIELDS,
     _JSON,
     _OPT_COLUMNS,
     _OPT_SELECT,
     _SELECT,
     _UPDATABLE,
+    _WORKER_COLUMNS,
     _row_to_optimization,
     _row_to_trial,
+    _row_to_worker,
     _trial_row,
     metrics_json,
     now,
@@ -309,6 +313,14 @@ class PostgresStore(BaseStore):
         if c.rowcount == 0:
             return False
         self._set(c, trial_id, fields)
+        if status in _ENDS_ATTEMPT and fields.get("error"):  # a queue trial keeps every attempt's error
+            c.execute("SELECT errors, attempts, owner ->> 'worker' FROM trials WHERE id = %s AND queue IS NOT NULL",
+                      (trial_id,))
+            row = c.fetchone()
+            if row is not None:
+                entry = {"attempt": row[1], "status": status, "error": fields["error"], "at": now(), "worker": row[2]}
+                c.execute("UPDATE trials SET errors = %s WHERE id = %s",
+                          (json.dumps([*json.loads(row[0]), entry]), trial_id))
         self._event(c, trial_id, "status", f"{status}: {event}" if event else status)
         return True
 
@@ -384,19 +396,95 @@ class PostgresStore(BaseStore):
         cancelled: list[str] = []
         stamp = now()
         with self.transaction() as c:
-            c.execute(f"SELECT id, status, lease FROM trials WHERE {where} ORDER BY created, seq", args)
-            for trial_id, status, lease in c.fetchall():
+            c.execute(f"SELECT id, status, lease, queue FROM trials WHERE {where} ORDER BY created, seq", args)
+            for trial_id, status, lease, queue in c.fetchall():
                 if status == "running":
                     why = reason or (f"no heartbeat for over {lease or 60:g} s (its lease): the process "
                                      "running it died or lost contact")
+                    fix = "it is requeued while it has attempts left" if queue else \
+                        "reset it with 'tracker trials reset'"
                     if self._transition(c, trial_id, "lost", ["running"], None,
-                                        {"finished": stamp, "beat": None,
-                                         "error": f"{why}; reset it with 'tracker trials reset'"}):
+                                        {"finished": stamp, "beat": None, "error": f"{why}; {fix}"}):
                         lost.append(trial_id)
+                        if queue:
+                            self._requeue(c, trial_id, ["lost"])
                 elif self._transition(c, trial_id, "cancelled", ["queued"], None,
                                       {"finished": stamp, "beat": None, "error": "never started: the run was killed"}):
                     cancelled.append(trial_id)
         return lost, cancelled
+
+    # ------------------------------------------------------------------ the queue
+
+    def claim(self, queue: str, owner: dict[str, Any], *, lease: float, limit: int = 1,
+              at: float | None = None) -> list[Trial]:
+        """Take up to ``limit`` of the oldest queued trials of ``queue``: the rows are locked with
+        ``FOR UPDATE SKIP LOCKED``, so concurrent claimers (any machine) each take other trials, never wait."""
+        at = time.time() if at is None else at
+        who = owner.get("worker") or owner.get("host") or "a worker"
+        with self.transaction() as c:
+            c.execute("UPDATE trials SET attempts = attempts + 1 WHERE id IN (SELECT id FROM trials "
+                      "WHERE queue = %s AND status = 'queued' ORDER BY created, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
+                      "RETURNING id, attempts, max_attempts", (queue, limit))
+            rows = c.fetchall()
+            for trial_id, attempts, most in rows:
+                self._transition(c, trial_id, "running", ["queued"],
+                                 f"claimed by {who} (attempt {attempts} of {max(most, attempts)})",
+                                 {"owner": owner, "beat": at, "lease": lease, "started": now(), "handle": {},
+                                  "pid": None, "host": owner.get("host")})
+        return self.list_trials(ids=[r[0] for r in rows]) if rows else []
+
+    def requeue(self, trial_id: str, *, expected: Iterable[str] = ("lost", "cancelled")) -> bool:
+        """Put an ended queue trial back in its queue while it has attempts left (see BaseStore.requeue)."""
+        with self.transaction() as c:
+            return self._requeue(c, trial_id, list(expected))
+
+    def _requeue(self, c: Any, trial_id: str, expected: list[str]) -> bool:
+        c.execute("SELECT status, attempts, max_attempts FROM trials WHERE id = %s AND queue IS NOT NULL FOR UPDATE",
+                  (trial_id,))
+        row = c.fetchone()
+        if row is None or row[0] not in expected or row[1] >= row[2]:
+            return False
+        if not self._transition(c, trial_id, "queued", expected,
+                                f"requeued (attempt {row[1]} of {row[2]} did not finish)", _CLEARED):
+            return False
+        c.execute("DELETE FROM metrics WHERE trial_id = %s", (trial_id,))
+        c.execute("UPDATE trials SET metrics = '{}', step = NULL WHERE id = %s", (trial_id,))
+        return True
+
+    def register_worker(self, worker: Worker) -> None:
+        w = worker
+        with self.transaction() as c:
+            c.execute(f"INSERT INTO workers ({', '.join(_WORKER_COLUMNS)}) VALUES "
+                      f"({', '.join(['%s'] * len(_WORKER_COLUMNS))})",
+                      (w.id, w.queue, w.host, w.pid, w.slots, w.started, w.heartbeat, w.lease, w.status,
+                       json.dumps(w.running), w.done, json.dumps(w.info)))
+
+    def worker_beat(self, worker_id: str, *, running: Sequence[str], done: int, at: float | None = None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE workers SET beat = %s, running = %s, done = %s WHERE id = %s",
+                      (time.time() if at is None else at, json.dumps(list(running)), done, worker_id))
+
+    def end_worker(self, worker_id: str, status: str = "stopped") -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE workers SET status = %s, running = '[]' WHERE id = %s", (status, worker_id))
+
+    def workers(self, *, queue: str | None = None, at: float | None = None) -> list[Worker]:
+        where, args = (" WHERE queue = %s", [queue]) if queue else ("", [])
+        rows = self._query(f"SELECT {', '.join(_WORKER_COLUMNS)} FROM workers{where} ORDER BY started, seq", args)
+        return [_row_to_worker(r, time.time() if at is None else at) for r in rows]
+
+    def put_blob(self, data: bytes) -> str:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        with self.transaction() as c:
+            c.execute("INSERT INTO blobs (sha256, data, size) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                      (sha, data, len(data)))
+        return sha
+
+    def blob(self, sha256: str) -> bytes | None:
+        rows = self._query("SELECT data FROM blobs WHERE sha256 = %s", (sha256,))
+        return bytes(rows[0][0]) if rows else None
 
     def append_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
         """Store metric points and refresh the trial's last values and latest step."""
@@ -564,11 +652,12 @@ class PostgresStore(BaseStore):
         n = len(fixed)
         return [(*r[:n], *(sql_value(v) for v in r[n:])) for r in rows]
 
-    def count_by_status(self) -> dict[str, dict[str, int]]:
-        """{experiment: {status: count}} for the status overview."""
+    def count_by_status(self, **filters: Any) -> dict[str, dict[str, int]]:
+        """{experiment: {status: count}} for the status overview (of the trials matching ``filters``)."""
         out: dict[str, dict[str, int]] = {}
-        for exp, status, n in self._query("SELECT experiment, status, COUNT(*) FROM trials GROUP BY experiment, "
-                                          "status ORDER BY experiment, status"):
+        where, args = where_of(**filters)
+        for exp, status, n in self._query(f"SELECT experiment, status, COUNT(*) FROM trials{where} "
+                                          "GROUP BY experiment, status ORDER BY experiment, status", args):
             out.setdefault(exp, {})[status] = n
         return out
 
