@@ -81,6 +81,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("TRACKER_HOME", raising=False)
+    monkeypatch.delenv("TRACKER_STORE", raising=False)  # also undoes what a 'tracker --store' in a test set
     monkeypatch.delenv("TRACKER_TRIAL_ID", raising=False)
     monkeypatch.delenv("TRACKER_TRIAL_DIR", raising=False)
     monkeypatch.delenv("TRACKER_PARAMS", raising=False)
