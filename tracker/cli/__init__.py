@@ -23,6 +23,7 @@ from tracker.cli import (
     create,
     experiments,
     optimize,
+    queue,
     remote,
     results,
     run,
@@ -174,6 +175,8 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(seeds.app, name="seeds")
 app.add_typer(trials.app, name="trials")
 app.add_typer(optimize.app, name="optimize")
+app.add_typer(queue.app, name="queue")
+app.command("worker")(queue.worker)
 app.add_typer(remote.app, name="remote")
 app.add_typer(storage.app, name="storage")
 app.add_typer(backup.app, name="backup")
