@@ -142,7 +142,8 @@ def _m0001_initial(cur: Any) -> None:
 
 def _m0008_queue(cur: Any) -> None:
     """Queue trials (which queue, attempts, every attempt's error), the workers that claim them, and
-    content-addressed blobs (code patches, resolved configs) a worker on another machine reads."""
+    content-addressed blobs (code patches, resolved configs) a worker on another machine reads. Expiry
+    reads the trials someone owns (a heartbeat), not the many waiting in a queue."""
     cur.execute(
         """
         ALTER TABLE trials ADD COLUMN queue TEXT;
@@ -150,6 +151,7 @@ def _m0008_queue(cur: Any) -> None:
         ALTER TABLE trials ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE trials ADD COLUMN errors JSON NOT NULL DEFAULT '[]';
         CREATE INDEX trials_queue ON trials(queue, status, created, seq);
+        CREATE INDEX trials_owned ON trials(status) WHERE beat IS NOT NULL;
         CREATE TABLE workers (
             id TEXT PRIMARY KEY,
             seq BIGSERIAL NOT NULL,

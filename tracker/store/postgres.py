@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -144,6 +145,9 @@ class PostgresStore(BaseStore):
         self._conn = conn
         self._lock = threading.RLock()
         self.url = url
+        # a store nobody closed (a command's project store) closes its connection when it is collected, as
+        # sqlite3 connections do; a finalizer runs before the connection's own __del__ even in a cycle
+        self._closer = weakref.finalize(self, conn.close)
 
     @classmethod
     def from_url(cls, url: str, *, upto: str | None = None) -> PostgresStore:
@@ -175,7 +179,7 @@ class PostgresStore(BaseStore):
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        self._closer()
 
     def migrations(self) -> list[str]:
         """Names of the applied schema migrations, in order."""
@@ -472,6 +476,14 @@ class PostgresStore(BaseStore):
         where, args = (" WHERE queue = %s", [queue]) if queue else ("", [])
         rows = self._query(f"SELECT {', '.join(_WORKER_COLUMNS)} FROM workers{where} ORDER BY started, seq", args)
         return [_row_to_worker(r, time.time() if at is None else at) for r in rows]
+
+    def queue_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for queue, exp, status, n in self._query("SELECT queue, experiment, status, COUNT(*) FROM trials "
+                                                 "WHERE queue IS NOT NULL GROUP BY queue, experiment, status "
+                                                 "ORDER BY queue, experiment, status"):
+            out.setdefault(queue, {}).setdefault(exp, {})[status] = n
+        return out
 
     def put_blob(self, data: bytes) -> str:
         import hashlib
