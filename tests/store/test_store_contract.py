@@ -45,6 +45,7 @@ from tracker.store import (
     stores,
 )
 from tracker.store.postgres import PostgresStore, where_of
+from tracker.store.sqlite import _COLUMNS, _trial_row
 
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 SHA = "ab" * 32
@@ -1287,6 +1288,34 @@ class TestPostgresStore(StoreContract):
             c.execute("INSERT INTO schema_migrations VALUES ('9999_future', 'now')")
         with pytest.raises(StoreError, match="newer tracker"):
             open_store(store.url)
+
+    def test_a_0001_store_gains_the_queue_with_its_trials_intact(self, pg_empty_url: str) -> None:
+        old = PostgresStore.from_url(pg_empty_url, upto="0001_initial")  # as the tracker before the queue made it
+        try:
+            assert old.migrations() == ["0001_initial"]
+            trial = make("running", seed=7, params={"z": 1, "a": 2}, extra={"fingerprint": "f1"})
+            columns = [c for c in _COLUMNS if c not in ("queue", "attempts", "max_attempts", "errors")]
+            row = dict(zip(_COLUMNS, _trial_row(trial), strict=True))
+            with old.transaction() as c:
+                c.execute(f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                          [row[col] for col in columns])
+                c.execute("INSERT INTO params (trial_id, name, value) VALUES (%s, 'z', '1'), (%s, 'a', '2')",
+                          (trial.id, trial.id))
+            old.append_metrics(trial.id, [MetricPoint("val/acc", 0.5, 0), MetricPoint("val/acc", 0.7, 1)])
+            old.finalize(trial.id, "completed", exit_code=0)
+        finally:
+            old.close()
+        store = open_store(pg_empty_url)
+        assert store.migrations() == PG_MIGRATIONS
+        after = store.get(trial.id)
+        assert after == replace(trial, status="completed", metrics={"val/acc": 0.7}, step=1, exit_code=0)
+        assert list(after.params) == ["z", "a"]
+        assert (after.queue, after.attempts, after.max_attempts, after.errors) == (None, 0, 1, [])
+        assert [p.value for p in store.metrics(trial.id)] == [0.5, 0.7]
+        assert store.list_trials(params={"a": 2}, fingerprints=["f1"]) == [after]
+        store.add_trials([queued := make("queued", queue="q")])
+        assert [t.id for t in store.claim("q", {"worker": "w"}, lease=5)] == [queued.id]
+        store.close()
 
     def test_an_unreachable_server_is_one_clear_line(self) -> None:
         port = free_port("127.0.0.1")
