@@ -611,14 +611,12 @@ class PostgresStore(BaseStore):
         return [_row_to_trial(r) for r in self._select(", ".join(_COLUMNS), filters, limit, newest_first)]
 
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
-        """The ``trials list --json`` array, built by the server in one query."""
-        summary = ("json_build_object('id', id, 'experiment', experiment, 'status', status, 'seed', seed, "
-                   "'params', params, 'metrics', metrics, 'step', step, 'commit', commit_sha, 'dirty', dirty <> 0, "
-                   "'host', host, 'started', started, 'finished', finished, 'duration', duration, "
-                   "'exit_code', exit_code, 'tags', tags, 'note', note)::text AS j, created, seq")
-        sql, args = self._select_sql(summary, filters, limit)
-        rows = self._query(f"SELECT string_agg(j, E',\\n' ORDER BY created, seq) FROM ({sql}) AS s", args)
-        return "[" + (rows[0][0] or "") + "]"
+        """The ``trials list --json`` array: the server writes each summary (``row_to_json``: compact, the
+        json columns as they are), in index order; Python only joins them."""
+        summary = ("row_to_json((SELECT s FROM (SELECT id, experiment, status, seed, params, metrics, step, "
+                   "commit_sha AS commit, dirty <> 0 AS dirty, host, started, finished, duration, exit_code, tags, "
+                   "note) AS s))::text")
+        return "[" + ",\n".join(r[0] for r in self._select(summary, filters, limit)) + "]"
 
     def key_names(self, *, limit: int | None = None, **filters: Any) -> tuple[list[str], list[str]]:
         """Every param name and every metric name among the filtered trials (in the order first met)."""
