@@ -246,23 +246,23 @@ def _pg_admin(admin_url: str, *statements: str) -> None:
             conn.execute(statement)
 
 
+def _fresh_database(admin_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template``) for one test: its URL, then it is dropped."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _pg_admin(admin_url, f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def pg_url(pg_server: str) -> Iterator[str]:
     """The URL of a fresh PostgreSQL database with tracker's schema (dropped after the test)."""
-    import uuid
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    _pg_admin(pg_server, f"CREATE DATABASE {name} TEMPLATE tracker_template")
-    yield pg_server.rsplit("/", 1)[0] + "/" + name
-    _pg_admin(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
+    yield from _fresh_database(pg_server, "t", "tracker_template")
 
 
 @pytest.fixture
 def pg_empty_url(pg_server: str) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database (no tables: what a new team server gives)."""
-    import uuid
-
-    name = f"e_{uuid.uuid4().hex[:12]}"
-    _pg_admin(pg_server, f"CREATE DATABASE {name}")
-    yield pg_server.rsplit("/", 1)[0] + "/" + name
-    _pg_admin(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
+    yield from _fresh_database(pg_server, "e")
