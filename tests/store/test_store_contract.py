@@ -1322,7 +1322,7 @@ class TestPostgresStore(StoreContract):
         with pytest.raises(StoreError) as info:
             open_store(f"postgresql://someone:s3cretpw@127.0.0.1:{port}/tracker")
         message = f"{info.value} {info.value.hint}"
-        assert f"cannot reach the PostgreSQL store at 127.0.0.1:{port}/tracker" in message
+        assert f"cannot reach the PostgreSQL store at 127.0.0.1:{port}/tracker: Connection refused" in message
         assert "s3cretpw" not in message and "PGPASSWORD" in message and "\n" not in str(info.value)
 
 

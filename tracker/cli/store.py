@@ -28,7 +28,7 @@ def info_(as_json: bool = JSON_OPTION) -> None:
     rows = [("url", about["url"]), ("from", about["source"]), ("backend", about["backend"]),
             ("migrations", ", ".join(about["migrations"])), ("trials", about["trials"])]
     rows += [(f"  {status}", n) for status, n in sorted(about["by_status"].items())]
-    emit_table(rows, ["", ""])
+    emit_table(rows, ["field", "value"])
 
 
 @app.command("migrate")

@@ -162,10 +162,9 @@ class PostgresStore(BaseStore):
             raise StoreError("the PostgreSQL store needs psycopg",
                              hint="pip install 'tracker[postgres]'") from exc
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"cannot reach the PostgreSQL store at {where_is(url)}: {reason}",
-                             hint="check the server is up and the URL (--store, TRACKER_STORE or tracker.yaml "
-                                  "store:); give a password with PGPASSWORD or ~/.pgpass") from exc
+            raise StoreError(f"cannot reach the PostgreSQL store at {where_is(url)}: {_reason(exc)}",
+                             hint="check the server is up and the URL in --store, TRACKER_STORE or tracker.yaml "
+                                  "store:; give a password with PGPASSWORD or ~/.pgpass") from exc
         try:
             migrate(conn, upto=upto)
         except psycopg.Error as exc:
@@ -740,6 +739,18 @@ class PostgresStore(BaseStore):
                            "ORDER BY number", (optimization_id,))
         return [Configuration(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], json.loads(r[6]), r[7], r[8], r[9])
                 for r in rows]
+
+
+def _reason(exc: Exception) -> str:
+    """libpq's cause of a failed connection, in a few words: 'Connection refused', 'database "x" does not
+    exist', 'password authentication failed for user "u"' (not its first line's preamble or its hints)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    reason = lines[0].rsplit("failed: ", 1)[-1].strip()
+    for level in ("FATAL:", "ERROR:"):
+        reason = reason.removeprefix(level).strip()
+    return reason or lines[0]
 
 
 def _literal(text: str) -> str:
