@@ -105,11 +105,20 @@ def where_of(experiment: str | Sequence[str] | None = None, status: str | Sequen
 
 
 def connect(url: str) -> Any:
-    """A psycopg connection (autocommit: writes open their own transactions) reading json as text."""
+    """A psycopg connection (autocommit: writes open their own transactions) reading json as text.
+
+    It gives up after 10 s unless the URL (``?connect_timeout=``) or ``PGCONNECT_TIMEOUT`` says otherwise.
+    """
+    import os
+
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
     from psycopg.types.string import TextLoader
 
-    conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=10)
+    conninfo = _libpq_url(url)
+    wait = {} if "connect_timeout" in conninfo_to_dict(conninfo) or "PGCONNECT_TIMEOUT" in os.environ else {
+        "connect_timeout": 10}
+    conn = psycopg.connect(conninfo, autocommit=True, **wait)
     for name in _JSON_TYPES:
         conn.adapters.register_loader(name, TextLoader)
     return conn
@@ -152,15 +161,14 @@ class PostgresStore(BaseStore):
     @classmethod
     def from_url(cls, url: str, *, upto: str | None = None) -> PostgresStore:
         """Open (creating the tables and migrating as needed) the database at ``url``."""
-        import psycopg
-
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError("the PostgreSQL store needs psycopg", hint="pip install 'tracker[postgres]'") from exc
         from tracker.store.pg_schema import migrate
 
         try:
             conn = connect(url)
-        except ImportError as exc:
-            raise StoreError("the PostgreSQL store needs psycopg",
-                             hint="pip install 'tracker[postgres]'") from exc
         except psycopg.Error as exc:
             raise StoreError(f"cannot reach the PostgreSQL store at {where_is(url)}: {_reason(exc)}",
                              hint="check the server is up and the URL in --store, TRACKER_STORE or tracker.yaml "
