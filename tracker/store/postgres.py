@@ -78,7 +78,8 @@ def sql_value(text: str | None) -> Any:
 def where_of(experiment: str | Sequence[str] | None = None, status: str | Sequence[str] | None = None,
              params: dict[str, Any] | None = None, tags: Sequence[str] | None = None, run_id: str | None = None,
              ids: Sequence[str] | None = None, fingerprints: Sequence[str] | None = None,
-             optimization: str | None = None, queue: str | Sequence[str] | None = None) -> tuple[str, list[Any]]:
+             optimization: str | None = None, queue: str | Sequence[str] | None = None,
+             owned: bool = False) -> tuple[str, list[Any]]:
     """The WHERE clause (or '') and its arguments for the trial filters (SQLiteStore._where's)."""
     where: list[str] = []
     args: list[Any] = []
@@ -89,6 +90,8 @@ def where_of(experiment: str | Sequence[str] | None = None, status: str | Sequen
     if run_id:
         where.append("run_id = %s")
         args.append(run_id)
+    if owned:  # someone renews its heartbeat (not a trial waiting in a queue)
+        where.append("beat IS NOT NULL")
     for name, value in (params or {}).items():
         where.append("id IN (SELECT trial_id FROM params WHERE name = %s AND value = %s)")
         args.extend([name, param_key(value)])
@@ -733,14 +736,20 @@ class PostgresStore(BaseStore):
         return [_row_to_optimization(r) for r in self._query(f"{_OPT_SELECT}{where} ORDER BY created, seq", args)]
 
     def save_configuration(self, configuration: Configuration) -> None:
-        f = configuration
         updates = ", ".join(f"{c} = excluded.{c}" for c in _CONF_COLUMNS[2:])
+        self._insert_configuration(configuration, f"(optimization_id, number) DO UPDATE SET {updates}")
+
+    def add_configuration(self, configuration: Configuration) -> bool:
+        return self._insert_configuration(configuration, "DO NOTHING")
+
+    def _insert_configuration(self, configuration: Configuration, on_conflict: str) -> bool:
+        f = configuration
         with self.transaction() as c:
             c.execute(f"INSERT INTO configurations ({', '.join(_CONF_COLUMNS)}) VALUES "
-                      f"({', '.join(['%s'] * len(_CONF_COLUMNS))}) "
-                      f"ON CONFLICT (optimization_id, number) DO UPDATE SET {updates}",
+                      f"({', '.join(['%s'] * len(_CONF_COLUMNS))}) ON CONFLICT {on_conflict}",
                       (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
                        json.dumps(f.values), f.step, f.error, f.finished))
+            return c.rowcount == 1
 
     def configurations(self, optimization_id: str) -> list[Configuration]:
         rows = self._query(f"SELECT {', '.join(_CONF_COLUMNS)} FROM configurations WHERE optimization_id = %s "
