@@ -1267,6 +1267,12 @@ class TestPostgresStore(StoreContract):
             plan = " ".join(r[0] for r in c.fetchall())
         assert "trials_fingerprint" in plan, plan
 
+    def test_every_trial_filter_of_sqlite_is_one_here(self) -> None:
+        import inspect
+
+        # the two where-clause builders are separate (their SQL differs): a filter added to one only fails here
+        assert inspect.signature(where_of).parameters.keys() == inspect.signature(SQLiteStore._where).parameters.keys()
+
     def test_dict_order_and_text_survive_the_json_columns(self, store: BaseStore) -> None:
         trial = make("running", params={"z": 1, "a": {"y": 2, "b": [3, "x"]}, "m": None},
                      extra={"zz": 1, "aa": 2})
