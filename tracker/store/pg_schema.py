@@ -188,6 +188,14 @@ def migrate(conn: Any, upto: str | None = None) -> list[str]:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
 
     def applied() -> set[str]:
+        import psycopg
+
+        try:  # the common case, a store already set up: one plain read, no lock, no DDL
+            with conn.cursor() as cur:
+                cur.execute("SELECT name FROM schema_migrations")
+                return {row[0] for row in cur.fetchall()}
+        except psycopg.errors.UndefinedTable:
+            pass
         with conn.transaction(), conn.cursor() as cur:
             locked(cur)  # two first opens must not both create the table
             cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
