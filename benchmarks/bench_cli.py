@@ -7,10 +7,14 @@ Measures (median of repeated runs, wall clock):
   2. per-trial overhead: the same tiny training script run bare N times, as one
      `tracker run` of N trials, as N separate `tracker run` calls, and as N
      `guild run` calls;
-  3. listing: `tracker trials list --json` over a store of 100k trials.
+  3. listing: `tracker trials list --json` over a store of 100k trials; with --postgres URL (an
+     empty database) also `tracker store migrate --to URL` of that store and the same listings
+     from PostgreSQL (`tracker --store URL trials list ...`).
 
 Usage: python benchmarks/bench_cli.py [--trials 20] [--repeat 7] [--guild PATH] [--list-size 100000]
+                                      [--postgres postgresql://postgres@127.0.0.1:55441/bench]
 Guild is looked up on PATH, then in /tmp/guildenv (pip install guildai into a venv there).
+A server for --postgres: PG_PORT=55441 tests/infra/postgres.sh start, then createdb bench.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--guild")
     ap.add_argument("--list-size", type=int, default=100_000)
+    ap.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database to list from as well")
     args = ap.parse_args()
     tracker = shutil.which("tracker") or sys.exit("tracker is not installed (pip install -e .)")
     guild = find_guild(args.guild)
@@ -161,6 +166,17 @@ def main() -> None:
         rows += [(f"tracker trials list --json ({args.list_size:,} trials)", f"{lst * 1000:.0f} ms",
                   "target < 1 s"),
                  (f"tracker trials list --csv ({args.list_size:,} trials)", f"{csv * 1000:.0f} ms", "")]
+        if args.postgres:
+            moved = clock([tracker, "store", "migrate", "--to", args.postgres, "--batch", "5000"], cwd=project)
+            pg = [tracker, "--store", args.postgres, "trials", "list"]
+            lst = median([*pg, "--json"], 3, cwd=project)
+            csv = median([*pg, "--csv"], 3, cwd=project)
+            rows += [(f"tracker store migrate --to postgresql:// ({args.list_size:,} trials)",
+                      f"{moved * 1000:.0f} ms", "once"),
+                     (f"PostgreSQL: tracker trials list --json ({args.list_size:,} trials)", f"{lst * 1000:.0f} ms",
+                      "target < 1 s"),
+                     (f"PostgreSQL: tracker trials list --csv ({args.list_size:,} trials)", f"{csv * 1000:.0f} ms",
+                      "")]
 
     print_table(rows)
 

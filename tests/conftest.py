@@ -6,10 +6,12 @@ cannot start skips its tests; with CI=true it is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("TRACKER_HOME", raising=False)
+    monkeypatch.delenv("TRACKER_STORE", raising=False)  # also undoes what a 'tracker --store' in a test set
     monkeypatch.delenv("TRACKER_TRIAL_ID", raising=False)
     monkeypatch.delenv("TRACKER_TRIAL_DIR", raising=False)
     monkeypatch.delenv("TRACKER_PARAMS", raising=False)
@@ -209,3 +212,57 @@ def cli(*args: str) -> tuple[int, str, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the session (tests/infra/postgres.sh on a free port, trust auth), with a
+    database ``tracker_template`` migrated to today's schema; yields the URL of its ``postgres`` database."""
+    import shutil
+    import tempfile
+
+    state = Path(tempfile.mkdtemp(prefix="tracker-pg-"))
+    state.chmod(0o755)  # the server runs as user postgres when the tests run as root
+    env = {"PG_PORT": str(free_port("127.0.0.1")), "PG_STATE_DIR": str(state)}
+    try:
+        info = start_service("postgres.sh", state, env=env)
+        admin = f"postgresql://postgres@127.0.0.1:{info['PGPORT']}/postgres"
+        _pg_admin(admin, "CREATE DATABASE tracker_template")
+        from tracker.store import open_store
+
+        open_store(admin.rsplit("/", 1)[0] + "/tracker_template").close()
+        yield admin
+    finally:
+        with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+            svc("postgres.sh", "stop", state, env=env)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _pg_admin(admin_url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _fresh_database(admin_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template``) for one test: its URL, then it is dropped."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _pg_admin(admin_url, f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    _pg_admin(admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database with tracker's schema (dropped after the test)."""
+    yield from _fresh_database(pg_server, "t", "tracker_template")
+
+
+@pytest.fixture
+def pg_empty_url(pg_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (no tables: what a new team server gives)."""
+    yield from _fresh_database(pg_server, "e")

@@ -57,13 +57,21 @@ class Project:
         return self.config.name or self.root.name
 
     def store_url(self) -> tuple[str, str]:
-        """The store's URL and where it came from: tracker.yaml ``store:``, ``TRACKER_STORE``, or the default."""
+        """The store's URL and where it came from: ``TRACKER_STORE`` (also what ``tracker --store URL``
+        sets), else tracker.yaml ``store:`` (``${VAR}`` taken from the environment), else the default.
+
+        The environment wins so one command, a worker or a CI job can point a project at another
+        store without editing the file everyone shares.
+        """
         import os
 
-        if self.config.store:
-            url, source = self.config.store, "tracker.yaml"
-        elif os.environ.get("TRACKER_STORE"):
+        if os.environ.get("TRACKER_STORE"):
             url, source = os.environ["TRACKER_STORE"], "TRACKER_STORE"
+        elif self.config.store:
+            from tracker.secrets import expand
+
+            url = expand({"store": self.config.store}, "tracker.yaml", self.lines, self.paths.config)["store"]
+            source = "tracker.yaml"
         else:
             return f"sqlite:///{self.paths.db}", "default"
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":

@@ -243,6 +243,8 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
     project.store.add_trials(trials)
     if code.snapshot:
         gitinfo.pin(project.root, [t.id for t in trials], code.snapshot)
+    if queue:  # the worker that claims a trial makes its directory; making it here would race that worker
+        return run_id, trials
     for trial in trials:
         launch = build(trial, configs[trial.experiment], project.paths.trial_dir(trial.id), project.root)
         lifecycle.prepare_dir(project, trial, code.patch, launch)

@@ -218,7 +218,7 @@ def test_cli_startup_imports_no_heavy_modules() -> None:
     import subprocess
 
     code = ("import sys; import tracker.cli; heavy = {'pydantic', 'yaml', 'paramiko', 'boto3', "
-            "'sqlite3', 'cookiecutter', 'git', 'optuna', 'fabric', 'rich.table'}; "
+            "'sqlite3', 'psycopg', 'cookiecutter', 'git', 'optuna', 'fabric', 'rich.table'}; "
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

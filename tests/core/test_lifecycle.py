@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,21 +92,49 @@ def test_full_disk_fails_the_trial_and_never_hangs(project_dir: Path, full_disk:
     assert [t.status for t in reset(Project.find(), [trial.id])] == ["queued"]  # re-runnable
 
 
-def test_store_comes_from_tracker_yaml_then_environment(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_comes_from_the_option_then_environment_then_tracker_yaml(
+        project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text()
+                                              + "store: sqlite:///${STORE_DIR}/trials.db\n")
+    monkeypatch.setenv("STORE_DIR", "shared")
+    project = Project.find()
+    assert project.store_url() == (f"sqlite:///{project_dir / 'shared/trials.db'}", "tracker.yaml")
+    run_experiment(project, "base", RunOptions(seeds=[1], params={"lr": 0.1}))
+    assert (project_dir / "shared/trials.db").exists() and not (project_dir / ".tracker/tracker.db").exists()
     monkeypatch.setenv("TRACKER_STORE", f"sqlite:///{project_dir / 'env.db'}")
     project = Project.find()
     assert project.store_url() == (f"sqlite:///{project_dir / 'env.db'}", "TRACKER_STORE")
-    run_experiment(project, "base", RunOptions(seeds=[1], params={"lr": 0.1}))
-    assert (project_dir / "env.db").exists() and not (project_dir / ".tracker/tracker.db").exists()
-    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text()
-                                              + "store: sqlite:///shared/trials.db\n")
-    project = Project.find()
-    assert project.store_url() == (f"sqlite:///{project_dir / 'shared/trials.db'}", "tracker.yaml")
     assert project.store.list_trials() == []
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    listed = CliRunner().invoke(app, ["--store", "sqlite:///shared/trials.db", "trials", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [t["seed"] for t in json.loads(listed.stdout)] == [1]  # the option wins over TRACKER_STORE
+    assert len(json.loads(CliRunner().invoke(app, ["trials", "list", "--json"]).stdout)) == 0
+
+
+def test_an_unset_variable_in_the_store_url_is_a_clear_error(project_dir: Path) -> None:
+    (project_dir / "tracker.yaml").write_text((project_dir / "tracker.yaml").read_text()
+                                              + "store: postgresql://me:${NO_SUCH_PW}@db/tracker\n")
+    from tracker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"refers to \$\{NO_SUCH_PW\}, which is not set"):
+        Project.find().store_url()
+
+
+def test_store_option_must_be_a_url(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    result = CliRunner().invoke(app, ["--store", "trials.db", "trials", "list"])
+    assert result.exit_code == 2 and "store URL like sqlite:///" in result.stderr
 
 
 @pytest.mark.parametrize("url, message", [
-    ("postgresql://db.example/tracker", "no store for postgresql:// URLs"),
+    ("mysql://db.example/tracker", "no store for mysql:// URLs"),
     ("nonsense://x", "no store for nonsense:// URLs"),
 ])
 def test_unknown_store_scheme_is_a_clear_error(project_dir: Path, url: str, message: str) -> None:
@@ -117,7 +146,7 @@ def test_unknown_store_scheme_is_a_clear_error(project_dir: Path, url: str, mess
     from tracker.cli import app
 
     result = CliRunner().invoke(app, ["trials", "list"])
-    assert result.exit_code == 2 and "known schemes: sqlite" in result.stderr
+    assert result.exit_code == 2 and "known schemes: postgres, postgresql, sqlite" in result.stderr
 
 
 def test_store_must_be_a_url(project_dir: Path) -> None:

@@ -52,6 +52,9 @@ def test_queued_trials_wait_owned_by_nobody_and_a_worker_runs_them(project_dir: 
         assert (t.status, t.queue, t.owner, t.heartbeat, t.max_attempts, t.attempts) == ("queued", "default", {},
                                                                                          None, 3, 0)
         assert proj.store.blob(t.extra["config_sha256"]) is not None
+        # its directory is made by the worker that claims it (a directory made here after the trial became
+        # claimable raced a worker clearing it: a distributed search's ask crashed renaming trial.json)
+        assert not proj.paths.trial_dir(t.id).exists()
     assert proj.store.expire(at=time.time() + 10**6) == ([], [])  # nobody owns a waiting trial: it never expires
     done = run_worker(proj, WorkerOptions(idle_exit=0))
     assert sorted(done.trials) == sorted(t.id for t in result.trials)

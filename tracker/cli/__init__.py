@@ -30,6 +30,7 @@ from tracker.cli import (
     seeds,
     status,
     storage,
+    store,
     trials,
 )
 from tracker.cli._help import conventional_help
@@ -139,12 +140,30 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
+    store: str = typer.Option(None, "--store", metavar="URL",
+                              help="The store to use (sqlite:///path or postgresql://user@host/db): wins over "
+                                   "TRACKER_STORE, which wins over tracker.yaml store:."),
 ) -> None:
     if debug:
         os.environ["TRACKER_DEBUG"] = "1"
+    if store is not None:
+        if "://" not in store:
+            raise typer.BadParameter("a store URL like sqlite:///path/to/tracker.db or "
+                                     "postgresql://user@host/db", param_hint="'--store'")
+        before = os.environ.get("TRACKER_STORE")
+        os.environ["TRACKER_STORE"] = store  # what Project.store_url reads; trial processes inherit it
+
+        def restore() -> None:  # for the rest of this process (a library caller, tests), as before
+            if before is None:
+                os.environ.pop("TRACKER_STORE", None)
+            else:
+                os.environ["TRACKER_STORE"] = before
+
+        ctx.call_on_close(restore)
 
 
 app.command("create")(create.create)
@@ -161,6 +180,7 @@ app.command("worker")(queue.worker)
 app.add_typer(remote.app, name="remote")
 app.add_typer(storage.app, name="storage")
 app.add_typer(backup.app, name="backup")
+app.add_typer(store.app, name="store")
 app.command("restore")(backup.restore)
 app.command("export")(results.export)
 app.command("sql")(results.sql)

@@ -7,7 +7,8 @@ newer tracker (unknown names) is refused instead of being corrupted.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tracker.errors import StoreError
 
@@ -269,29 +270,41 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-    known = {name for name, _ in MIGRATIONS}
-    unknown = sorted(done - known)
+def apply(migrations: Sequence[tuple[str, Callable[[Any], None]]], applied: Callable[[], set[str]],
+          step: Callable[[str, Callable[[Any], None]], bool], *, upto: str | None = None) -> list[str]:
+    """The migration driver every backend shares: refuse a store written by a newer tracker, then run
+    each pending migration (up to and including ``upto``) through ``step``, which applies it in one
+    locked transaction and returns False when another process applied it meanwhile."""
+    done = applied()
+    known = [name for name, _ in migrations]
+    unknown = sorted(done - set(known))
     if unknown:
         raise StoreError(
             f"the store was written by a newer tracker (migration {unknown[-1]})",
             hint="upgrade tracker: pip install -U tracker",
         )
-    applied = []
-    for name, func in MIGRATIONS:
-        if name in done:
-            continue
+    if upto is not None and upto not in known:
+        raise ValueError(f"no migration {upto!r}")
+    names = []
+    for name, func in migrations[:known.index(upto) + 1 if upto else len(migrations)]:
+        if name not in done and step(name, func):
+            names.append(name)
+    return names
+
+
+def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
+    """Apply pending migrations (up to and including ``upto``); return the names applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
+    )
+
+    def step(name: str, func: Callable[[sqlite3.Connection], None]) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         try:
             # re-check under the write lock: another process may have migrated meanwhile
             if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("ROLLBACK")
-                continue
+                return False
             func(conn)
             conn.execute(
                 "INSERT INTO schema_migrations (name, applied) VALUES (?, datetime('now'))", (name,)
@@ -300,5 +313,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append(name)
-    return applied
+        return True
+
+    return apply(MIGRATIONS, lambda: {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}, step,
+                 upto=upto)
