@@ -23,7 +23,7 @@ def test_run_slurm_prints_the_array_and_runs_the_trials(slurm: dict[str, str], p
     trials = project.store.list_trials()
     assert len(trials) == 4 and {t.max_attempts for t in trials} == {2}
     script = next((project.paths.state / "slurm").glob("*/job.sh")).read_text()
-    assert "#SBATCH --time=5:00" in script
+    assert "#SBATCH --time=5:00" in script and "TRACKER_STORE" not in script  # workers find the default store
     assert f"worker --queue {trials[0].queue} --idle-exit 0 --max-trials 1" in script
     deadline = time.monotonic() + 90
     while cluster.states([job]) and time.monotonic() < deadline:
@@ -60,3 +60,20 @@ def test_sqlite_store_on_a_partition_of_other_hosts_warns(slurm: dict[str, str],
     code, out, err = cli("run", "base", "--slurm", "--seed", "11", "-p", "lr=0.5")  # only this host: no warning
     cluster.scancel(out.split())
     assert code == 0 and "warning" not in err
+
+
+def test_a_store_given_by_tracker_store_reaches_the_workers(slurm: dict[str, str], project_dir: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path}/elsewhere.db"
+    monkeypatch.setenv("TRACKER_STORE", url)
+    code, out, err = cli("run", "base", "--slurm", "--seed", "11", "-p", "lr=0.1")
+    assert code == 0, err
+    project = Project.find()
+    [trial] = project.store.list_trials()
+    assert project.store.url.endswith("elsewhere.db")
+    deadline = time.monotonic() + 60
+    while project.store.get(trial.id).status == "queued" or cluster.states(out.split()):
+        assert time.monotonic() < deadline, "the task did not run"
+        time.sleep(0.3)
+    assert project.store.get(trial.id).status == "completed"
+    assert not (project.paths.db).exists()  # nothing went to the default store

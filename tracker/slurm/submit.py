@@ -142,7 +142,7 @@ def submit_run(project: Project, names: Sequence[str], options: RunOptions, slur
     queue = QUEUE_PREFIX + uuid.uuid4().hex[:12]
     directory = run_dir(project, queue)
     limits = cluster.limits()
-    store_url = ""
+    store_url = None
     try:
         if not options.dry_run:
             store_url = _store_url(project, slurm.partition)
@@ -186,15 +186,16 @@ def submit_arrays(script: Path, arranged: ArrayPlan, parallel: int | None) -> li
     return out
 
 
-def write_script(project: Project, directory: Path, queue: str, store_url: str, flags: Sequence[str],
+def write_script(project: Project, directory: Path, queue: str, store_url: str | None, flags: Sequence[str],
                  trials_per_task: int = 1) -> Path:
     """The batch script every task of the run runs: its resources, its output file, then a worker
-    that takes at most ``trials_per_task`` trials and exits when the queue is empty."""
+    that takes at most ``trials_per_task`` trials and exits when the queue is empty (with
+    ``TRACKER_STORE=store_url`` when given)."""
     lines = ["#!/bin/bash", f"#SBATCH --job-name=tracker-{queue}",
              f"#SBATCH --output={directory}/%A_%a.out", "#SBATCH --requeue",
              *(f"#SBATCH {f}" for f in flags),
              f"cd {shlex.quote(str(project.root))} || exit 1",
-             f"export TRACKER_STORE={shlex.quote(store_url)}",
+             *([f"export TRACKER_STORE={shlex.quote(store_url)}"] if store_url else []),
              " ".join(["exec", shlex.quote(sys.executable), "-m", "tracker", "worker", "--queue", shlex.quote(queue),
                        "--idle-exit", "0", "--max-trials", str(trials_per_task)])]
     path = directory / SCRIPT
@@ -203,13 +204,16 @@ def write_script(project: Project, directory: Path, queue: str, store_url: str, 
     return path
 
 
-def _store_url(project: Project, partition: str | None) -> str:
-    """The store the workers use; a warning when it is SQLite and the partition reaches other hosts."""
-    url = project.store_url()[0]
+def _store_url(project: Project, partition: str | None) -> str | None:
+    """The store URL to hand the workers: ``TRACKER_STORE``'s (``tracker --store`` sets it) when it
+    came from there; None when tracker.yaml or the default names it, which the workers read in this
+    same checkout (so a ``${VAR}`` of tracker.yaml is never written out). A warning when the store
+    is SQLite and the partition reaches other hosts."""
+    url, source = project.store_url()
     if url.startswith("sqlite:"):
         here = {socket.gethostname(), socket.gethostname().split(".")[0], socket.getfqdn()}
         others = [n for n in cluster.partition_nodes(partition) if n not in here]
         if others:
             warnings.warn(f"{SQLITE_WARNING} (partition nodes other than this host: {', '.join(others[:3])})",
                           TrackerWarning, stacklevel=2)
-    return url
+    return url if source == "TRACKER_STORE" else None
