@@ -36,17 +36,6 @@ def worker_proc(root: Path, *args: str, store: str | None = None) -> subprocess.
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
-    """The store the test's project and workers use: the project's SQLite file, or a fresh PostgreSQL
-    database (through TRACKER_STORE, as a team would point every machine at it)."""
-    if request.param == "sqlite":
-        return None
-    url = request.getfixturevalue("pg_url")
-    monkeypatch.setenv("TRACKER_STORE", url)
-    return url
-
-
 def wait_for(predicate, timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
