@@ -35,6 +35,7 @@ from tracker.store import (
     Optimization,
     SQLiteStore,
     Trial,
+    Worker,
     now,
     open_store,
     schema,
@@ -45,7 +46,7 @@ from tracker.store import (
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 SHA = "ab" * 32
 ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints",
-                  "0006_optimizations", "0007_metric_values"]
+                  "0006_optimizations", "0007_metric_values", "0008_queue"]
 
 
 def make(status: str = "queued", **kw: Any) -> Trial:
@@ -77,6 +78,23 @@ RACER = textwrap.dedent("""
     while time.time() < start:
         time.sleep(0.001)
     won = [t for t in ids if store.transition(t, "running", expected=["queued"], owner={"proc": sys.argv[3]})]
+    store.close()
+    print(json.dumps(won))
+""")
+
+CLAIMER = textwrap.dedent("""
+    import json, sys, time
+    from tracker.store import open_store
+    store = open_store(sys.argv[1])
+    start = float(sys.argv[2])
+    while time.time() < start:
+        time.sleep(0.001)
+    won = []
+    while True:
+        got = store.claim("q", {"worker": sys.argv[3]}, lease=60, limit=int(sys.argv[4]))
+        if not got:
+            break
+        won += [t.id for t in got]
     store.close()
     print(json.dumps(won))
 """)
@@ -232,6 +250,118 @@ class StoreContract:
         assert sorted(won) == sorted(ids)
         for k, w in enumerate(outputs):
             assert all(store.get(tid).owner == {"proc": str(k)} for tid in w)
+
+    # ------------------------------------------------------------------ the queue
+
+    def test_claim_takes_the_oldest_queued_trials_of_its_queue(self, store: BaseStore) -> None:
+        queued = [make("queued", queue="q", max_attempts=2, created=f"2026-01-0{d}T00:00:00.000Z")
+                  for d in (3, 1, 2)]
+        others = [make("queued"), make("queued", queue="other"), make("failed", queue="q")]
+        store.add_trials(queued + others)
+        owner = {"worker": "w1", "host": "h", "pid": 1}
+        got = store.claim("q", owner, lease=30, limit=2, at=1000.0)
+        assert [t.id for t in got] == [queued[1].id, queued[2].id]
+        for t in got:
+            assert (t.status, t.owner, t.heartbeat, t.lease, t.attempts, t.handle) == ("running", owner, 1000.0, 30,
+                                                                                        1, {})
+            assert t.started and t.host == "h"
+            assert store.events(t.id)[-1].message == "running: claimed by w1 (attempt 1 of 2)"
+        assert [t.id for t in self.connect(store).claim("q", owner, lease=30, limit=5)] == [queued[0].id]
+        assert store.claim("q", owner, lease=30) == []
+        assert [store.get(t.id).status for t in others] == ["queued", "queued", "failed"]
+        assert store.count(queue="q") == 4 and store.count_by_status(queue="q") == {"e": {"running": 3, "failed": 1}}
+
+    @pytest.mark.parametrize("limit", [1, 3])
+    def test_racing_claimers_never_get_the_same_trial(self, store: BaseStore, limit: int) -> None:
+        trials = [make("queued", queue="q") for _ in range(150)]
+        store.add_trials(trials)
+        start = time.time() + 2.0
+        procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, store.url, str(start), f"w{k}", str(limit)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
+        won = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            won.append(json.loads(out))
+        flat = [tid for w in won for tid in w]
+        assert sorted(flat) == sorted(t.id for t in trials)  # each exactly once
+        for k, w in enumerate(won):
+            assert all(store.get(tid).owner == {"worker": f"w{k}"} for tid in w)
+        assert {store.get(t.id).attempts for t in trials} == {1}
+
+    def test_every_error_of_a_queue_trial_is_kept(self, store: BaseStore) -> None:
+        queued, plain = make("queued", queue="q", max_attempts=3), make("running")
+        store.add_trials([queued, plain])
+        store.claim("q", {"worker": "w1"}, lease=30)
+        assert store.finalize(queued.id, "failed", exit_code=1, error="exit code 1\nboom")
+        assert store.finalize(plain.id, "failed", exit_code=1, error="exit code 1")
+        assert store.get(plain.id).errors == []
+        [entry] = store.get(queued.id).errors
+        assert entry["attempt"] == 1 and entry["status"] == "failed" and entry["worker"] == "w1"
+        assert entry["error"] == "exit code 1\nboom" and entry["at"]
+        assert store.requeue(queued.id, expected=["failed"])  # by hand: a retry of a failure
+        store.claim("q", {"worker": "w2"}, lease=30)
+        store.transition(queued.id, "cancelled", expected=["running"], error="the worker stopped")
+        errors = store.get(queued.id).errors
+        assert [(e["attempt"], e["status"], e["worker"]) for e in errors] == [(1, "failed", "w1"),
+                                                                             (2, "cancelled", "w2")]
+
+    def test_requeue_only_with_attempts_left_and_forgets_the_attempt(self, store: BaseStore) -> None:
+        t = make("queued", queue="q", max_attempts=2)
+        store.add_trials([t, plain := make("lost")])
+        store.claim("q", {"worker": "w1", "host": "h"}, lease=30)
+        store.append_metrics(t.id, [MetricPoint("loss", 0.5, 1)])
+        store.update(t.id, handle={"dir": "/x"}, pid=42)
+        assert store.transition(t.id, "lost", expected=["running"], error="no heartbeat")
+        assert not store.requeue(t.id, expected=["cancelled"])  # not in expected
+        assert store.requeue(t.id)
+        back = store.get(t.id)
+        assert (back.status, back.owner, back.handle, back.heartbeat, back.pid, back.host, back.started,
+                back.error, back.metrics, back.step, back.attempts) == ("queued", {}, {}, None, None, None, None,
+                                                                        None, {}, None, 1)
+        assert store.metrics(t.id) == [] and len(back.errors) == 1
+        assert store.events(t.id)[-1].message == "queued: requeued (attempt 1 of 2 did not finish)"
+        store.claim("q", {"worker": "w2"}, lease=30)
+        store.transition(t.id, "lost", expected=["running"], error="again")
+        assert not store.requeue(t.id)  # attempt 2 of 2: no more
+        assert store.get(t.id).status == "lost" and len(store.get(t.id).errors) == 2
+        assert not store.requeue(plain.id)  # not a queue trial
+
+    def test_expiry_requeues_a_lost_queue_trial_while_it_has_attempts(self, store: BaseStore) -> None:
+        t = make("queued", queue="q", max_attempts=2)
+        store.add_trials([t])
+        store.claim("q", {"worker": "w1"}, lease=10, at=100.0)
+        assert store.expire(at=200.0) == ([t.id], [])
+        back = store.get(t.id)
+        assert (back.status, back.owner, back.attempts) == ("queued", {}, 1)
+        assert back.errors[0]["status"] == "lost" and "requeued while it has attempts left" in back.errors[0]["error"]
+        assert [e.message.split(":")[0] for e in store.events(t.id)][-2:] == ["lost", "queued"]
+        assert store.expire(at=10**9) == ([], [])  # waiting in the queue: nobody owns it, it never expires
+        store.claim("q", {"worker": "w2"}, lease=10, at=300.0)
+        assert store.expire(at=400.0) == ([t.id], [])
+        assert store.get(t.id).status == "lost" and store.get(t.id).attempts == 2
+
+    def test_workers_are_registered_beat_and_end(self, store: BaseStore) -> None:
+        w = Worker("w1", "q", "h", 10, 2, now(), 1000.0, 30, info={"commit": "abc"})
+        store.register_worker(w)
+        store.register_worker(Worker("w2", "other", "h2", 11, 1, now(), 1000.0, 30))
+        assert store.workers(at=1010.0)[0] == w
+        store.worker_beat("w1", running=["t1", "t2"], done=3, at=1100.0)
+        [got] = self.connect(store).workers(queue="q", at=1110.0)
+        assert (got.heartbeat, got.running, got.done, got.status) == (1100.0, ["t1", "t2"], 3, "running")
+        assert store.workers(queue="q", at=1200.0)[0].status == "lost"  # computed, not written
+        assert store.workers(queue="q", at=1110.0)[0].status == "running"
+        store.end_worker("w1")
+        assert store.workers(queue="q", at=1200.0)[0].status == "stopped"
+        assert [x.id for x in store.workers()] == ["w1", "w2"]
+
+    def test_blobs_are_kept_by_their_hash(self, store: BaseStore) -> None:
+        import hashlib
+
+        data = b"diff --git a/x b/x\n\x00\xff"
+        sha = store.put_blob(data)
+        assert sha == hashlib.sha256(data).hexdigest() and store.put_blob(data) == sha
+        assert self.connect(store).blob(sha) == data and store.blob("0" * 64) is None
 
     # ------------------------------------------------------------------ field updates
 
@@ -845,6 +975,24 @@ class StoreContract:
         assert store.configurations("nope") == []
 
 
+def _insert_old(store: SQLiteStore, trials: list[Trial], points: list[MetricPoint] = ()) -> None:
+    """Write trials (and the first trial's metric points) as an older tracker did: only the columns its
+    schema has (the store's own writes name today's columns)."""
+    from tracker.store.sqlite import _COLUMNS, _trial_row
+
+    have = [r[1] for r in store._query("PRAGMA table_info(trials)")]
+    at = [i for i, col in enumerate(_COLUMNS) if col in have]
+    with store.transaction() as c:
+        for t in trials:
+            row = _trial_row(t)
+            c.execute(f"INSERT INTO trials ({', '.join(_COLUMNS[i] for i in at)}) VALUES ({', '.join('?' * len(at))})",
+                      [row[i] for i in at])
+            c.executemany("INSERT INTO params (trial_id, name, value) VALUES (?, ?, ?)",
+                          [(t.id, k, json.dumps(v, sort_keys=True)) for k, v in t.params.items()])
+        c.executemany("INSERT INTO metrics (trial_id, name, step, value) VALUES (?, ?, ?, ?)",
+                      [(trials[0].id, p.name, p.step, p.value) for p in points])
+
+
 class TestSQLiteStore(StoreContract):
     @pytest.fixture(params=["open", "open_store"])
     def store(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
@@ -954,7 +1102,7 @@ class TestSQLiteStore(StoreContract):
             old = SQLiteStore.open(path)
             assert old.migrations() == ALL_MIGRATIONS[:5]
             trials = [make("completed", metrics={"val/loss": 0.5}, extra={"fingerprint": "f1"}), make("queued")]
-            old.add_trials(trials)
+            _insert_old(old, trials)
             old.close()
         store = SQLiteStore.open(path)
         try:
@@ -974,16 +1122,42 @@ class TestSQLiteStore(StoreContract):
         finally:
             store.close()
 
+    def test_a_0007_store_gains_the_queue_with_its_trials_intact(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "old.db"
+        with monkeypatch.context() as patch:  # a store as the tracker before the queue made it
+            patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:7])
+            old = SQLiteStore.open(path)
+            conn = old._conn
+            conn.execute("INSERT INTO trials (id, experiment, status, seed, created, metrics) VALUES "
+                         "('t1', 'e', 'completed', 1, '2026-01-01T00:00:00.000Z', '{\"acc\": 0.5}')")
+            conn.execute("INSERT INTO metrics (trial_id, name, step, value) VALUES ('t1', 'acc', 1, 0.5)")
+            old.close()
+        store = SQLiteStore.open(path)
+        try:
+            assert store.migrations() == ALL_MIGRATIONS
+            t = store.get("t1")
+            assert (t.status, t.metrics, t.queue, t.attempts, t.max_attempts, t.errors) == (
+                "completed", {"acc": 0.5}, None, 0, 1, [])
+            assert [p.value for p in store.metrics("t1")] == [0.5]
+            store.add_trials([make("queued", queue="q")])
+            assert len(store.claim("q", {"worker": "w"}, lease=5)) == 1
+            plan = " ".join(r[3] for r in store._query(
+                "EXPLAIN QUERY PLAN SELECT id FROM trials WHERE queue = 'q' AND status = 'queued' "
+                "ORDER BY created, rowid LIMIT 1"))
+            assert "trials_queued" in plan, plan
+        finally:
+            store.close()
+
     def test_a_0006_store_keeps_its_metrics_and_reads_the_best_from_the_index(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp_path / "old.db"
         with monkeypatch.context() as patch:  # a store as the tracker before 0007 made it
             patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:6])
             old = SQLiteStore.open(path)
-            trial = make("running", seed=1)
-            old.add_trials([trial])
-            old.finalize(trial.id, "completed", metrics=[MetricPoint("val/acc", v, s) for s, v in
-                                                         [(0, 0.5), (1, 0.8), (2, 0.8), (3, 0.7)]])
+            trial = make("completed", seed=1, metrics={"val/acc": 0.7}, step=3)
+            _insert_old(old, [trial], [MetricPoint("val/acc", v, s)
+                                       for s, v in [(0, 0.5), (1, 0.8), (2, 0.8), (3, 0.7)]])
             before = old.metric_rows("val/acc", experiments=["e"])
             old.close()
         store = SQLiteStore.open(path)

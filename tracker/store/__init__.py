@@ -21,6 +21,7 @@ from tracker.store.models import (
     MetricPoint,
     Optimization,
     Trial,
+    Worker,
     sources,
 )
 from tracker.store.sqlite import SQLiteStore, now
@@ -28,7 +29,7 @@ from tracker.store.sqlite import SQLiteStore, now
 __all__ = [
     "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Configuration", "Event",
     "MetricPoint", "Optimization",
-    "SQLiteStore", "Trial", "now", "open_store", "sources", "stores",
+    "SQLiteStore", "Trial", "Worker", "now", "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {"sqlite": "tracker.store.sqlite:SQLiteStore"}

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker
 
 
 class BaseStore(ABC):
@@ -110,7 +110,10 @@ class BaseStore(ABC):
 
     @abstractmethod
     def expire(self, *, at: float | None = None) -> tuple[list[str], list[str]]:
-        """Running trials past their lease become lost, queued ones cancelled; return both id lists."""
+        """Running trials past their lease become lost, queued ones cancelled; return both id lists.
+
+        A lost queue trial with attempts left goes back to its queue in the same transaction.
+        """
 
     @abstractmethod
     def append_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
@@ -129,6 +132,45 @@ class BaseStore(ABC):
                      artifacts: Iterable[tuple[str, int, str]] = ()) -> None:
         """Insert a trial record brought back from elsewhere (a restore), replacing any copy."""
 
+    # ------------------------------------------------------------------ the queue (trials with a ``queue``)
+
+    @abstractmethod
+    def claim(self, queue: str, owner: dict[str, Any], *, lease: float, limit: int = 1,
+              at: float | None = None) -> list[Trial]:
+        """Take up to ``limit`` of the oldest queued trials of ``queue``, atomically: each becomes ``running``
+        with ``owner``, heartbeat ``at`` (default now), ``lease`` and one more attempt. Two callers
+        (threads, processes, machines) never get the same trial."""
+
+    @abstractmethod
+    def requeue(self, trial_id: str, *, expected: Iterable[str] = ("lost", "cancelled")) -> bool:
+        """Put an ended queue trial (status in ``expected``) back in its queue when it has attempts left:
+        queued, with who ran it, its metrics and its outputs' record cleared (its errors stay). False if not."""
+
+    @abstractmethod
+    def register_worker(self, worker: Worker) -> None:
+        """Record a worker that starts pulling from its queue."""
+
+    @abstractmethod
+    def worker_beat(self, worker_id: str, *, running: Sequence[str], done: int, at: float | None = None) -> None:
+        """Renew a worker's heartbeat, with the trials it runs now and how many it ended."""
+
+    @abstractmethod
+    def end_worker(self, worker_id: str, status: str = "stopped") -> None:
+        """Record that a worker exited."""
+
+    @abstractmethod
+    def workers(self, *, queue: str | None = None, at: float | None = None) -> list[Worker]:
+        """Workers (of ``queue``), oldest first; a running one whose heartbeat is older than its lease
+        at ``at`` (default now) is returned ``lost``."""
+
+    @abstractmethod
+    def put_blob(self, data: bytes) -> str:
+        """Keep ``data`` by its sha256 (hex, returned); storing the same bytes again is a no-op."""
+
+    @abstractmethod
+    def blob(self, sha256: str) -> bytes | None:
+        """The bytes stored under ``sha256``, or None."""
+
     # ------------------------------------------------------------------ reading (never writes)
 
     @abstractmethod
@@ -138,7 +180,8 @@ class BaseStore(ABC):
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints), oldest first.
+        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints, queue),
+        oldest first.
 
         ``tags``: trials that have every one of them. ``fingerprints`` matches
         ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
@@ -171,8 +214,8 @@ class BaseStore(ABC):
         """How many trials match the filters."""
 
     @abstractmethod
-    def count_by_status(self) -> dict[str, dict[str, int]]:
-        """{experiment: {status: count}}."""
+    def count_by_status(self, **filters: Any) -> dict[str, dict[str, int]]:
+        """{experiment: {status: count}} over the trials matching the filters (those of :meth:`count`)."""
 
     @abstractmethod
     def metrics(self, trial_id: str, name: str | None = None) -> list[MetricPoint]:

@@ -74,6 +74,11 @@ class Trial:
     extra: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)  # labels, in the order they were added
     note: str | None = None  # free text about the trial
+    queue: str | None = None  # the queue it waits in for ``tracker worker`` (None: run by the command that made it)
+    attempts: int = 0  # how many times a worker claimed it
+    max_attempts: int = 1  # a lost attempt is requeued while attempts < max_attempts
+    # every attempt's error, oldest first: {attempt, status, error, at, worker}
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The fields ``tracker trials list --json`` prints (the documented contract)."""
@@ -149,6 +154,34 @@ class Configuration:
     step: int | None = None
     error: str | None = None
     finished: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+WORKER_STATUSES = ("running", "stopped", "lost")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A ``tracker worker`` process: which queue it pulls from, where it runs, and its last heartbeat.
+
+    ``status`` is ``running`` while it renews its heartbeat, ``stopped`` once it exited, and
+    ``lost`` (computed when read, never written by a read) when its heartbeat is older than its lease.
+    """
+
+    id: str
+    queue: str
+    host: str
+    pid: int
+    slots: int
+    started: str
+    heartbeat: float | None
+    lease: float
+    status: str = "running"
+    running: list[str] = field(default_factory=list)  # the trials it runs now
+    done: int = 0  # trials it ended
+    info: dict[str, Any] = field(default_factory=dict)  # commit, python, SLURM ids...
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

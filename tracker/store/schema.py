@@ -219,6 +219,42 @@ def _m0007_metric_values(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0008_queue(conn: sqlite3.Connection) -> None:
+    """The work queue: a trial's queue, attempts and every attempt's error; the workers pulling from
+    queues; content-addressed blobs (a queued trial's code patch and experiment config, which a
+    worker on another machine needs). Claims read the partial index of queued trials by queue."""
+    _script(
+        conn,
+        """
+        ALTER TABLE trials ADD COLUMN queue TEXT;
+        ALTER TABLE trials ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE trials ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE trials ADD COLUMN errors TEXT NOT NULL DEFAULT '[]';
+        CREATE INDEX trials_queued ON trials(queue, created) WHERE status = 'queued' AND queue IS NOT NULL;
+        CREATE INDEX trials_queue ON trials(queue) WHERE queue IS NOT NULL;
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            queue TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            slots INTEGER NOT NULL,
+            started TEXT NOT NULL,
+            beat REAL,
+            lease REAL NOT NULL,
+            status TEXT NOT NULL,
+            running TEXT NOT NULL DEFAULT '[]',
+            done INTEGER NOT NULL DEFAULT 0,
+            info TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            data BLOB NOT NULL,
+            size INTEGER NOT NULL
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_file_hashes", _m0002_file_hashes),
@@ -227,6 +263,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0005_fingerprints", _m0005_fingerprints),
     ("0006_optimizations", _m0006_optimizations),
     ("0007_metric_values", _m0007_metric_values),
+    ("0008_queue", _m0008_queue),
 ]
 
 

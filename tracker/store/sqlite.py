@@ -22,20 +22,21 @@ from typing import Any
 
 from tracker.errors import NotFoundError, StoreError, UsageError
 from tracker.store.base import BaseStore
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, sources
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker, sources
 from tracker.store.schema import migrate
 
 _COLUMNS = (
     "id", "run_id", "experiment", "status", "seed", "params", "metrics", "step", "command", "phase",
     "commit_sha", "branch", "dirty", "snapshot", "host", "executor", "handle", "owner", "pid", "env_id",
     "created", "started", "finished", "beat", "lease", "stop_requested", "duration", "exit_code", "error",
-    "extra", "tags", "note",
+    "extra", "tags", "note", "queue", "attempts", "max_attempts", "errors",
 )
-_JSON = {"params", "metrics", "command", "handle", "owner", "extra", "tags"}
+_JSON = {"params", "metrics", "command", "handle", "owner", "extra", "tags", "errors"}
 _FIELDS = {"commit": "commit_sha", "heartbeat": "beat"}  # Trial field -> column, where they differ
 # columns update() may set; status goes through transition()/finalize(), extra through merge_extra(),
-# tags through tag()
-_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics", "status", "extra", "tags"}
+# tags through tag(), attempts through claim(), errors with the status change that ends an attempt
+_UPDATABLE = set(_COLUMNS) - {"id", "created", "params", "metrics", "status", "extra", "tags", "attempts", "errors"}
+_ENDS_ATTEMPT = ("failed", "lost", "cancelled")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM trials"
 _ATTRS = [next((f for f, c in _FIELDS.items() if c == col), col) for col in _COLUMNS]
 
@@ -300,6 +301,10 @@ class SQLiteStore(BaseStore):
         if cur.rowcount == 0:
             return False
         self._set(c, trial_id, fields)
+        if status in _ENDS_ATTEMPT and fields.get("error"):  # a queue trial keeps every attempt's error
+            c.execute("UPDATE trials SET errors = json_insert(errors, '$[#]', json_object('attempt', attempts, "
+                      "'status', ?, 'error', ?, 'at', ?, 'worker', json_extract(owner, '$.worker'))) "
+                      "WHERE id = ? AND queue IS NOT NULL", (status, fields["error"], now(), trial_id))
         self._event(c, trial_id, "status", f"{status}: {event}" if event else status)
         return True
 
@@ -382,21 +387,94 @@ class SQLiteStore(BaseStore):
         cancelled: list[str] = []
         stamp = now()
         with self.transaction() as c:
-            for trial_id, status, lease in c.execute(f"SELECT id, status, lease FROM trials WHERE {where}",
-                                                     args).fetchall():
+            for trial_id, status, lease, queue in c.execute(
+                    f"SELECT id, status, lease, queue FROM trials WHERE {where}", args).fetchall():
                 if status == "running":
                     why = reason or (f"no heartbeat for over {lease or 60:g} s (its lease): the process "
                                      "running it died or lost contact")
+                    fix = "it is requeued while it has attempts left" if queue else \
+                        "reset it with 'tracker trials reset'"
                     self._transition(c, trial_id, "lost", ["running"], None,
-                                     {"finished": stamp, "beat": None,
-                                      "error": f"{why}; reset it with 'tracker trials reset'"})
+                                     {"finished": stamp, "beat": None, "error": f"{why}; {fix}"})
                     lost.append(trial_id)
+                    if queue:
+                        self._requeue(c, trial_id, ["lost"])
                 else:
                     self._transition(c, trial_id, "cancelled", ["queued"], None,
                                      {"finished": stamp, "beat": None,
                                       "error": "never started: the run was killed"})
                     cancelled.append(trial_id)
         return lost, cancelled
+
+    # ------------------------------------------------------------------ the queue
+
+    def claim(self, queue: str, owner: dict[str, Any], *, lease: float, limit: int = 1,
+              at: float | None = None) -> list[Trial]:
+        """Take up to ``limit`` of the oldest queued trials of ``queue`` in one write transaction (SQLite
+        lets one writer in at a time, so two claimers never read the same queued row as free)."""
+        at = time.time() if at is None else at
+        who = owner.get("worker") or owner.get("host") or "a worker"
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, attempts, max_attempts FROM trials WHERE queue = ? AND status = 'queued' "
+                             "ORDER BY created, rowid LIMIT ?", (queue, limit)).fetchall()
+            for trial_id, attempts, most in rows:
+                c.execute("UPDATE trials SET attempts = attempts + 1 WHERE id = ?", (trial_id,))
+                self._transition(c, trial_id, "running", ["queued"],
+                                 f"claimed by {who} (attempt {attempts + 1} of {max(most, attempts + 1)})",
+                                 {"owner": owner, "beat": at, "lease": lease, "started": now(), "handle": {},
+                                  "pid": None, "host": owner.get("host")})
+        return self.list_trials(ids=[r[0] for r in rows]) if rows else []
+
+    def requeue(self, trial_id: str, *, expected: Iterable[str] = ("lost", "cancelled")) -> bool:
+        """Put an ended queue trial back in its queue while it has attempts left (see BaseStore.requeue)."""
+        with self.transaction() as c:
+            return self._requeue(c, trial_id, list(expected))
+
+    def _requeue(self, c: sqlite3.Connection, trial_id: str, expected: list[str]) -> bool:
+        row = c.execute("SELECT status, attempts, max_attempts FROM trials WHERE id = ? AND queue IS NOT NULL",
+                        (trial_id,)).fetchone()
+        if row is None or row[0] not in expected or row[1] >= row[2]:
+            return False
+        if not self._transition(c, trial_id, "queued", expected,
+                                f"requeued (attempt {row[1]} of {row[2]} did not finish)", _CLEARED):
+            return False
+        c.execute("DELETE FROM metrics WHERE trial_id = ?", (trial_id,))
+        c.execute("UPDATE trials SET metrics = '{}', step = NULL WHERE id = ?", (trial_id,))
+        return True
+
+    def register_worker(self, worker: Worker) -> None:
+        w = worker
+        with self.transaction() as c:
+            c.execute(f"INSERT INTO workers ({', '.join(_WORKER_COLUMNS)}) VALUES "
+                      f"({', '.join('?' * len(_WORKER_COLUMNS))})",
+                      (w.id, w.queue, w.host, w.pid, w.slots, w.started, w.heartbeat, w.lease, w.status,
+                       json.dumps(w.running), w.done, json.dumps(w.info)))
+
+    def worker_beat(self, worker_id: str, *, running: Sequence[str], done: int, at: float | None = None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE workers SET beat = ?, running = ?, done = ? WHERE id = ?",
+                      (time.time() if at is None else at, json.dumps(list(running)), done, worker_id))
+
+    def end_worker(self, worker_id: str, status: str = "stopped") -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE workers SET status = ?, running = '[]' WHERE id = ?", (status, worker_id))
+
+    def workers(self, *, queue: str | None = None, at: float | None = None) -> list[Worker]:
+        where, args = (" WHERE queue = ?", [queue]) if queue else ("", [])
+        rows = self._query(f"SELECT {', '.join(_WORKER_COLUMNS)} FROM workers{where} ORDER BY started, rowid", args)
+        return [_row_to_worker(r, time.time() if at is None else at) for r in rows]
+
+    def put_blob(self, data: bytes) -> str:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO blobs (sha256, data, size) VALUES (?, ?, ?)", (sha, data, len(data)))
+        return sha
+
+    def blob(self, sha256: str) -> bytes | None:
+        rows = self._query("SELECT data FROM blobs WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0][0]) if rows else None
 
     def append_metrics(self, trial_id: str, points: Iterable[MetricPoint], *, replace: bool = False) -> None:
         """Store metric points and refresh the trial's last values and latest step."""
@@ -508,6 +586,7 @@ class SQLiteStore(BaseStore):
         ids: Sequence[str] | None = None,
         fingerprints: Sequence[str] | None = None,
         optimization: str | None = None,
+        queue: str | None = None,
     ) -> tuple[str, list[Any]]:
         """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
@@ -521,6 +600,9 @@ class SQLiteStore(BaseStore):
         if run_id:
             where.append("run_id = ?")
             args.append(run_id)
+        if queue:
+            where.append("queue = ?")
+            args.append(queue)
         for name, value in (params or {}).items():
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
@@ -615,11 +697,12 @@ class SQLiteStore(BaseStore):
             + [f"json_extract(metrics, {_json_path(n)})" for n in metric_names])
         return self._select(columns, filters, limit)
 
-    def count_by_status(self) -> dict[str, dict[str, int]]:
-        """{experiment: {status: count}} for the status overview."""
+    def count_by_status(self, **filters: Any) -> dict[str, dict[str, int]]:
+        """{experiment: {status: count}} for the status overview (of the trials matching ``filters``)."""
         out: dict[str, dict[str, int]] = {}
+        where, args = self._where(**filters)
         for exp, status, n in self._query(
-            "SELECT experiment, status, COUNT(*) FROM trials GROUP BY experiment, status"
+            f"SELECT experiment, status, COUNT(*) FROM trials{where} GROUP BY experiment, status", args
         ):
             out.setdefault(exp, {})[status] = n
         return out
@@ -698,6 +781,21 @@ _OPT_COLUMNS = ("id", "experiment", "strategy", "settings", "status", "created",
 _OPT_SELECT = f"SELECT {', '.join(_OPT_COLUMNS)} FROM optimizations"
 _CONF_COLUMNS = ("optimization_id", "number", "params", "state", "created", "value", "seed_values", "step", "error",
                  "finished")
+
+
+_WORKER_COLUMNS = ("id", "queue", "host", "pid", "slots", "started", "beat", "lease", "status", "running", "done",
+                   "info")
+# what a trial back in its queue forgets of the attempt that ended (its errors and attempts stay)
+_CLEARED: dict[str, Any] = {"owner": {}, "handle": {}, "beat": None, "pid": None, "host": None, "started": None,
+                            "finished": None, "duration": None, "exit_code": None, "error": None,
+                            "stop_requested": None}
+
+
+def _row_to_worker(r: Sequence[Any], at: float) -> Worker:
+    status = r[8]
+    if status == "running" and (r[6] is None or r[6] + r[7] < at):
+        status = "lost"
+    return Worker(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], status, json.loads(r[9]), r[10], json.loads(r[11]))
 
 
 def _row_to_optimization(r: Sequence[Any]) -> Optimization:
