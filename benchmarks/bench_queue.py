@@ -355,22 +355,22 @@ def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] 
 
 
 def rows_for(result: dict[str, object]) -> list[tuple[str, str, str]]:
-    rows = [(f"claims/s, {c['workers']} claimer(s), {c['trials']} trials", f"{c['claims_per_s']:.0f}",
+    rows = [(f"claims/s on {c['store']}, {c['workers']} claimer(s), {c['trials']} trials", f"{c['claims_per_s']:.0f}",
              f"{c['seconds']:.2f} s; duplicates {c['duplicates']}, unclaimed {c['unclaimed']}"
-             + ("; target >= 500/s" if c["workers"] == 8 else ""))
+             + ("; target >= 500/s" if c["workers"] == 8 and c["store"] == "postgresql" else ""))
             for c in result["claims"]]  # type: ignore[union-attr]
     rows.append(("bare script", f"{result['script_ms']:.0f} ms", "the trial's own run time"))
     for r in result["e2e"]:  # type: ignore[union-attr]
-        name = "tracker" if r["tool"] == "tracker" else f"PyExperimenter ({r['backend']})"
+        name = f"{'tracker' if r['tool'] == 'tracker' else 'PyExperimenter'} ({r['backend']})"
         rows.append((f"{name}, {r['workers']} worker(s), {r['trials']} trials", f"{r['overhead_ms']:.0f} ms",
                      f"overhead/trial; wall {r['wall_s']:.1f} s ({r['trials_per_s']:.1f}/s), submit "
                      f"{r['submit_s']:.1f} s; duplicates {r['duplicates']}, lost {r['lost']}, missing {r['missing']}"))
-    ours = {r["workers"]: r for r in result["e2e"] if r["tool"] == "tracker"}  # type: ignore[union-attr]
-    for r in result["e2e"]:  # type: ignore[union-attr]
-        if r["tool"] != "tracker" and r["workers"] in ours and r["overhead_ms"] > 0:
-            ratio = ours[r["workers"]]["overhead_ms"] / r["overhead_ms"]
-            rows.append((f"tracker / PyExperimenter ({r['backend']}) overhead, {r['workers']} worker(s)",
-                         f"{ratio:.2f}x", "target <= 0.5x"))
+    by = {(r["tool"], r["backend"], r["workers"]): r for r in result["e2e"]}  # type: ignore[union-attr]
+    for (tool, backend, w), r in by.items():  # like for like: a shared server, then one machine's file
+        theirs = by.get(("pyexperimenter", {"postgresql": "mariadb"}.get(backend, backend), w))
+        if tool == "tracker" and theirs and theirs["overhead_ms"] > 0:
+            rows.append((f"tracker ({backend}) / PyExperimenter ({theirs['backend']}) overhead, {w} worker(s)",
+                         f"{r['overhead_ms'] / theirs['overhead_ms']:.2f}x", "target <= 0.5x"))
     return rows
 
 
@@ -380,6 +380,7 @@ def main() -> None:
     ap.add_argument("--claims", type=int, default=2000, help="queued trials per claims row")
     ap.add_argument("--workers", default="1,4,8")
     ap.add_argument("--pg-url", help="a PostgreSQL server URL (a fresh database is made on it)")
+    ap.add_argument("--stores", default="postgresql,sqlite", help="tracker's stores, a set of rows each")
     ap.add_argument("--pyexp-venv", type=Path, help="a venv with py-experimenter 1.4 (made when missing)")
     ap.add_argument("--backends", default="mariadb,sqlite",
                     help="PyExperimenter's databases, a set of rows each (mariadb: sqlite when it cannot start)")
@@ -408,20 +409,25 @@ def main() -> None:
         result["script_ms"] = round(script_s * 1000, 1)
         log.unlink(missing_ok=True)
 
-        if "claims" not in args.skip or "tracker" not in args.skip:
-            pg = Postgres(args.pg_url)
-            result["postgres"] = pg.version()
+        for store in dict.fromkeys(args.stores.split(",")) if {"claims", "tracker"} - set(args.skip) else ():
+            pg = Postgres(args.pg_url) if store == "postgresql" else None
+            url = pg.url if pg else f"sqlite:///{tmp / 'tracker-store.db'}"
+            if pg:
+                result["postgres"] = pg.version()
             try:
                 if "claims" not in args.skip:
-                    result["claims"] = [bench_claims(pg.url, args.claims, w) for w in workers]
+                    result["claims"] += [{"store": store, **bench_claims(url, args.claims, w)}  # type: ignore[operator]
+                                         for w in workers]
                 if "tracker" not in args.skip:
-                    env = {**os.environ, "TRACKER_STORE": pg.url}
-                    project = tmp / "project"
+                    env = {**os.environ, "TRACKER_STORE": url}
+                    project = tmp / f"project-{store}"
                     make_project(project, script_text, [f"q{w}" for w in workers], args.trials, env)
                     for w in workers:
-                        result["e2e"].append(bench_tracker(project, env, log, args.trials, w, script_s))  # type: ignore[union-attr]
+                        result["e2e"].append(  # type: ignore[union-attr]
+                            {"backend": store, **bench_tracker(project, env, log, args.trials, w, script_s)})
             finally:
-                pg.drop()
+                if pg:
+                    pg.drop()
 
         if "pyexp" not in args.skip:
             python, version = pyexp_python(args.pyexp_venv, tmp)
