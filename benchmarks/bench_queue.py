@@ -76,6 +76,12 @@ def infra_start(script: Path, state_dir: str, env: dict[str, str]) -> dict[str, 
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def spawn(cmd: list[str], log: Path, **kw: object) -> subprocess.Popen[str]:
+    """Start ``cmd`` with its stderr in ``log`` (a file: a full pipe would stall the process)."""
+    with log.open("w") as err:
+        return subprocess.Popen(cmd, stderr=err, text=True, **kw)  # type: ignore[call-overload]
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -221,13 +227,13 @@ def bench_tracker(project: Path, env: dict[str, str], log: Path, n: int, workers
         cwd=project, env=env)
     submit = time.perf_counter() - start
     launched = time.time()
-    procs = [subprocess.Popen([sys.executable, "-m", "tracker", "worker", "--idle-exit", "1", "--queue", queue],
-                              cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(workers)]
-    errors = [err for p in procs if (err := p.communicate()[1]) and p.returncode]
+    logs = [project.parent / f"worker-{queue}-{i}.log" for i in range(workers)]
+    procs = [spawn([sys.executable, "-m", "tracker", "worker", "--idle-exit", "1", "--queue", queue], log_,
+                   cwd=project, env=env, stdout=subprocess.DEVNULL) for log_ in logs]
+    codes = [p.wait() for p in procs]
     exited = time.time() - launched
-    if errors:
-        sys.exit(f"a tracker worker failed:\n{errors[0]}")
+    if any(codes):
+        sys.exit(f"a tracker worker failed:\n{logs[next(i for i, c in enumerate(codes) if c)].read_text()}")
     store = open_store(env["TRACKER_STORE"])
     trials = store.list_trials(experiment=exp)
     store.close()
@@ -328,20 +334,22 @@ def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] 
     start = time.perf_counter()
     run([*side, "fill", str(config), str(credentials)], cwd=scratch)
     fill = time.perf_counter() - start
-    procs = [subprocess.Popen([*side, "work", str(config), str(credentials)], cwd=scratch, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(workers)]
-    for p in procs:  # every worker has imported PyExperimenter (pandas, joblib...) before the clock starts
+    logs = [scratch / f"{table}-{i}.log" for i in range(workers)]
+    procs = [spawn([*side, "work", str(config), str(credentials)], log_, cwd=scratch, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE) for log_ in logs]
+    for p, log_ in zip(procs, logs, strict=True):  # each has imported PyExperimenter (pandas...) before the clock
         if p.stdout is None or p.stdout.readline().strip() != "ready":
-            sys.exit(f"a PyExperimenter worker failed to start:\n{p.communicate()[1]}")
+            p.wait()
+            sys.exit(f"a PyExperimenter worker failed to start:\n{log_.read_text()}")
     launched = time.time()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
-    errors = [err for p in procs if (err := p.communicate()[1]) and p.returncode]
+    codes = [p.wait() for p in procs]
     wall = time.time() - launched
-    if errors:
-        sys.exit(f"a PyExperimenter worker failed:\n{errors[0]}")
+    if any(codes):
+        sys.exit(f"a PyExperimenter worker failed:\n{logs[next(i for i, c in enumerate(codes) if c)].read_text()}")
     statuses = json.loads(run([*side, "count", str(config), str(credentials)], cwd=scratch).stdout.splitlines()[-1])
     executions, duplicates, missing = id_log_counts(log, n)
     return {"tool": "pyexperimenter", "backend": backend, "workers": workers, "trials": n,
