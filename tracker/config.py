@@ -89,6 +89,12 @@ class Defaults(_Strict):
     grace: float = Field(default=5, ge=0)  # seconds between SIGTERM and SIGKILL when a trial is stopped
 
 
+class QueueSettings(_Strict):
+    """How queued trials are retried (``queue:`` in tracker.yaml)."""
+
+    max_attempts: int = Field(default=3, ge=1)  # a trial lost by its worker runs again until it had this many
+
+
 class EnvironmentConfig(_Strict):
     """The environment local trials run in (``environment:`` in tracker.yaml).
 
@@ -125,6 +131,7 @@ class ProjectConfig(_Strict):
     remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     store: str | None = None  # the store's URL (sqlite:///path, relative to the project); default .tracker/tracker.db
 
     @field_validator("store")

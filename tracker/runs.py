@@ -199,17 +199,27 @@ def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv
 def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, ExperimentConfig],
                   code: gitinfo.CodeState, env_ids: dict[str, str], executor: str,
                   tags: Sequence[str] = (), *, run_id: str | None = None,
-                  extra: dict[str, Any] | None = None) -> tuple[str, list[Trial]]:
+                  extra: dict[str, Any] | None = None, queue: str | None = None,
+                  max_attempts: int = 1) -> tuple[str, list[Trial]]:
     """Insert queued trials for ``specs`` (one run), owned by this process, and prepare their directories.
 
     Every trial gets its experiment file's ``tags`` plus ``tags`` (the run's ``--tag``), and
-    ``extra`` in its record (an optimization's id and configuration number).
+    ``extra`` in its record (an optimization's id and configuration number). With ``queue``
+    they wait there for ``tracker worker`` instead, owned by nobody, with what a worker on
+    another machine needs kept in the store: the code patch and the experiment's settings
+    (``extra.patch_sha256``, ``extra.config_sha256``).
     """
     run_id = run_id or new_id()
     created = now()
-    me = lifecycle.owner()
-    beat = time.time()
+    me: dict[str, Any] = {} if queue else lifecycle.owner()
+    beat = None if queue else time.time()
     lease = project.config.defaults.lease
+    shared: dict[str, dict[str, Any]] = {name: {} for name in configs}
+    if queue:
+        patch = {"patch_sha256": project.store.put_blob(code.patch)} if code.patch else {}
+        for name, config in configs.items():
+            blob = json.dumps(config.model_dump(mode="json", exclude_unset=True), sort_keys=True).encode()
+            shared[name] = {**patch, "config_sha256": project.store.put_blob(blob)}
     evaluation = {name: {"validate": experiments.evaluation_seeds(
                       project, name, config, "validate", [s.seed for s in specs if s.experiment == name])}
                   for name, config in configs.items() if "validate" in config.phases}
@@ -227,9 +237,9 @@ def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, E
             created=created, run_id=run_id, command=config.phase(s.phase).argv(config.command), phase=s.phase,
             commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
             executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={**own, **({"fingerprint": key} if key else {}),
+            extra={**own, **shared[s.experiment], **({"fingerprint": key} if key else {}),
                    **({"code_patch_redacted": list(code.redacted)} if code.redacted else {})},
-            tags=list(dict.fromkeys([*config.tags, *tags]))))
+            tags=list(dict.fromkeys([*config.tags, *tags])), queue=queue, max_attempts=max_attempts))
     project.store.add_trials(trials)
     if code.snapshot:
         gitinfo.pin(project.root, [t.id for t in trials], code.snapshot)

@@ -268,12 +268,12 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
                             exit_code=None, error=None, pid=None, heartbeat=None, host=None, handle={},
                             owner={}, stop_requested=None):
             store.append_metrics(t.id, [], replace=True)
-            _clear_outputs(project.paths.trial_dir(t.id))
+            clear_outputs(project.paths.trial_dir(t.id))
             done.append(store.get(t.id))
     return done
 
 
-def _clear_outputs(directory: Path) -> None:
+def clear_outputs(directory: Path) -> None:
     """Remove what a run left in a trial directory (logs, models...): a re-run must not find it."""
     if not directory.is_dir():
         return

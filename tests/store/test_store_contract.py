@@ -270,6 +270,8 @@ class StoreContract:
         assert store.claim("q", owner, lease=30) == []
         assert [store.get(t.id).status for t in others] == ["queued", "queued", "failed"]
         assert store.count(queue="q") == 4 and store.count_by_status(queue="q") == {"e": {"running": 3, "failed": 1}}
+        assert self.connect(store).queue_counts() == {"q": {"e": {"running": 3, "failed": 1}},
+                                                      "other": {"e": {"queued": 1}}}
 
     @pytest.mark.parametrize("limit", [1, 3])
     def test_racing_claimers_never_get_the_same_trial(self, store: BaseStore, limit: int) -> None:

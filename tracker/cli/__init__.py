@@ -18,7 +18,20 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from tracker.cli import backup, create, experiments, optimize, remote, results, run, seeds, status, storage, trials
+from tracker.cli import (
+    backup,
+    create,
+    experiments,
+    optimize,
+    queue,
+    remote,
+    results,
+    run,
+    seeds,
+    status,
+    storage,
+    trials,
+)
 from tracker.cli._help import conventional_help
 
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for `git log | head -1`'s git
@@ -143,6 +156,8 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(seeds.app, name="seeds")
 app.add_typer(trials.app, name="trials")
 app.add_typer(optimize.app, name="optimize")
+app.add_typer(queue.app, name="queue")
+app.command("worker")(queue.worker)
 app.add_typer(remote.app, name="remote")
 app.add_typer(storage.app, name="storage")
 app.add_typer(backup.app, name="backup")

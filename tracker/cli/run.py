@@ -21,6 +21,7 @@ from tracker.cli._common import (
     parse_assignments,
     project,
 )
+from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION, submit_and_report
 
 
 def run(
@@ -39,6 +40,10 @@ def run(
     max_failures: int = typer.Option(None, "--max-failures", help="Start no more trials after N failed the same "
                                      "way and none completed (default 3; 0: never stop early)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    queue: bool = typer.Option(False, "--queue", help="Queue the trials in the store for 'tracker worker' "
+                               "processes on any machine instead of running them here."),
+    queue_name: str = QUEUE_OPTION,
+    max_attempts: int = MAX_ATTEMPTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run EXPERIMENTS: fixed params x grid x seeds, each trial tied to the current commit.
@@ -54,10 +59,16 @@ def run(
         tracker run baseline -p lr=0.05 --seed 7
         tracker run baseline --grid lr=[0.1,0.01] --dry-run
         tracker run baseline wide deep -j 4   # three experiments, one run
+        tracker run baseline --seeds 10 --queue   # for workers: tracker worker
     """
     from tracker.runs import RunOptions, run_experiments
 
     proj = project()
+    if not queue and (queue_name != "default" or max_attempts is not None):
+        from tracker.errors import UsageError
+
+        raise UsageError(f"{'--queue-name' if queue_name != 'default' else '--max-attempts'} applies to queued "
+                         "trials", hint="add --queue")
     had_seeds = bool(proj.config.seeds)
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
@@ -66,6 +77,10 @@ def run(
         backup_to=backup_to, rerun=rerun, tags=list(tag or []),
         **({} if max_failures is None else {"max_failures": max_failures}),
     )
+    if queue:
+        submit_and_report(proj, experiments, options, queue_name, max_attempts, as_json)
+        _note_new_seeds(proj, had_seeds)
+        return
     title = ", ".join(dict.fromkeys(experiments))
     reporter = ConsoleReporter(stream=not quiet and not as_json)
     try:

@@ -163,6 +163,14 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         + (f", venv {env['venv']['key']}" if env.get("venv") else ""),
         f"directory   {detail.directory}",
     ]
+    if t.queue:
+        worker = t.handle.get("worker") or t.owner.get("worker")
+        lines.append(f"queue       {t.queue}, attempt {t.attempts} of {t.max_attempts}"
+                     + (f", worker {worker}" if worker else ""))
+        for e in t.errors:
+            lines.append(f"  attempt {e.get('attempt')} {e.get('status')} ({fmt_time(e.get('at'))}"
+                         f"{', worker ' + e['worker'] if e.get('worker') else ''}): "
+                         + str(e.get("error") or "").splitlines()[0])
     if t.extra.get("optimization"):
         lines.append(f"search      optimization {t.extra['optimization']}, configuration "
                      f"{t.extra.get('configuration')}")

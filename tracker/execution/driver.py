@@ -66,7 +66,8 @@ class Driver:
 
     def __init__(self, project: Project, executor: BaseExecutor, reporter: Reporter | None = None, *,
                  pruner: Pruner | None = None, max_failures: int = 0,
-                 on_end: Callable[[Trial], None] | None = None) -> None:
+                 on_end: Callable[[Trial], None] | None = None, owner: dict[str, Any] | None = None,
+                 config_of: Callable[[Trial], ExperimentConfig] | None = None) -> None:
         self.project = project
         self.store = project.store
         self.executor = executor
@@ -76,7 +77,9 @@ class Driver:
         self.poll = PRUNE_POLL_SECONDS if pruner else POLL_SECONDS
         self.lease = project.config.defaults.lease
         self.grace = project.config.defaults.grace
-        self.owner = lifecycle.owner()
+        self.owner = owner or lifecycle.owner()  # a worker adds its id
+        self.config_of = config_of  # where a trial's settings come from (default: its experiment file)
+        self.interrupt_reason = "cancelled"  # the stop request Ctrl-C or SIGTERM records on running trials
         self.running: dict[str, _Running] = {}
         self.owned: set[str] = set()
         self._configs: dict[str, ExperimentConfig] = {}
@@ -157,7 +160,7 @@ class Driver:
             if more and not self.stopped and self.executor.capacity == 0:
                 self._fail_rest(source, "no executor slot left to run it (every host failed)")
         except BaseException:
-            self._stop_all("cancelled")
+            self._stop_all(self.interrupt_reason)
             raise
         finally:
             self.end_queued("cancelled", f"not started: {self.stopped}" if self.stopped
@@ -207,6 +210,8 @@ class Driver:
     # ------------------------------------------------------------------ one trial
 
     def config(self, trial: Trial) -> ExperimentConfig:
+        if self.config_of is not None:
+            return self.config_of(trial)
         if trial.experiment not in self._configs:
             try:
                 self._configs[trial.experiment] = experiments.load(self.project, trial.experiment)
@@ -215,23 +220,31 @@ class Driver:
         return self._configs[trial.experiment]
 
     def _start(self, trial: Trial) -> None:
-        if trial.id not in self.owned:
+        """Submit a queued trial, or one this driver's owner claimed from a queue (already ``running``)."""
+        claimed = trial.status == "running" and trial.owner == self.owner
+        if claimed:
+            self.owned.add(trial.id)
+        elif trial.id not in self.owned:
             self.claim([trial])
         config = self.config(trial)
         try:
             handle = self.executor.submit(Job(trial, config, self.grace), self.reporter)
         except (TrackerError, OSError) as exc:
-            if self.store.transition(trial.id, "failed", expected=["queued"], finished=now(),
+            if self.store.transition(trial.id, "failed", expected=[trial.status], finished=now(),
                                      error=f"could not start: {exc}"):
                 failed = self.store.get(trial.id)
                 self.reporter.finished(failed)
                 self._count(failed)
             self.owned.discard(trial.id)
             return
-        started = self.store.transition(
-            trial.id, "running", expected=["queued"], started=now(), executor=self.executor.name,
-            host=handle.get("host") or socket.gethostname(), handle=handle, owner=self.owner,
-            lease=self.lease, pid=None, heartbeat=time.time())
+        fields = {"executor": self.executor.name, "host": handle.get("host") or socket.gethostname(),
+                  "handle": handle, "owner": self.owner, "lease": self.lease, "pid": None}
+        if claimed:  # its claim made it running and ours: record where it runs
+            self.store.update(trial.id, started=now(), **fields)
+            started = True
+        else:
+            started = self.store.transition(trial.id, "running", expected=["queued"], started=now(),
+                                            heartbeat=time.time(), **fields)
         if not started:  # cancelled or taken meanwhile: undo the start
             self.executor.stop(trial, 0)
             self.executor.release(trial)

@@ -88,14 +88,15 @@ class LocalExecutor(BaseExecutor):
         trial = job.trial
         directory = self.project.paths.trial_dir(trial.id)
         directory.mkdir(parents=True, exist_ok=True)
-        launch = build(trial, job.config, directory, self.project.root)
+        root = self.code_dir(trial)
+        launch = build(trial, job.config, directory, root)
         slot, gpu = self._slot()
         variables = dict(launch.env)
         if gpu is not None and "CUDA_VISIBLE_DEVICES" not in job.config.env:  # the experiment's own setting wins
             variables["CUDA_VISIBLE_DEVICES"] = gpu
         proc, self._spare = (self._spare or self._spawn()), None
         env = [f"{k}={v}" for k, v in {**self.variables, **variables}.items()]
-        spec = [str(directory), str(launch.timeout or 0), str(job.grace), str(self.project.root), str(len(env)),
+        spec = [str(directory), str(launch.timeout or 0), str(job.grace), str(root), str(len(env)),
                 *env, *launch.argv]
         try:
             assert proc.stdin is not None
@@ -113,6 +114,10 @@ class LocalExecutor(BaseExecutor):
         self._spare = self._spawn()  # for the next trial
         return {"host": socket.gethostname(), "boot": boot_id(), "runner_pid": proc.pid,
                 "runner_start": proc_start(proc.pid), "dir": str(directory), "gpu": gpu}
+
+    def code_dir(self, trial: Trial) -> Path:
+        """The checkout a trial runs in (a queue worker runs a trial made on other code in a work tree)."""
+        return self.project.root
 
     def _slot(self) -> tuple[int, str | None]:
         """The lowest free slot and its GPU (None: one slot, or no GPU)."""

@@ -164,6 +164,10 @@ class BaseStore(ABC):
         at ``at`` (default now) is returned ``lost``."""
 
     @abstractmethod
+    def queue_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """{queue: {experiment: {status: count}}} over every trial that has a queue."""
+
+    @abstractmethod
     def put_blob(self, data: bytes) -> str:
         """Keep ``data`` by its sha256 (hex, returned); storing the same bytes again is a no-op."""
 

@@ -222,7 +222,8 @@ def _m0007_metric_values(conn: sqlite3.Connection) -> None:
 def _m0008_queue(conn: sqlite3.Connection) -> None:
     """The work queue: a trial's queue, attempts and every attempt's error; the workers pulling from
     queues; content-addressed blobs (a queued trial's code patch and experiment config, which a
-    worker on another machine needs). Claims read the partial index of queued trials by queue."""
+    worker on another machine needs). Claims read the partial index of queued trials by queue; expiry
+    reads the trials someone owns (a heartbeat), not the many waiting in a queue."""
     _script(
         conn,
         """
@@ -232,6 +233,7 @@ def _m0008_queue(conn: sqlite3.Connection) -> None:
         ALTER TABLE trials ADD COLUMN errors TEXT NOT NULL DEFAULT '[]';
         CREATE INDEX trials_queued ON trials(queue, created) WHERE status = 'queued' AND queue IS NOT NULL;
         CREATE INDEX trials_queue ON trials(queue) WHERE queue IS NOT NULL;
+        CREATE INDEX trials_owned ON trials(status) WHERE beat IS NOT NULL;
         CREATE TABLE workers (
             id TEXT PRIMARY KEY,
             queue TEXT NOT NULL,

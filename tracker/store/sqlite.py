@@ -464,6 +464,13 @@ class SQLiteStore(BaseStore):
         rows = self._query(f"SELECT {', '.join(_WORKER_COLUMNS)} FROM workers{where} ORDER BY started, rowid", args)
         return [_row_to_worker(r, time.time() if at is None else at) for r in rows]
 
+    def queue_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for queue, exp, status, n in self._query("SELECT queue, experiment, status, COUNT(*) FROM trials "
+                                                 "WHERE queue IS NOT NULL GROUP BY queue, experiment, status"):
+            out.setdefault(queue, {}).setdefault(exp, {})[status] = n
+        return out
+
     def put_blob(self, data: bytes) -> str:
         import hashlib
 

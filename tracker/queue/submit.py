@@ -1,0 +1,74 @@
+"""``tracker run --queue`` / ``tracker queue submit``: put a run's trials in a queue for workers.
+
+The trials are planned exactly as ``tracker run`` plans them (the same seeds, grid and
+checks, and completed ones skipped unless ``rerun``), then written as ``queued`` rows of
+``queue`` that nobody owns: a waiting trial never expires, and any ``tracker worker`` of
+that queue, on any machine that reaches the store, may claim it. Trials of the same
+code, params and seed already waiting or running in a queue are not queued twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tracker import experiments
+from tracker.errors import UsageError
+from tracker.execution.base import Reporter
+from tracker.experiments import TrialSpec
+from tracker.names import check_name
+from tracker.project import Project
+from tracker.runs import RunOptions, create_trials, fingerprint, plan, record_environment
+from tracker.store import Trial
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a submission queued, and what it left out (completed, or already waiting in a queue)."""
+
+    run_id: str | None
+    queue: str
+    specs: list[TrialSpec]
+    trials: list[Trial]
+    skipped: list[Trial] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def submit(project: Project, names: Sequence[str], options: RunOptions, *, queue: str = DEFAULT_QUEUE,
+           max_attempts: int | None = None, reporter: Reporter | None = None) -> SubmitResult:
+    """Queue the trials of experiments ``names`` as ``options`` say; see the module docstring.
+
+    ``max_attempts`` (default: tracker.yaml ``queue.max_attempts``) bounds how often a trial
+    lost by its worker is claimed again.
+    """
+    reporter = reporter or Reporter()
+    check_name("queue", queue)
+    if options.remote or options.parallel:
+        flag = "--remote" if options.remote else "--parallel"
+        raise UsageError(f"{flag} does not apply to queued trials: workers run them",
+                         hint="start 'tracker worker --slots N' where they should run")
+    attempts = project.config.queue.max_attempts if max_attempts is None else max_attempts
+    if attempts < 1:
+        raise UsageError(f"--max-attempts must be at least 1, got {attempts}")
+    planned = plan(project, names, options, reporter)
+    specs, skipped = planned.specs, list(planned.skipped)
+    if planned.code is not None and not options.rerun and specs:
+        prints = [fingerprint(s.experiment, s.params, s.seed, planned.code, planned.configs[s.experiment])
+                  for s in specs]
+        waiting = {t.extra["fingerprint"]: t for t in project.store.list_trials(
+            fingerprints=[p for p in prints if p], status=["queued", "running"]) if t.queue}
+        skipped += [waiting[p] for p in prints if p in waiting]
+        specs = [s for s, p in zip(specs, prints, strict=True) if p not in waiting]
+    names = list(dict.fromkeys(names))
+    if options.dry_run or not specs:
+        return SubmitResult(None, queue, specs, [], skipped, dry_run=options.dry_run)
+    assert planned.code is not None
+    env_ids = {}
+    for name, config in planned.configs.items():
+        env_ids[name] = record_environment(project, config.command_argv(), None)
+        project.store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
+    run_id, trials = create_trials(project, specs, planned.configs, planned.code, env_ids, "queue", options.tags,
+                                   queue=queue, max_attempts=attempts)
+    return SubmitResult(run_id, queue, specs, trials, skipped)
