@@ -16,6 +16,7 @@
      `experimenter.execute(fn, max_experiments=-1)` where fn runs the same script in a
      subprocess and writes its exit code as the result. Wall = workers launched -> every
      worker exited. CodeCarbon is off and logging at WARNING (its fastest).
+Both walls include each worker's start-up (imports, connecting), as a user launching workers sees it.
 Per-trial overhead = wall / trials * workers - the script's own run time (the bare script's
 median). Duplicates come from the id log (a trial run twice); lost = trials not completed
 (tracker) or rows left `running`/`created`/`error` (PyExperimenter).
@@ -317,8 +318,6 @@ def pyexp_side(action: str, config: str, credentials: str) -> None:
             code = subprocess.run([custom["python"], custom["script"]], env=env).returncode
             result_processor.process_results({"exit_code": code})  # type: ignore[attr-defined]
 
-        print("ready", flush=True)
-        sys.stdin.readline()
         experimenter.execute(trial, max_experiments=-1, n_jobs=1)
     else:
         print(json.dumps(experimenter.get_table()["status"].value_counts().to_dict()))
@@ -335,17 +334,9 @@ def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] 
     run([*side, "fill", str(config), str(credentials)], cwd=scratch)
     fill = time.perf_counter() - start
     logs = [scratch / f"{table}-{i}.log" for i in range(workers)]
-    procs = [spawn([*side, "work", str(config), str(credentials)], log_, cwd=scratch, stdin=subprocess.PIPE,
-                   stdout=subprocess.PIPE) for log_ in logs]
-    for p, log_ in zip(procs, logs, strict=True):  # each has imported PyExperimenter (pandas...) before the clock
-        if p.stdout is None or p.stdout.readline().strip() != "ready":
-            p.wait()
-            sys.exit(f"a PyExperimenter worker failed to start:\n{log_.read_text()}")
     launched = time.time()
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    procs = [spawn([*side, "work", str(config), str(credentials)], log_, cwd=scratch, stdout=subprocess.DEVNULL)
+             for log_ in logs]
     codes = [p.wait() for p in procs]
     wall = time.time() - launched
     if any(codes):
@@ -466,7 +457,7 @@ def main() -> None:
     m = result["machine"]
     print(f"# {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load {m['load_at_start']}; "  # type: ignore[index]
           f"PostgreSQL {result.get('postgres', '-')}; PyExperimenter {result.get('pyexperimenter', '-')} "
-          f"on {', '.join(sorted({r['backend'] for r in result['e2e'] if 'backend' in r})) or '-'}")
+          f"on {', '.join(sorted({r['backend'] for r in result['e2e'] if r['tool'] != 'tracker'})) or '-'}")
     print_table(rows_for(result), value_header="value")
 
 
