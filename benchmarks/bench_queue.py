@@ -228,7 +228,7 @@ def bench_tracker(project: Path, env: dict[str, str], log: Path, n: int, workers
         cwd=project, env=env)
     submit = time.perf_counter() - start
     launched = time.time()
-    logs = [project.parent / f"worker-{queue}-{i}.log" for i in range(workers)]
+    logs = [project.parent / f"worker-{project.name}-{queue}-{i}.log" for i in range(workers)]
     procs = [spawn([sys.executable, "-m", "tracker", "worker", "--idle-exit", "1", "--queue", queue], log_,
                    cwd=project, env=env, stdout=subprocess.DEVNULL) for log_ in logs]
     codes = [p.wait() for p in procs]
