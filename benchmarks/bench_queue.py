@@ -18,7 +18,9 @@
      worker exited. CodeCarbon is off and logging at WARNING (its fastest).
 Both walls include each worker's start-up (imports, connecting), as a user launching workers sees it.
 Per-trial overhead = wall / trials * workers - the script's own run time (the bare script's
-median). Duplicates come from the id log (a trial run twice); lost = trials not completed
+median); CPU overhead = the CPU time of the workers and everything they ran / trials - the
+bare script's CPU time (the database server's CPU is not in it), a figure that other load on
+the machine moves less. Duplicates come from the id log (a trial run twice); lost = trials not completed
 (tracker) or rows left `running`/`created`/`error` (PyExperimenter).
 
 Usage: python benchmarks/bench_queue.py [--trials 200] [--claims 2000] [--workers 1,4,8] [--json]
@@ -37,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -96,15 +99,22 @@ def id_log_counts(log: Path, expected: int) -> tuple[int, int, int]:
     return len(ids), len(ids) - distinct, max(expected - distinct, 0)
 
 
-def script_seconds(script: Path, scratch: Path, repeat: int = 15) -> float:
-    """The bare script's median run time, the same interpreter the trials use."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every waited-for descendant of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def script_seconds(script: Path, scratch: Path, repeat: int = 15) -> tuple[float, float]:
+    """The bare script's median run time and mean CPU time, the same interpreter the trials use."""
     env = {**os.environ, "BENCH_ID": "bare"}
-    times = []
-    for _ in range(repeat + 1):
+    subprocess.run([sys.executable, str(script)], cwd=scratch, env=env, check=True)  # warm the page cache
+    times, cpu = [], children_cpu()
+    for _ in range(repeat):
         start = time.perf_counter()
         subprocess.run([sys.executable, str(script)], cwd=scratch, env=env, check=True)
         times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+    return statistics.median(times), (children_cpu() - cpu) / repeat
 
 
 def machine() -> dict[str, object]:
@@ -216,7 +226,7 @@ def make_project(root: Path, script_text: str, experiments: list[str], seeds: in
 
 
 def bench_tracker(project: Path, env: dict[str, str], log: Path, n: int, workers: int,
-                  script_s: float) -> dict[str, object]:
+                  script_s: float, script_cpu: float) -> dict[str, object]:
     """Submit ``n`` queue trials with `tracker run --queue`, drain them with ``workers`` `tracker worker`s."""
     sys.path.insert(0, str(ROOT))
     from tracker.store import open_store
@@ -227,12 +237,12 @@ def bench_tracker(project: Path, env: dict[str, str], log: Path, n: int, workers
     run([sys.executable, "-m", "tracker", "run", exp, "--queue", "--queue-name", queue, "--seeds", str(n), "-q"],
         cwd=project, env=env)
     submit = time.perf_counter() - start
-    launched = time.time()
+    launched, cpu = time.time(), children_cpu()
     logs = [project.parent / f"worker-{project.name}-{queue}-{i}.log" for i in range(workers)]
     procs = [spawn([sys.executable, "-m", "tracker", "worker", "--idle-exit", "1", "--queue", queue], log_,
                    cwd=project, env=env, stdout=subprocess.DEVNULL) for log_ in logs]
     codes = [p.wait() for p in procs]
-    exited = time.time() - launched
+    exited, cpu = time.time() - launched, children_cpu() - cpu
     if any(codes):
         sys.exit(f"a tracker worker failed:\n{logs[next(i for i, c in enumerate(codes) if c)].read_text()}")
     store = open_store(env["TRACKER_STORE"])
@@ -244,7 +254,8 @@ def bench_tracker(project: Path, env: dict[str, str], log: Path, n: int, workers
     statuses = Counter(t.status for t in trials)
     return {"tool": "tracker", "workers": workers, "trials": n, "submit_s": round(submit, 3),
             "wall_s": round(wall, 3), "workers_exited_s": round(exited, 3), "trials_per_s": round(n / wall, 2),
-            "overhead_ms": round((wall / n * workers - script_s) * 1000, 1), "executions": executions,
+            "overhead_ms": round((wall / n * workers - script_s) * 1000, 1),
+            "cpu_overhead_ms": round((cpu / n - script_cpu) * 1000, 1), "executions": executions,
             "duplicates": duplicates, "missing": missing, "lost": n - statuses.get("completed", 0),
             "requeued": sum(1 for t in trials if t.attempts > 1), "statuses": dict(statuses)}
 
@@ -324,7 +335,7 @@ def pyexp_side(action: str, config: str, credentials: str) -> None:
 
 
 def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] | None, log: Path, n: int,
-                workers: int, script: Path, script_s: float) -> dict[str, object]:
+                workers: int, script: Path, script_s: float, script_cpu: float) -> dict[str, object]:
     """The same ``n`` trials through PyExperimenter with ``workers`` processes."""
     table = f"bench_w{workers}_{os.getpid()}"
     config, credentials = pyexp_files(scratch, backend, creds, table, n, script)
@@ -334,18 +345,19 @@ def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] 
     run([*side, "fill", str(config), str(credentials)], cwd=scratch)
     fill = time.perf_counter() - start
     logs = [scratch / f"{table}-{i}.log" for i in range(workers)]
-    launched = time.time()
+    launched, cpu = time.time(), children_cpu()
     procs = [spawn([*side, "work", str(config), str(credentials)], log_, cwd=scratch, stdout=subprocess.DEVNULL)
              for log_ in logs]
     codes = [p.wait() for p in procs]
-    wall = time.time() - launched
+    wall, cpu = time.time() - launched, children_cpu() - cpu
     if any(codes):
         sys.exit(f"a PyExperimenter worker failed:\n{logs[next(i for i, c in enumerate(codes) if c)].read_text()}")
     statuses = json.loads(run([*side, "count", str(config), str(credentials)], cwd=scratch).stdout.splitlines()[-1])
     executions, duplicates, missing = id_log_counts(log, n)
     return {"tool": "pyexperimenter", "backend": backend, "workers": workers, "trials": n,
             "submit_s": round(fill, 3), "wall_s": round(wall, 3), "trials_per_s": round(n / wall, 2),
-            "overhead_ms": round((wall / n * workers - script_s) * 1000, 1), "executions": executions,
+            "overhead_ms": round((wall / n * workers - script_s) * 1000, 1),
+            "cpu_overhead_ms": round((cpu / n - script_cpu) * 1000, 1), "executions": executions,
             "duplicates": duplicates, "missing": missing, "lost": n - statuses.get("done", 0),
             "left_running": statuses.get("running", 0), "statuses": statuses}
 
@@ -358,11 +370,13 @@ def rows_for(result: dict[str, object]) -> list[tuple[str, str, str]]:
              f"{c['seconds']:.2f} s; duplicates {c['duplicates']}, unclaimed {c['unclaimed']}"
              + ("; target >= 500/s" if c["workers"] == 8 and c["store"] == "postgresql" else ""))
             for c in result["claims"]]  # type: ignore[union-attr]
-    rows.append(("bare script", f"{result['script_ms']:.0f} ms", "the trial's own run time"))
+    rows.append(("bare script", f"{result['script_ms']:.0f} ms",
+                 f"the trial's own run time (CPU {result['script_cpu_ms']:.0f} ms)"))
     for r in result["e2e"]:  # type: ignore[union-attr]
         name = f"{'tracker' if r['tool'] == 'tracker' else 'PyExperimenter'} ({r['backend']})"
         rows.append((f"{name}, {r['workers']} worker(s), {r['trials']} trials", f"{r['overhead_ms']:.0f} ms",
-                     f"overhead/trial; wall {r['wall_s']:.1f} s ({r['trials_per_s']:.1f}/s), submit "
+                     f"overhead/trial (CPU {r['cpu_overhead_ms']:.0f} ms); wall {r['wall_s']:.1f} s "
+                     f"({r['trials_per_s']:.1f}/s), submit "
                      f"{r['submit_s']:.1f} s; duplicates {r['duplicates']}, lost {r['lost']}, missing {r['missing']}"))
     by = {(r["tool"], r["backend"], r["workers"]): r for r in result["e2e"]}  # type: ignore[union-attr]
     for (tool, backend, w), r in by.items():  # like for like: a shared server, then one machine's file
@@ -404,8 +418,8 @@ def main() -> None:
         script = tmp / "trial.py"
         script_text = SCRIPT.format(log=str(log))
         script.write_text(script_text)
-        script_s = script_seconds(script, scratch)
-        result["script_ms"] = round(script_s * 1000, 1)
+        script_s, script_cpu = script_seconds(script, scratch)
+        result["script_ms"], result["script_cpu_ms"] = round(script_s * 1000, 1), round(script_cpu * 1000, 1)
         log.unlink(missing_ok=True)
 
         for store in dict.fromkeys(args.stores.split(",")) if {"claims", "tracker"} - set(args.skip) else ():
@@ -422,8 +436,8 @@ def main() -> None:
                     project = tmp / f"project-{store}"
                     make_project(project, script_text, [f"q{w}" for w in workers], args.trials, env)
                     for w in workers:
-                        result["e2e"].append(  # type: ignore[union-attr]
-                            {"backend": store, **bench_tracker(project, env, log, args.trials, w, script_s)})
+                        row = bench_tracker(project, env, log, args.trials, w, script_s, script_cpu)
+                        result["e2e"].append({"backend": store, **row})  # type: ignore[union-attr]
             finally:
                 if pg:
                     pg.drop()
@@ -443,7 +457,7 @@ def main() -> None:
                 try:
                     for w in workers:
                         result["e2e"].append(bench_pyexp(python, scratch, backend, creds, log, args.trials, w,  # type: ignore[union-attr]
-                                                         script, script_s))
+                                                         script, script_s, script_cpu))
                 finally:
                     if started:
                         subprocess.run([str(HERE / "infra/mariadb.sh"), "stop", args.mariadb_dir], capture_output=True)
