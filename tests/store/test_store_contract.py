@@ -256,7 +256,8 @@ class StoreContract:
     def test_claim_takes_the_oldest_queued_trials_of_its_queue(self, store: BaseStore) -> None:
         queued = [make("queued", queue="q", max_attempts=2, created=f"2026-01-0{d}T00:00:00.000Z")
                   for d in (3, 1, 2)]
-        others = [make("queued"), make("queued", queue="other"), make("failed", queue="q")]
+        others = [make("queued", heartbeat=5.0, owner={"pid": 1}), make("queued", queue="other"),
+                  make("failed", queue="q")]
         store.add_trials(queued + others)
         owner = {"worker": "w1", "host": "h", "pid": 1}
         got = store.claim("q", owner, lease=30, limit=2, at=1000.0)
@@ -272,6 +273,8 @@ class StoreContract:
         assert store.count(queue="q") == 4 and store.count_by_status(queue="q") == {"e": {"running": 3, "failed": 1}}
         assert self.connect(store).queue_counts() == {"q": {"e": {"running": 3, "failed": 1}},
                                                       "other": {"e": {"queued": 1}}}
+        owned = {t.id for t in store.list_trials(status=["queued", "running"], owned=True)}
+        assert owned == {queued[0].id, queued[1].id, queued[2].id, others[0].id}  # not those waiting in a queue
 
     @pytest.mark.parametrize("limit", [1, 3])
     def test_racing_claimers_never_get_the_same_trial(self, store: BaseStore, limit: int) -> None:
@@ -956,6 +959,21 @@ class StoreContract:
         assert (claimed.status, claimed.error, claimed.finished) == ("running", None, None)
         assert not store.claim_optimization(o.id, {"pid": 7}, unless=dead)  # the old owner is no longer it
         assert store.claim_optimization(o.id, {"pid": 7}, unless=claimed.owner)
+
+    def test_adding_a_configuration_whose_number_is_taken_fails(self, store: BaseStore) -> None:
+        store.add_optimization(optimization("abc123000001"))
+        first = Configuration("abc123000001", 0, {"x": 0.1}, "running", now())
+        assert store.add_configuration(first)
+        assert not self.connect(store).add_configuration(replace(first, params={"x": 0.2}))
+        assert store.configurations("abc123000001") == [first]
+        won: list[bool] = []
+        threads = [threading.Thread(target=lambda k=k: won.append(self.connect(store).add_configuration(
+            Configuration("abc123000001", 1, {"x": k / 10}, "running", now())))) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(won) == [False, False, False, True] and len(store.configurations("abc123000001")) == 2
 
     def test_configurations_are_upserted_and_listed_by_number(self, store: BaseStore) -> None:
         for o in ("abc123000001", "def789000003"):

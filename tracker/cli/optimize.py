@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_params, fmt_time, info, project
+from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION
 
 
 class _StartByDefault(TyperGroup):
@@ -50,6 +51,10 @@ def start(
                                          "configuration (no paired early stop)."),
     tag: list[str] = typer.Option(None, "--tag", help="Tag every trial (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
+    queue: bool = typer.Option(False, "--queue", help="Let the workers of a queue search together (tracker "
+                               "worker on any machine) instead of running the search here."),
+    queue_name: str = QUEUE_OPTION,
+    max_attempts: int = MAX_ATTEMPTS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Optimise EXPERIMENT's objective over its 'search:' ranges; each configuration runs over the same seeds.
@@ -63,6 +68,7 @@ def start(
         tracker optimize quad --strategy grid
         tracker optimize quad --strategy bohb --trials 100 --seeds 3
         tracker optimize quad --strategy random --remote gpu1,gpu2
+        tracker optimize quad --strategy tpe --trials 200 --queue   # then: tracker worker (anywhere)
     """
     from tracker.search.optimizer import DEFAULT_MAX_FAILURES, OptimizeOptions, optimize
 
@@ -71,6 +77,22 @@ def start(
                               remote=_remotes(remote), seeds=seeds, aggregate=aggregate, sampler_seed=sampler_seed,
                               max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures,
                               seed_pruning=not no_seed_pruning, tags=list(tag or []))
+    if not queue and (queue_name != "default" or max_attempts is not None):
+        from tracker.errors import UsageError
+
+        raise UsageError(f"{'--queue-name' if queue_name != 'default' else '--max-attempts'} applies to a search "
+                         "by workers", hint="add --queue")
+    if queue:
+        from tracker.search import distributed
+
+        record = distributed.start(proj, experiment, options, queue=queue_name, max_attempts=max_attempts)
+        if as_json:
+            emit_json(_status(record.id).as_dict())
+            return
+        info(f"optimization {record.id}: the workers of queue {queue_name!r} search it together; start them with "
+             f"'tracker worker --queue {queue_name}' on any machine, follow it with 'tracker optimize status "
+             f"{record.id}'")
+        return
     _drive(proj, lambda reporter: optimize(proj, experiment, options, reporter), quiet or as_json, as_json)
 
 
@@ -117,7 +139,7 @@ def _drive(proj: Any, call: Any, quiet: bool, as_json: bool) -> None:
         emit_json(st.as_dict())
     else:
         _print_status(st)
-    if o.status != "completed":
+    if o.status != "completed" and not (o.status == "running" and o.settings.get("queue")):
         raise typer.Exit(1)
 
 

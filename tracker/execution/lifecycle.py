@@ -140,7 +140,7 @@ def reconcile(project: Project) -> tuple[list[str], list[str]]:
     store = project.store
     lost, cancelled = store.expire()
     # a detached trial (an SSH runner) outlives its client: only its lease says when it is lost
-    dead = [t.id for t in store.list_trials(status=["queued", "running"])
+    dead = [t.id for t in store.list_trials(status=["queued", "running"], owned=True)
             if owner_dead(t.owner) and not t.handle.get("detached")]
     if dead:
         more_lost, more_cancelled = store.expire(at=math.inf, ids=dead, reason="the tracker process running "

@@ -211,6 +211,8 @@ class _Worker:
                 idle_since = time.monotonic()
                 yield self.store.get(trial.id)
                 continue
+            if self._search():
+                continue  # a distributed optimization queued its next configuration: claim a seed of it
             if self.driver.running:
                 idle_since = time.monotonic()
                 yield None  # the driver polls its trials and asks again
@@ -218,6 +220,13 @@ class _Worker:
             if options.idle_exit is not None and time.monotonic() - idle_since >= options.idle_exit:
                 return
             time.sleep(options.poll)
+
+    def _search(self) -> bool:
+        """Nothing queued: ask the optimizations this queue serves for their next configuration."""
+        from tracker.search import distributed
+
+        return any(distributed.ask(self.project, record)
+                   for record in distributed.searches(self.project, self.options.queue))
 
     def expire(self) -> None:
         """Expire trials whose owner's lease ran out, and at once those of a dead worker of this machine."""
@@ -230,6 +239,10 @@ class _Worker:
     def _ended(self, trial: Trial) -> None:
         self.done += 1
         self.code_dirs.pop(trial.id, None)
+        if trial.extra.get("optimization"):
+            from tracker.search import distributed
+
+            distributed.settle(self.project, trial)
         if self.slurm:
             from tracker.slurm import task
 

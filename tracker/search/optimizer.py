@@ -203,6 +203,16 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     store = project.store
     record = store.get_optimization(ref)
     lifecycle.reconcile(project)
+    if record.settings.get("queue"):
+        from tracker.search import distributed
+
+        _check_bounds(trials, timeout)
+        if parallel or remote:
+            raise UsageError(f"optimization {record.id} is searched by the workers of queue "
+                             f"{record.settings['queue']!r}; --parallel and --remote do not apply")
+        record = distributed.resume(project, record, trials=trials, timeout=timeout)
+        return OptimizeResult(record, store.configurations(record.id), None,
+                              store.list_trials(optimization=record.id))
     if results.state(project, record) == "running":
         raise UsageError(f"optimization {record.id} is still running (pid {record.owner.get('pid')} on "
                          f"{record.owner.get('host')})", hint="wait for it, or stop it with Ctrl-C there")

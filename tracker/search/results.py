@@ -15,7 +15,7 @@ from tracker.store import Configuration, Optimization, Trial
 
 def state(project: Project, record: Optimization) -> str:
     """The optimization's status, with ``running`` checked: a search whose process is gone is ``interrupted``."""
-    if record.status != "running":
+    if record.status != "running" or record.settings.get("queue"):  # a distributed search: no one process runs it
         return record.status
     if lifecycle.owner_dead(record.owner):
         return "interrupted"

@@ -184,8 +184,8 @@ class BaseStore(ABC):
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
                     **filters: Any) -> list[Trial]:
-        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints, queue),
-        oldest first.
+        """Trials matching every filter (experiment, status, params, tags, run_id, ids, fingerprints, queue,
+        owned: only those with a heartbeat), oldest first.
 
         ``tags``: trials that have every one of them. ``fingerprints`` matches
         ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
@@ -259,6 +259,11 @@ class BaseStore(ABC):
     @abstractmethod
     def save_configuration(self, configuration: Configuration) -> None:
         """Insert or replace one configuration of an optimization."""
+
+    @abstractmethod
+    def add_configuration(self, configuration: Configuration) -> bool:
+        """Insert a configuration unless its number is taken (False then): of two searchers making
+        configuration N of the same optimization at once, one wins and the other asks again."""
 
     @abstractmethod
     def configurations(self, optimization_id: str) -> list[Configuration]:

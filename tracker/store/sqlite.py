@@ -594,6 +594,7 @@ class SQLiteStore(BaseStore):
         fingerprints: Sequence[str] | None = None,
         optimization: str | None = None,
         queue: str | None = None,
+        owned: bool = False,
     ) -> tuple[str, list[Any]]:
         """The WHERE clause (or '') and its arguments for the trial filters."""
         where: list[str] = []
@@ -610,6 +611,8 @@ class SQLiteStore(BaseStore):
         if queue:
             where.append("queue = ?")
             args.append(queue)
+        if owned:  # someone renews its heartbeat (not a trial waiting in a queue)
+            where.append("beat IS NOT NULL")
         for name, value in (params or {}).items():
             where.append("id IN (SELECT trial_id FROM params WHERE name = ? AND value = ?)")
             args.extend([name, param_key(value)])
@@ -775,6 +778,14 @@ class SQLiteStore(BaseStore):
                       f"({', '.join('?' * len(_CONF_COLUMNS))})",
                       (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
                        json.dumps(f.values), f.step, f.error, f.finished))
+
+    def add_configuration(self, configuration: Configuration) -> bool:
+        f = configuration
+        with self.transaction() as c:
+            return c.execute(f"INSERT OR IGNORE INTO configurations ({', '.join(_CONF_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(_CONF_COLUMNS))})",
+                             (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
+                              json.dumps(f.values), f.step, f.error, f.finished)).rowcount == 1
 
     def configurations(self, optimization_id: str) -> list[Configuration]:
         rows = self._query(f"SELECT {', '.join(_CONF_COLUMNS)} FROM configurations WHERE optimization_id = ? "
