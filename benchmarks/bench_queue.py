@@ -49,6 +49,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,14 +136,14 @@ class Postgres:
             env = {"PG_PORT": os.environ.get("PG_PORT", "55442"),
                    "PG_STATE_DIR": os.environ.get("PG_STATE_DIR", "/tmp/pg-bench")}
             url = infra_start(ROOT / "tests/infra/postgres.sh", env["PG_STATE_DIR"], env)["DATABASE_URL"]
-        self.server = url.rsplit("/", 1)[0]
+        self.server = urlsplit(url)
         self.name = f"bench_queue_{os.getpid()}_{int(time.time())}"
         self.psql(f"CREATE DATABASE {self.name}")
-        self.url = f"{self.server}/{self.name}"
+        self.url = self.server._replace(path=f"/{self.name}").geturl()
 
     def psql(self, sql: str) -> str:
-        return run([str(PG_BIN / "psql"), f"{self.server}/postgres", "-v", "ON_ERROR_STOP=1", "-qAtX",
-                    "-c", sql]).stdout
+        return run([str(PG_BIN / "psql"), self.server._replace(path="/postgres").geturl(), "-v", "ON_ERROR_STOP=1",
+                    "-qAtX", "-c", sql]).stdout
 
     def version(self) -> str:
         return run([str(PG_BIN / "psql"), self.url, "-qAtX", "-c", "SHOW server_version"]).stdout.strip()
@@ -392,7 +393,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200, help="trials per end-to-end row")
     ap.add_argument("--claims", type=int, default=2000, help="queued trials per claims row")
     ap.add_argument("--workers", default="1,4,8")
-    ap.add_argument("--pg-url", help="a PostgreSQL server URL (a fresh database is made on it)")
+    ap.add_argument("--pg-url", help="a PostgreSQL server's URL (a fresh database is made there, then dropped)")
     ap.add_argument("--stores", default="postgresql,sqlite", help="tracker's stores, a set of rows each")
     ap.add_argument("--pyexp-venv", type=Path, help="a venv with py-experimenter 1.4 (made when missing)")
     ap.add_argument("--backends", default="mariadb,sqlite",
