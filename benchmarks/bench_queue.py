@@ -29,7 +29,7 @@ Without --pg-url a server is started with tests/infra/postgres.sh (PG_PORT, PG_S
 default 55442 and /tmp/pg-bench) and a fresh database is made for the run. Without
 --pyexp-venv a venv is made under the run's temp dir (pip install 'py-experimenter>=1.4,<1.5').
 This file is also the claimer (`--claimer URL QUEUE`, run by tracker's python) and the
-PyExperimenter side (`--pyexp fill|work|count CONFIG CREDENTIALS`, run by that venv's python),
+PyExperimenter side (`--pyexp fill|work|collect CONFIG CREDENTIALS`, run by that venv's python),
 so it imports only the standard library at the top.
 """
 
@@ -310,7 +310,7 @@ def pyexp_files(scratch: Path, backend: str, creds: dict[str, str] | None, table
 
 
 def pyexp_side(action: str, config: str, credentials: str) -> None:
-    """Run inside PyExperimenter's venv: fill the table, work through it, or count its rows by status."""
+    """Inside PyExperimenter's venv: fill the table, work through it, or print its rows' statuses and drop it."""
     import functools
     import logging
 
@@ -331,8 +331,9 @@ def pyexp_side(action: str, config: str, credentials: str) -> None:
             result_processor.process_results({"exit_code": code})  # type: ignore[attr-defined]
 
         experimenter.execute(trial, max_experiments=-1, n_jobs=1)
-    else:
+    else:  # collect: the rows by status, then drop the table
         print(json.dumps(experimenter.get_table()["status"].value_counts().to_dict()))
+        experimenter.delete_table()
 
 
 def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] | None, log: Path, n: int,
@@ -353,7 +354,7 @@ def bench_pyexp(python: str, scratch: Path, backend: str, creds: dict[str, str] 
     wall, cpu = time.time() - launched, children_cpu() - cpu
     if any(codes):
         sys.exit(f"a PyExperimenter worker failed:\n{logs[next(i for i, c in enumerate(codes) if c)].read_text()}")
-    statuses = json.loads(run([*side, "count", str(config), str(credentials)], cwd=scratch).stdout.splitlines()[-1])
+    statuses = json.loads(run([*side, "collect", str(config), str(credentials)], cwd=scratch).stdout.splitlines()[-1])
     executions, duplicates, missing = id_log_counts(log, n)
     return {"tool": "pyexperimenter", "backend": backend, "workers": workers, "trials": n,
             "submit_s": round(fill, 3), "wall_s": round(wall, 3), "trials_per_s": round(n / wall, 2),
