@@ -129,13 +129,14 @@ def machine() -> dict[str, object]:
 
 
 class Postgres:
-    """A PostgreSQL server (started here unless a URL is given) and one fresh database per run."""
+    """A PostgreSQL server (started here unless a URL is given or it runs already) and a fresh database."""
 
     def __init__(self, url: str | None) -> None:
+        self.env = {"PG_PORT": os.environ.get("PG_PORT", "55442"),
+                    "PG_STATE_DIR": os.environ.get("PG_STATE_DIR", "/tmp/pg-bench")}
+        self.started = url is None and not port_open("127.0.0.1", int(self.env["PG_PORT"]))
         if url is None:
-            env = {"PG_PORT": os.environ.get("PG_PORT", "55442"),
-                   "PG_STATE_DIR": os.environ.get("PG_STATE_DIR", "/tmp/pg-bench")}
-            url = infra_start(ROOT / "tests/infra/postgres.sh", env["PG_STATE_DIR"], env)["DATABASE_URL"]
+            url = infra_start(ROOT / "tests/infra/postgres.sh", self.env["PG_STATE_DIR"], self.env)["DATABASE_URL"]
         self.server = urlsplit(url)
         self.name = f"bench_queue_{os.getpid()}_{int(time.time())}"
         self.psql(f"CREATE DATABASE {self.name}")
@@ -149,7 +150,11 @@ class Postgres:
         return run([str(PG_BIN / "psql"), self.url, "-qAtX", "-c", "SHOW server_version"]).stdout.strip()
 
     def drop(self) -> None:
+        """Drop the run's database, and stop the server if this run started it."""
         self.psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        if self.started:
+            subprocess.run([str(ROOT / "tests/infra/postgres.sh"), "stop", self.env["PG_STATE_DIR"]],
+                           capture_output=True, env={**os.environ, **self.env})
 
 
 # ---------------------------------------------------------------------------------------------- 1. claims
