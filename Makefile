@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint bench bench-optimize bench-compare docs clean
+.PHONY: install demo test lint bench bench-optimize bench-compare bench-queue docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-optimize: $(STAMP)  ## tracker optimize against plain Optuna and Guild AI 
 
 bench-compare: $(STAMP)  ## tracker compare over 100k trials against Guild AI and MLflow (about 30 minutes; docs/performance.md)
 	$(BIN)/python benchmarks/bench_compare.py
+
+bench-queue: $(STAMP)  ## queue claims and workers on PostgreSQL against PyExperimenter on MariaDB (about 10 minutes; docs/performance.md)
+	$(BIN)/python benchmarks/bench_queue.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache

@@ -266,3 +266,14 @@ def pg_url(pg_server: str) -> Iterator[str]:
 def pg_empty_url(pg_server: str) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database (no tables: what a new team server gives)."""
     yield from _fresh_database(pg_server, "e")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The store the test's project and workers use: the project's SQLite file, or a fresh PostgreSQL
+    database (through TRACKER_STORE, as a team would point every machine at it)."""
+    if request.param == "sqlite":
+        return None
+    url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("TRACKER_STORE", url)
+    return url

@@ -24,7 +24,8 @@ def test_every_command_group_is_described_in_the_guides() -> None:
                     "tracker remote add", "tracker remote check", "tracker remote trust", "tracker remote attach",
                     "tracker remote status", "tracker remote sync", "tracker storage add", "tracker storage check",
                     "tracker backup --to", "tracker backup list", "tracker backup verify", "tracker restore",
-                    "tracker diff"]:
+                    "tracker diff", "tracker worker", "tracker queue status", "tracker queue submit",
+                    "tracker store migrate", "tracker store info", "tracker optimize", "--queue", "--slurm"]:
         assert command in text, f"{command!r} is not documented"
 
 

@@ -108,7 +108,7 @@ def test_run_queue_and_queue_status_on_the_command_line(project_dir: Path) -> No
     assert code == 2 and "--slots must be at least 1" in err
 
 
-def test_eight_workers_drain_500_trials_each_exactly_once(tmp_path: Path) -> None:
+def test_eight_workers_drain_500_trials_each_exactly_once(tmp_path: Path, backend: str | None) -> None:
     root = make_project(tmp_path / "proj", experiment=LOGGED)
     proj = Project.load(root)
     submit(proj, ["base"], RunOptions(grid={"i": list(range(500))}))
@@ -123,6 +123,7 @@ def test_eight_workers_drain_500_trials_each_exactly_once(tmp_path: Path) -> Non
     assert {t.status for t in trials} == {"completed"} and {t.attempts for t in trials} == {1}
     owners = {t.owner["worker"] for t in trials}
     assert len(owners) > 1  # they shared the work
+    assert (root / ".tracker" / "tracker.db").exists() == (backend is None)  # all in PostgreSQL when it is used
 
 
 SLOW_FIRST = textwrap.dedent("""\
@@ -133,7 +134,7 @@ SLOW_FIRST = textwrap.dedent("""\
 
 
 def test_a_worker_killed_mid_trial_loses_it_and_it_is_requeued_and_completed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str | None) -> None:
     root = make_project(tmp_path / "proj", experiment=SLOW_FIRST)
     (root / "tracker.yaml").write_text("name: demo\nseeds: [11]\nmaster_seed: 1\ndefaults: {lease: 3}\n")
     git(root, "commit", "-qam", "lease")

@@ -29,7 +29,8 @@ def workers(project: Project, n: int, *args: str) -> list[str]:
     return errs
 
 
-def test_three_workers_cover_a_grid_exactly_once(search_project: Project, objective_log: ObjectiveLog) -> None:
+def test_three_workers_cover_a_grid_exactly_once(search_project: Project, objective_log: ObjectiveLog,
+                                                  backend: str | None) -> None:
     record = distributed.start(search_project, "grid", OptimizeOptions(strategy="grid", seeds=2), queue="default")
     assert record.settings["budget"] == len(GRID) and record.owner == {}
     assert search_project.store.count(status="queued") == 2  # its first configuration waits for workers
@@ -46,6 +47,7 @@ def test_three_workers_cover_a_grid_exactly_once(search_project: Project, object
     assert point(best.params) == (0.3, 3, "tanh")
     code, out, _ = cli("optimize", "best", record.id)
     assert code == 0 and "0.3" in out
+    assert (search_project.root / ".tracker" / "tracker.db").exists() == (backend is None)
 
 
 def test_workers_share_a_tpe_study_within_its_budget_and_a_resume_goes_on(search_project: Project) -> None:

@@ -131,25 +131,3 @@ def test_a_password_in_the_url_is_never_printed(ran: Project, pg_empty_url: str)
     assert "PGPASSWORD" in stderr and len(stderr.strip().splitlines()) <= 2
     code, _, stderr = cli("store", "migrate", "--to", f"postgresql://me:hunter2pw@127.0.0.1:{port}/tracker")
     assert code == 1 and "hunter2pw" not in stderr
-
-
-def test_workers_drain_a_postgres_queue_each_trial_exactly_once(
-        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import make_project
-    from tests.queue.test_queue import LOGGED, worker_proc
-    from tracker.queue.submit import submit
-
-    root = make_project(tmp_path / "proj", experiment=LOGGED)
-    monkeypatch.setenv("TRACKER_STORE", pg_url)
-    proj = Project.load(root)
-    submit(proj, ["base"], RunOptions(grid={"i": list(range(60))}))
-    assert proj.store.count(status="queued", queue="default") == 60
-    workers = [worker_proc(root, "--idle-exit", "0", "--poll", "0.2", store=pg_url) for _ in range(4)]
-    for w in workers:
-        _, err = w.communicate(timeout=600)
-        assert w.returncode == 0, err
-    ids = (tmp_path / "ids.log").read_text().split()
-    trials = proj.store.list_trials()
-    assert len(ids) == 60 and sorted(ids) == sorted(t.id for t in trials)  # none twice, none missed
-    assert {t.status for t in trials} == {"completed"} and {t.attempts for t in trials} == {1}
-    assert not (root / ".tracker" / "tracker.db").exists()  # everything went to PostgreSQL

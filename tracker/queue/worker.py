@@ -209,7 +209,7 @@ class _Worker:
                     self.store.requeue(trial.id, expected=["failed"])  # another worker may have its code
                     raise
                 idle_since = time.monotonic()
-                yield self.store.get(trial.id)
+                yield trial  # as claimed: running, ours
                 continue
             if self._search():
                 continue  # a distributed optimization queued its next configuration: claim a seed of it

@@ -107,6 +107,16 @@ def where_of(experiment: str | Sequence[str] | None = None, status: str | Sequen
     return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
 
+def _assignments(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """``column = %s`` for each field a status change or update may set, and the values (JSON as text)."""
+    columns = {_FIELDS.get(k, k): v for k, v in fields.items()}
+    bad = set(columns) - _UPDATABLE
+    if bad:
+        raise ValueError(f"cannot update {sorted(bad)}")
+    return ([f"{k} = %s" for k in columns],
+            [json.dumps(v) if k in _JSON else (int(v) if k == "dirty" else v) for k, v in columns.items()])
+
+
 def connect(url: str) -> Any:
     """A psycopg connection (autocommit: writes open their own transactions) reading json as text.
 
@@ -322,11 +332,14 @@ class PostgresStore(BaseStore):
             raise ValueError(f"no trial may become {status!r} from {sorted(expected or [])}")
         if status == "running":  # a new owner starts afresh: no stale stop request
             fields = {"stop_requested": None, **fields}
-        c.execute("UPDATE trials SET status = %s WHERE id = %s AND status = ANY(%s)",
-                  (status, trial_id, sorted(allowed)))
+        columns, values = _assignments(fields)
+        # the compare-and-set, the fields and the history in one statement (one round trip)
+        c.execute(f"WITH changed AS (UPDATE trials SET {', '.join(['status = %s', *columns])} "
+                  "WHERE id = %s AND status = ANY(%s) RETURNING id) "
+                  "INSERT INTO events (trial_id, ts, kind, message) SELECT id, %s, 'status', %s FROM changed",
+                  (status, *values, trial_id, sorted(allowed), now(), f"{status}: {event}" if event else status))
         if c.rowcount == 0:
             return False
-        self._set(c, trial_id, fields)
         if status in _ENDS_ATTEMPT and fields.get("error"):  # a queue trial keeps every attempt's error
             c.execute("SELECT errors, attempts, owner ->> 'worker' FROM trials WHERE id = %s AND queue IS NOT NULL",
                       (trial_id,))
@@ -335,19 +348,14 @@ class PostgresStore(BaseStore):
                 entry = {"attempt": row[1], "status": status, "error": fields["error"], "at": now(), "worker": row[2]}
                 c.execute("UPDATE trials SET errors = %s WHERE id = %s",
                           (json.dumps([*json.loads(row[0]), entry]), trial_id))
-        self._event(c, trial_id, "status", f"{status}: {event}" if event else status)
         return True
 
     @staticmethod
     def _set(c: Any, trial_id: str, fields: dict[str, Any]) -> bool:
-        columns = {_FIELDS.get(k, k): v for k, v in fields.items()}
-        bad = set(columns) - _UPDATABLE
-        if bad:
-            raise ValueError(f"cannot update {sorted(bad)}")
+        columns, values = _assignments(fields)
         if not columns:
             return True
-        values = [json.dumps(v) if k in _JSON else (int(v) if k == "dirty" else v) for k, v in columns.items()]
-        c.execute(f"UPDATE trials SET {', '.join(f'{k} = %s' for k in columns)} WHERE id = %s", (*values, trial_id))
+        c.execute(f"UPDATE trials SET {', '.join(columns)} WHERE id = %s", (*values, trial_id))
         return c.rowcount > 0
 
     @staticmethod
@@ -431,21 +439,26 @@ class PostgresStore(BaseStore):
 
     def claim(self, queue: str, owner: dict[str, Any], *, lease: float, limit: int = 1,
               at: float | None = None) -> list[Trial]:
-        """Take up to ``limit`` of the oldest queued trials of ``queue``: the rows are locked with
-        ``FOR UPDATE SKIP LOCKED``, so concurrent claimers (any machine) each take other trials, never wait."""
+        """Take up to ``limit`` of the oldest queued trials of ``queue`` in one statement (one round trip, its
+        own transaction): the rows are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent claimers (any
+        machine) each take other trials and never wait; the claim's event is written by the same statement."""
         at = time.time() if at is None else at
         who = owner.get("worker") or owner.get("host") or "a worker"
-        with self.transaction() as c:
-            c.execute("UPDATE trials SET attempts = attempts + 1 WHERE id IN (SELECT id FROM trials "
-                      "WHERE queue = %s AND status = 'queued' ORDER BY created, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
-                      "RETURNING id, attempts, max_attempts", (queue, limit))
-            rows = c.fetchall()
-            for trial_id, attempts, most in rows:
-                self._transition(c, trial_id, "running", ["queued"],
-                                 f"claimed by {who} (attempt {attempts} of {max(most, attempts)})",
-                                 {"owner": owner, "beat": at, "lease": lease, "started": now(), "handle": {},
-                                  "pid": None, "host": owner.get("host")})
-        return self.list_trials(ids=[r[0] for r in rows]) if rows else []
+        stamp = now()
+        columns = ", ".join(f"t.{c}" for c in _COLUMNS)
+        rows = self._query(
+            "WITH picked AS (SELECT id FROM trials WHERE queue = %(queue)s AND status = 'queued' "
+            "ORDER BY created, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
+            "claimed AS (UPDATE trials AS t SET status = 'running', attempts = t.attempts + 1, owner = %(owner)s, "
+            "beat = %(at)s, lease = %(lease)s, started = %(stamp)s, handle = '{}', pid = NULL, host = %(host)s, "
+            f"stop_requested = NULL FROM picked WHERE t.id = picked.id RETURNING {columns}, t.seq), "
+            "noted AS (INSERT INTO events (trial_id, ts, kind, message) SELECT id, %(stamp)s, 'status', "
+            "'running: claimed by ' || %(who)s || ' (attempt ' || attempts || ' of ' || "
+            "GREATEST(max_attempts, attempts) || ')' FROM claimed) "
+            f"SELECT {', '.join(_COLUMNS)} FROM claimed ORDER BY created, seq",
+            {"queue": queue, "limit": limit, "owner": json.dumps(owner), "at": at, "lease": lease, "stamp": stamp,
+             "host": owner.get("host"), "who": who})
+        return [_row_to_trial(r) for r in rows]
 
     def requeue(self, trial_id: str, *, expected: Iterable[str] = ("lost", "cancelled")) -> bool:
         """Put an ended queue trial back in its queue while it has attempts left (see BaseStore.requeue)."""
