@@ -14,7 +14,7 @@ from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
-from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial
+from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial, now
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TrialDetail:
     artifacts: list[tuple[str, int, str]]
     directory: Path
     events: list[Event]
+    slurm: str | None = None  # the SLURM state of the task that runs it (tracker run --slurm)
 
     def as_dict(self) -> dict[str, Any]:
         series: dict[str, list[dict[str, Any]]] = {}
@@ -39,6 +40,7 @@ class TrialDetail:
             "environment": self.environment,
             "artifacts": [{"path": a, "size": s, "sha256": h} for a, s, h in self.artifacts],
             "events": [{"ts": e.ts, "kind": e.kind, "message": e.message} for e in self.events],
+            "slurm_state": self.slurm,
         }
 
 
@@ -177,12 +179,19 @@ def note(project: Project, ref: str, text: str) -> Trial:
 
 
 def show(project: Project, ref: str) -> TrialDetail:
-    """One trial in detail."""
+    """One trial in detail (with its SLURM task's state when a SLURM task runs it)."""
     store = project.store
     trial = store.get(ref)
     return TrialDetail(trial, store.metrics(trial.id),
                        store.environment(trial.env_id) if trial.env_id else None,
-                       store.artifacts(trial.id), project.paths.trial_dir(trial.id), store.events(trial.id))
+                       store.artifacts(trial.id), project.paths.trial_dir(trial.id), store.events(trial.id),
+                       _slurm_state(project, trial))
+
+
+def _slurm_state(project: Project, trial: Trial) -> str | None:
+    from tracker.slurm import control
+
+    return control.state(project, trial) if control.is_slurm(trial) else None
 
 
 def log_path(project: Project, ref: str, stream: str = "stdout") -> tuple[Trial, Path]:
@@ -292,15 +301,23 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     The stop request is recorded in the store; the process that drives the trial (this
     machine's or another's) stops it: SIGTERM to everything it started, SIGKILL after the
     grace period. A trial on an SSH host whose client is gone is stopped over SSH from here.
+    A SLURM task that runs only this trial is scancelled too. A trial waiting in a queue
+    ends ``cancelled`` at once (no worker claims it any more).
     """
     from tracker.execution.driver import adopt_and_stop
 
     store = project.store
     lifecycle.reconcile(project)
     trial = store.get(ref)
+    if trial.status == "queued" and trial.queue:
+        return _stop_queued(project, trial)
     if trial.status != "running":
         raise UsageError(f"trial {trial.id} is {trial.status}, not running")
     store.request_stop(trial.id, "cancelled by the user")
+    if trial.handle.get("slurm"):
+        from tracker.slurm import control
+
+        control.stop_task(project, trial)
     grace = project.config.defaults.grace
     deadline = time.monotonic() + (wait if wait is not None else grace + 15)
     while time.monotonic() < deadline:
@@ -311,6 +328,18 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
             return adopt_and_stop(project, current)
         time.sleep(0.2)
     return store.get(trial.id)
+
+
+def _stop_queued(project: Project, trial: Trial) -> Trial:
+    """A waiting queue trial ends cancelled; SLURM tasks no waiting trial needs are cancelled."""
+    if not project.store.transition(trial.id, "cancelled", expected=["queued"], finished=now(),
+                                    error="cancelled by the user"):
+        return stop(project, trial.id)  # a worker claimed it meanwhile: stop it where it runs
+    from tracker.slurm import control
+
+    if control.is_slurm(trial):
+        control.trim(project, trial.queue)
+    return project.store.get(trial.id)
 
 
 @dataclass(frozen=True)

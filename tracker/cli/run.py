@@ -22,6 +22,7 @@ from tracker.cli._common import (
     project,
 )
 from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION, submit_and_report
+from tracker.cli.slurm import ARRAY_PARALLEL, CPUS, GPUS, MEM, PARTITION, TIME
 
 
 def run(
@@ -44,6 +45,14 @@ def run(
                                "processes on any machine instead of running them here."),
     queue_name: str = QUEUE_OPTION,
     max_attempts: int = MAX_ATTEMPTS_OPTION,
+    slurm: bool = typer.Option(False, "--slurm", help="Submit the trials to SLURM as job arrays of workers "
+                               "(docs/slurm.md); prints the array job ids."),
+    partition: str = PARTITION,
+    time_limit: str = TIME,
+    gpus: str = GPUS,
+    cpus: int = CPUS,
+    mem: str = MEM,
+    array_parallel: int = ARRAY_PARALLEL,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run EXPERIMENTS: fixed params x grid x seeds, each trial tied to the current commit.
@@ -60,15 +69,22 @@ def run(
         tracker run baseline --grid lr=[0.1,0.01] --dry-run
         tracker run baseline wide deep -j 4   # three experiments, one run
         tracker run baseline --seeds 10 --queue   # for workers: tracker worker
+        tracker run baseline --seeds 10 --slurm --time 1:00:00 --gpus 1
     """
+    from tracker.errors import UsageError
     from tracker.runs import RunOptions, run_experiments
 
     proj = project()
-    if not queue and (queue_name != "default" or max_attempts is not None):
-        from tracker.errors import UsageError
-
+    resources = {"--partition": partition, "--time": time_limit, "--gpus": gpus, "--cpus": cpus, "--mem": mem,
+                 "--array-parallel": array_parallel}
+    if not slurm and any(v is not None for v in resources.values()):
+        raise UsageError(f"{next(k for k, v in resources.items() if v is not None)} applies to SLURM runs",
+                         hint="add --slurm")
+    if slurm and (queue or queue_name != "default"):
+        raise UsageError("--slurm runs its trials in a queue of its own", hint="drop --queue/--queue-name")
+    if not (queue or slurm) and (queue_name != "default" or max_attempts is not None):
         raise UsageError(f"{'--queue-name' if queue_name != 'default' else '--max-attempts'} applies to queued "
-                         "trials", hint="add --queue")
+                         "trials", hint="add --queue or --slurm")
     had_seeds = bool(proj.config.seeds)
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
@@ -79,6 +95,15 @@ def run(
     )
     if queue:
         submit_and_report(proj, experiments, options, queue_name, max_attempts, as_json)
+        _note_new_seeds(proj, had_seeds)
+        return
+    if slurm:
+        from tracker.cli import slurm as slurm_cli
+        from tracker.slurm.submit import SlurmOptions
+
+        slurm_cli.submit_and_report(proj, experiments, options,
+                                    SlurmOptions(partition, time_limit, gpus, cpus, mem, array_parallel),
+                                    max_attempts, as_json)
         _note_new_seeds(proj, had_seeds)
         return
     title = ", ".join(dict.fromkeys(experiments))

@@ -191,6 +191,11 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
             lines.append(f"autolog     {name}: {fmt_params(desc.get('params', {}))}")
     if detail.artifacts:
         lines.append("outputs     " + ", ".join(f"{a} ({s} B)" for a, s, _ in detail.artifacts))
+    if detail.slurm:
+        task = t.handle.get("slurm") or {}
+        name = f"task {task['array_job_id']}_{task['array_task_id']}" if "array_task_id" in task \
+            else f"job {task['job_id']}" if task else "queue"
+        lines.append(f"slurm       {name}: {detail.slurm}")
     if t.stop_requested and t.status == "running":
         lines.append(f"stopping    {t.stop_requested}")
     if t.error:
@@ -290,7 +295,8 @@ def stop(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
     """Stop a running trial, local or remote, from any shell; it ends as cancelled.
 
     The trial gets SIGTERM (its whole process tree), then SIGKILL after the grace
-    period (defaults.grace in tracker.yaml). Re-run it with 'tracker trials reset ID --run'.
+    period (defaults.grace in tracker.yaml). A trial waiting in a queue (tracker run --queue
+    or --slurm) is cancelled before any worker takes it. Re-run it with 'tracker trials reset ID --run'.
     """
     from tracker import trials
 
