@@ -206,3 +206,15 @@ def tracked_edit(proj: Any, message: str, *, commit: bool) -> Iterator[list[Path
     elif outcome.changed:
         info(f"note: {shown} now differs from the last commit; trials run before you commit it are marked "
              "dirty (commit it, or pass --commit to let tracker commit just this file)")
+
+
+def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: str, as_json: bool) -> None:
+    """What a ``--dry-run`` would do: each trial spec (``action``: run, queue) and each trial it skips."""
+    rows = [(s.experiment, s.seed, s.params, action) for s in specs]
+    rows += [(t.experiment, t.seed, t.params, f"skip: {t.status} as {t.id}") for t in skipped]
+    if as_json:
+        emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != action}
+                   for e, seed, p, what in rows])
+    else:
+        emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
+                   ["#", "experiment", "seed", "params", "plan"], title=title)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_params, info, parse_assignments, project
+from tracker.cli._common import JSON_OPTION, emit_json, emit_plan, emit_table, info, parse_assignments, project
 
 app = typer.Typer(help="Queue trials in the store for workers on any machine (see also 'tracker worker').",
                   no_args_is_help=True)
@@ -24,15 +24,8 @@ def submit_and_report(proj: Any, experiments: list[str], options: Any, queue: st
 
     result = submit(proj, experiments, options, queue=queue, max_attempts=max_attempts)
     if options.dry_run:
-        rows = [(s.experiment, s.seed, s.params, "queue") for s in result.specs]
-        rows += [(t.experiment, t.seed, t.params, f"skip: {t.status} as {t.id}") for t in result.skipped]
-        if as_json:
-            emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != "queue"}
-                       for e, seed, p, what in rows])
-        else:
-            emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
-                       ["#", "experiment", "seed", "params", "plan"],
-                       title=f"{len(result.specs)} trials would be queued in {queue!r}, {len(result.skipped)} skipped")
+        emit_plan(result.specs, result.skipped, "queue", f"{len(result.specs)} trials would be queued in "
+                  f"{queue!r}, {len(result.skipped)} skipped", as_json)
         return
     if as_json:
         emit_json({"run_id": result.run_id, "queue": queue, "queued": [t.summary() for t in result.trials],

@@ -12,6 +12,7 @@ import typer
 from tracker.cli._common import (
     JSON_OPTION,
     emit_json,
+    emit_plan,
     emit_table,
     fmt_duration,
     fmt_metrics,
@@ -114,15 +115,8 @@ def run(
         reporter.close()
     _note_new_seeds(proj, had_seeds)
     if dry_run:
-        rows = [(s.experiment, s.seed, s.params, "run") for s in result.specs]
-        rows += [(t.experiment, t.seed, t.params, f"skip: completed as {t.id}") for t in result.skipped]
-        if as_json:
-            emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != "run"}
-                       for e, seed, p, what in rows])
-        else:
-            emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
-                       ["#", "experiment", "seed", "params", "plan"],
-                       title=f"{len(result.specs)} trials would run, {len(result.skipped)} skipped")
+        emit_plan(result.specs, result.skipped, "run",
+                  f"{len(result.specs)} trials would run, {len(result.skipped)} skipped", as_json)
         return
     if not result.trials:
         info(f"nothing to run: all {len(result.skipped)} trial(s) of {title} already completed with the same "

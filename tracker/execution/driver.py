@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +82,7 @@ class Driver:
         self.running: dict[str, _Running] = {}
         self.owned: set[str] = set()
         self._configs: dict[str, ExperimentConfig] = {}
-        self._beating: threading.Event | None = None
+        self._beating = False
         self._next_stop_check = 0.0
         self.max_failures = max_failures  # 0: never stop early
         self._failures: dict[tuple[int | None, str], int] = {}
@@ -109,27 +108,21 @@ class Driver:
         A thread of its own, so a long code sync, environment build or slow poll never lets
         a live run's trials expire; it stops with the process (kill -9, SIGSTOP), as it should.
         """
-        if self._beating is not None:  # already beating (nested)
+        if self._beating:  # already beating (nested)
             yield
             return
-        stop = self._beating = threading.Event()
-        interval = min(self.lease / 4, 15.0)
 
         def beat() -> None:
-            while not stop.wait(interval):
-                ids = tuple(self.owned)
-                if ids:
-                    with contextlib.suppress(TrackerError):  # a busy store: the next beat will do
-                        self.store.heartbeat(ids)
+            ids = tuple(self.owned)
+            if ids:
+                self.store.heartbeat(ids)
 
-        thread = threading.Thread(target=beat, name="tracker-heartbeat", daemon=True)
-        thread.start()
+        self._beating = True
         try:
-            yield
+            with lifecycle.renewing(min(self.lease / 4, 15.0), beat, "tracker-heartbeat"):
+                yield
         finally:
-            stop.set()
-            thread.join()
-            self._beating = None
+            self._beating = False
 
     def run(self, feed: Iterable[Trial | None]) -> None:
         """Run every trial ``feed`` yields (``None``: nothing now, ask again when a trial ends)."""

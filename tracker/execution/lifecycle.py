@@ -14,7 +14,9 @@ import math
 import os
 import re
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,31 @@ def owner_alive(trial: Trial) -> bool:
     if not trial.owner or trial.heartbeat is None or owner_dead(trial.owner):
         return False
     return trial.heartbeat + (trial.lease or 60) >= time.time()
+
+
+@contextlib.contextmanager
+def renewing(interval: float, renew: Callable[[], None], name: str) -> Iterator[None]:
+    """Call ``renew`` every ``interval`` s in a thread of its own while the block runs (a heartbeat).
+
+    A store that is busy for a moment raises TrackerError: that renewal is skipped, the next
+    one will do. The thread dies with the process (kill -9, SIGSTOP), as a heartbeat should.
+    """
+    from tracker.errors import TrackerError
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(TrackerError):
+                renew()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def read_pids(directory: Path) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -257,20 +256,11 @@ class _Worker:
             self.id, self.options.queue, socket.gethostname(), os.getpid(), self.options.slots, now(), time.time(),
             lease, info={"commit": self.code.commit, "root": str(self.project.root), "python": sys.version.split()[0],
                          **({"slurm": self.slurm} if self.slurm else {})}))
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(min(lease / 4, 15.0)):
-                with contextlib.suppress(TrackerError):
-                    self.store.worker_beat(self.id, running=list(self.driver.running), done=self.done)
-
-        thread = threading.Thread(target=beat, name="tracker-worker-heartbeat", daemon=True)
-        thread.start()
         try:
-            yield
+            with lifecycle.renewing(min(lease / 4, 15.0), lambda: self.store.worker_beat(
+                    self.id, running=list(self.driver.running), done=self.done), "tracker-worker-heartbeat"):
+                yield
         finally:
-            stop.set()
-            thread.join()
             with contextlib.suppress(TrackerError):
                 self.store.worker_beat(self.id, running=[], done=self.done)
                 self.store.end_worker(self.id)
