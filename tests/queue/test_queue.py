@@ -234,3 +234,16 @@ def test_a_worker_runs_a_trial_of_other_code_in_its_own_work_tree(tmp_path: Path
     assert "cannot run trial" in err and "git fetch" in err and "Traceback" not in err
     back = proj.store.get(late.id)
     assert back.status == "queued" and back.errors[0]["status"] == "failed" and back.attempts == 1
+
+
+def test_a_worker_backs_up_what_it_completed_and_run_only_options_are_refused(project_dir: Path) -> None:
+    code, _, err = cli("storage", "add", "disk", "--type", "local", "--path", str(project_dir.parent / "bk"))
+    assert code == 0, err
+    git(project_dir, "commit", "-qam", "storage")
+    proj = Project.find()
+    [trial] = submit(proj, ["base"], RunOptions(seeds=[11], params={"lr": 0.1}, grid={}, backup_to="disk")).trials[:1]
+    done = run_worker(Project.find(), WorkerOptions(idle_exit=0))
+    assert trial.id in done.trials
+    assert (project_dir.parent / "bk").is_dir() and any((project_dir.parent / "bk").rglob(f"*{trial.id}*"))
+    code, _, err = cli("run", "base", "--queue", "--max-failures", "2")
+    assert code == 2 and "--max-failures" in err and "workers" in err

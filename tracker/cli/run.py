@@ -86,6 +86,9 @@ def run(
     if not (queue or slurm) and (queue_name != "default" or max_attempts is not None):
         raise UsageError(f"{'--queue-name' if queue_name != 'default' else '--max-attempts'} applies to queued "
                          "trials", hint="add --queue or --slurm")
+    if (queue or slurm) and max_failures is not None:
+        raise UsageError("--max-failures stops a run that starts its own trials; queued trials are started by "
+                         "workers, each on its own", hint="drop --max-failures, or run without --queue/--slurm")
     had_seeds = bool(proj.config.seeds)
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),

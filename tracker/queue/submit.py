@@ -70,5 +70,6 @@ def submit(project: Project, names: Sequence[str], options: RunOptions, *, queue
         env_ids[name] = record_environment(project, config.command_argv(), None)
         project.store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
     run_id, trials = create_trials(project, specs, planned.configs, planned.code, env_ids, "queue", options.tags,
-                                   queue=queue, max_attempts=attempts)
+                                   queue=queue, max_attempts=attempts,
+                                   extra={"backup_to": options.backup_to} if options.backup_to else None)
     return SubmitResult(run_id, queue, specs, trials, skipped)

@@ -238,6 +238,11 @@ class _Worker:
     def _ended(self, trial: Trial) -> None:
         self.done += 1
         self.code_dirs.pop(trial.id, None)
+        target = trial.extra.get("backup_to") or self.config_of(trial).backup
+        if target and trial.status == "completed":  # as 'tracker run' does: --backup-to, else the experiment's
+            from tracker.storage.backup import backup_completed
+
+            backup_completed(self.project, target, [trial], self.reporter)
         if trial.extra.get("optimization"):
             from tracker.search import distributed
 
