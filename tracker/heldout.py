@@ -131,7 +131,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     before, ``reporter`` gets a warning saying so and the run is numbered accordingly.
     """
     from tracker import runs
-    from tracker.execution.driver import Driver
     from tracker.execution.lifecycle import reconcile
 
     reporter = reporter or Reporter()
@@ -159,18 +158,10 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     specs = [TrialSpec(name, t.params, t.seed, phase="test",
                        extra={"eval_seeds": {"test": seeds}, "test": {**info, "source": t.id}})
              for t in selection.sources]
-    options = runs.RunOptions(parallel=parallel)
-    given = executor
-    executor = executor or runs.make_executor(project, options)
-    venv = None
-    if given is None:
-        executor, venv = runs.in_venv(project, options, executor, reporter)
+    start = runs.launcher(project, runs.RunOptions(parallel=parallel), reporter, executor)
+    start.prepare()
     reconcile(project)
-    env_id = runs.record_environment(project, config.phase("test").argv(config.command), venv)
-    project.store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
-    run_id, _ = runs.create_trials(project, specs, {name: config}, code, {name: env_id}, executor.name,
-                                   ["test"])
-    driver = Driver(project, executor, reporter, max_failures=0)
-    with runs.sigterm_as_interrupt():
-        driver.drive(project.store.list_trials(run_id=run_id))
-    return TestResult(selection, run, earlier, project.store.list_trials(run_id=run_id))
+    env_ids = start.record({name: config}, phase="test")
+    trials = start.create(specs, {name: config}, code, env_ids, ["test"])
+    final = start.drive(trials, start.driver(max_failures=0))
+    return TestResult(selection, run, earlier, final)

@@ -15,24 +15,18 @@ settings are skipped unless ``rerun`` is set: each trial carries a fingerprint o
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import signal
-import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker import environment, experiments, gitinfo, venvs
+from tracker import experiments, gitinfo, venvs
 from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import GitError, ProjectError, TrackerError, UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
-from tracker.execution.driver import Driver
-from tracker.execution.launch import build
 from tracker.experiments import TrialSpec
+from tracker.launch import Launcher, fingerprint, spec_fingerprints
+from tracker.launch import create_trials as create_trials  # re-exported: tests and plug-ins make trials by hand
 from tracker.project import Project
 from tracker.store import Trial, now
 
@@ -65,6 +59,7 @@ class Plan:
     specs: list[TrialSpec]
     skipped: list[Trial]
     code: gitinfo.CodeState | None  # None only for a dry run outside git
+    prints: list[str | None] = field(default_factory=list)  # each spec's fingerprint, computed once (with code)
 
 
 @dataclass(frozen=True)
@@ -82,27 +77,6 @@ class RunResult:
     @property
     def failed(self) -> list[Trial]:
         return [t for t in self.trials if t.status != "completed"]
-
-
-def new_id() -> str:
-    """A new trial id: 12 hex digits (type any unique prefix to refer to it)."""
-    return uuid.uuid4().hex[:12]
-
-
-def fingerprint(experiment: str, params: dict[str, Any], seed: int | None, code: gitinfo.CodeState,
-                config: ExperimentConfig) -> str | None:
-    """What makes two trials the same: experiment, params, seed, code and experiment settings.
-
-    The code is the commit plus a hash of the uncommitted changes (a dirty tree with another
-    patch is other code); the settings are the experiment file's effective config. None
-    when the code cannot be named (no commit yet).
-    """
-    if not code.commit:
-        return None
-    patch = hashlib.sha256(code.patch).hexdigest() if code.dirty else None
-    blob = json.dumps([experiment, params, seed, code.commit, patch, experiments.config_hash(config)],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def unknown_params(name: str, config: ExperimentConfig, options: RunOptions) -> list[str]:
@@ -133,6 +107,8 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
         raise UsageError("name at least one experiment to run", hint="see 'tracker experiments list'")
     configs = {name: experiments.load(project, name) for name in names}  # every name, before any work
     _check_max_failures(options.max_failures)
+    if options.parallel is not None and options.parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {options.parallel}")
     for name, config in configs.items():
         target = options.backup_to or config.backup
         if target and target not in project.config.storage:
@@ -153,14 +129,23 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
         if not expanded:
             raise UsageError(f"experiment {name!r} expands to no trials")
         specs += expanded
+    if code is None:
+        return Plan(configs, specs, [], None)
+    prints = spec_fingerprints(specs, code, configs)
     skipped: list[Trial] = []
-    if code is not None and not options.rerun:
-        prints = [fingerprint(s.experiment, s.params, s.seed, code, configs[s.experiment]) for s in specs]
+    if not options.rerun:
         done = {t.extra["fingerprint"]: t for t in project.store.list_trials(fingerprints=[p for p in prints if p])
                 if t.status == "completed"}
         skipped = [done[p] for p in prints if p in done]
-        specs = [s for s, p in zip(specs, prints, strict=True) if p not in done]
-    return Plan(configs, specs, skipped, code)
+        specs, prints = keep_specs(specs, prints, done)
+    return Plan(configs, specs, skipped, code, prints)
+
+
+def keep_specs(specs: list[TrialSpec], prints: list[str | None], drop: Container[str | None]
+          ) -> tuple[list[TrialSpec], list[str | None]]:
+    """The specs (and their fingerprints) whose fingerprint is not in ``drop``."""
+    kept = [(s, p) for s, p in zip(specs, prints, strict=True) if p not in drop]
+    return [s for s, _ in kept], [p for _, p in kept]
 
 
 def _check_max_failures(value: int) -> None:
@@ -177,78 +162,12 @@ def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv 
     return open_executor(project, "local", parallel=options.parallel, venv=venv)
 
 
-def in_venv(project: Project, options: RunOptions, executor: BaseExecutor,
-             reporter: Reporter) -> tuple[BaseExecutor, venvs.ProjectEnv | None]:
-    """The executor to use and the project's venv (built on first need) when tracker.yaml switches
-    it on for a local run; remotes build their own environment, so they keep ``executor``."""
-    venv = None if options.remote else venvs.prepare(project, reporter)
-    return (make_executor(project, options, venv) if venv else executor), venv
-
-
-def record_environment(project: Project, argv: list[str], venv: venvs.ProjectEnv | None) -> str:
-    """Capture and store the environment ``argv`` runs in (in ``venv`` when given); return its id."""
-    env = environment.capture(argv, project.paths.state / "environments.json",
-                              path=venv.variables()["PATH"] if venv else None)
-    if venv:
-        env["venv"] = venv.describe()
-    env_id = environment.env_id(env)
-    project.store.save_environment(env_id, env)
-    return env_id
-
-
-def create_trials(project: Project, specs: list[TrialSpec], configs: dict[str, ExperimentConfig],
-                  code: gitinfo.CodeState, env_ids: dict[str, str], executor: str,
-                  tags: Sequence[str] = (), *, run_id: str | None = None,
-                  extra: dict[str, Any] | None = None, queue: str | None = None,
-                  max_attempts: int = 1) -> tuple[str, list[Trial]]:
-    """Insert queued trials for ``specs`` (one run), owned by this process, and prepare their directories.
-
-    Every trial gets its experiment file's ``tags`` plus ``tags`` (the run's ``--tag``), and
-    ``extra`` in its record (an optimization's id and configuration number). With ``queue``
-    they wait there for ``tracker worker`` instead, owned by nobody, with what a worker on
-    another machine needs kept in the store: the code patch and the experiment's settings
-    (``extra.patch_sha256``, ``extra.config_sha256``).
-    """
-    run_id = run_id or new_id()
-    created = now()
-    me: dict[str, Any] = {} if queue else lifecycle.owner()
-    beat = None if queue else time.time()
-    lease = project.config.defaults.lease
-    shared: dict[str, dict[str, Any]] = {name: {} for name in configs}
-    if queue:
-        patch = {"patch_sha256": project.store.put_blob(code.patch)} if code.patch else {}
-        for name, config in configs.items():
-            blob = json.dumps(config.model_dump(mode="json", exclude_unset=True), sort_keys=True).encode()
-            shared[name] = {**patch, "config_sha256": project.store.put_blob(blob)}
-    evaluation = {name: {"validate": experiments.evaluation_seeds(
-                      project, name, config, "validate", [s.seed for s in specs if s.experiment == name])}
-                  for name, config in configs.items() if "validate" in config.phases}
-    trials = []
-    for s in specs:
-        config = configs[s.experiment]
-        own = {**(extra or {}), **s.extra}
-        key = None  # only training trials are skipped when done before (a test is never re-used)
-        if s.phase == "train":
-            key = fingerprint(s.experiment, s.params, s.seed, code, config)
-            if s.experiment in evaluation:
-                own["eval_seeds"] = evaluation[s.experiment]
-        trials.append(Trial(
-            id=new_id(), experiment=s.experiment, status="queued", seed=s.seed, params=s.params,
-            created=created, run_id=run_id, command=config.phase(s.phase).argv(config.command), phase=s.phase,
-            commit=code.commit, branch=code.branch, dirty=code.dirty, snapshot=code.snapshot,
-            executor=executor, env_id=env_ids[s.experiment], owner=me, heartbeat=beat, lease=lease,
-            extra={**own, **shared[s.experiment], **({"fingerprint": key} if key else {}),
-                   **({"code_patch_redacted": list(code.redacted)} if code.redacted else {})},
-            tags=list(dict.fromkeys([*config.tags, *tags])), queue=queue, max_attempts=max_attempts))
-    project.store.add_trials(trials)
-    if code.snapshot:
-        gitinfo.pin(project.root, [t.id for t in trials], code.snapshot)
-    if queue:  # the worker that claims a trial makes its directory; making it here would race that worker
-        return run_id, trials
-    for trial in trials:
-        launch = build(trial, configs[trial.experiment], project.paths.trial_dir(trial.id), project.root)
-        lifecycle.prepare_dir(project, trial, code.patch, launch)
-    return run_id, trials
+def launcher(project: Project, options: RunOptions, reporter: Reporter | None = None,
+             executor: BaseExecutor | None = None) -> Launcher:
+    """The launcher for a run's trials: ``executor`` as given, else the one ``options`` choose
+    (local trials in the project's venv when tracker.yaml switches it on)."""
+    return Launcher(project, reporter, executor=executor, local=not options.remote,
+                    choose=lambda venv: make_executor(project, options, venv))
 
 
 def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
@@ -261,9 +180,6 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     """
     reporter = reporter or Reporter()
     names = list(dict.fromkeys(names))
-    given = executor
-    if not options.dry_run:
-        executor = executor or make_executor(project, options)  # a bad --remote or --parallel fails here
     planned = plan(project, names, options, reporter)
     if options.dry_run:
         return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True)
@@ -272,12 +188,23 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
                          "code and experiment settings (--rerun runs them again)")
     if not planned.specs:
         return RunResult(None, names, [], [], planned.skipped)
-    assert executor is not None and planned.code is not None
+    assert planned.code is not None
     code = planned.code
-    venv = None
-    if given is None:
-        executor, venv = in_venv(project, options, executor, reporter)
+    start = launcher(project, options, reporter, executor)
+    start.prepare()
     lifecycle.reconcile(project)
+    _warn_code(code, reporter)
+    env_ids = start.record(planned.configs)
+    trials = start.create(planned.specs, planned.configs, code, env_ids, options.tags, prints=planned.prints)
+    driver = start.driver(max_failures=options.max_failures)
+    start.drive(trials, driver)
+    final = project.store.list_trials(run_id=trials[0].run_id)
+    _backup(project, planned.configs, options, final, reporter)
+    return RunResult(trials[0].run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped)
+
+
+def _warn_code(code: gitinfo.CodeState, reporter: Reporter) -> None:
+    """Warn about uncommitted changes that are large or hold credentials (saved with every trial)."""
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")
@@ -285,19 +212,6 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
         reporter.message(f"warning: the uncommitted tracker.yaml holds credentials ({', '.join(code.redacted)}); "
                          "they are masked as *** in the code.patch saved with each trial and its backups "
                          "(use ${VAR} references instead, see docs/backup.md)")
-    store = project.store
-    env_ids = {}
-    for name, config in planned.configs.items():
-        env_ids[name] = record_environment(project, config.command_argv(), venv)
-        store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
-    run_id, trials = create_trials(project, planned.specs, planned.configs, code, env_ids, executor.name,
-                                   options.tags)
-    driver = Driver(project, executor, reporter, max_failures=options.max_failures)
-    with sigterm_as_interrupt():
-        driver.drive(trials)
-    final = store.list_trials(run_id=run_id)
-    _backup(project, planned.configs, options, final, reporter)
-    return RunResult(run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped)
 
 
 def run_experiment(project: Project, name: str, options: RunOptions, reporter: Reporter | None = None,
@@ -321,23 +235,6 @@ def _backup(project: Project, configs: dict[str, ExperimentConfig], options: Run
             backup_completed(project, target, completed, reporter)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while trials run, so both cancel cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | None = None,
                  parallel: int | None = None, remote: list[str] | None = None,
                  max_failures: int = DEFAULT_MAX_FAILURES) -> RunResult:
@@ -355,25 +252,22 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
     store = project.store
     trials = [store.get(t) for t in trial_ids]
     options = RunOptions(parallel=parallel, remote=remote or [])
-    executor = make_executor(project, options)  # a bad --remote or --parallel fails here
     code = gitinfo.capture(project.root)
     for t in trials:
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
-    try:
-        executor, venv = in_venv(project, options, executor, reporter)
-    except TrackerError as exc:
+
+    def cancel(exc: TrackerError) -> None:
         for t in trials:
             store.transition(t.id, "cancelled", expected=["queued"], finished=now(), error=f"not started: {exc}")
-        raise
-    env_ids: dict[tuple[str, ...], str] = {}
+
+    start = launcher(project, options, reporter)
+    start.prepare(on_venv_error=cancel)
     configs: dict[str, ExperimentConfig] = {}
     for t in trials:
-        command = tuple(t.command)
-        if command not in env_ids:
-            env_ids[command] = record_environment(project, t.command, venv)
-        if t.env_id != env_ids[command]:
-            store.update(t.id, env_id=env_ids[command])
+        env_id = start.environment(t.command)
+        if t.env_id != env_id:
+            store.update(t.id, env_id=env_id)
         if (t.commit, t.snapshot) != (code.commit, code.snapshot):
             reporter.message(f"note: trial {t.id} was made at {(t.commit or '?')[:8]}; "
                              f"it now runs on {(code.commit or '?')[:8]}{'*' if code.dirty else ''}")
@@ -388,7 +282,6 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
             if t.experiment in configs else None
         if key != t.extra.get("fingerprint"):
             store.merge_extra(t.id, {"fingerprint": key})
-    driver = Driver(project, executor, reporter, max_failures=max_failures)
-    with sigterm_as_interrupt():
-        final = driver.drive([store.get(t.id) for t in trials])
+    driver = start.driver(max_failures=max_failures)
+    final = start.drive([store.get(t.id) for t in trials], driver)
     return RunResult(None, list(dict.fromkeys(t.experiment for t in trials)), [], final, stopped=driver.stopped)

@@ -77,7 +77,8 @@ def test_a_failing_configuration_cancels_its_other_seeds(search_project: Project
     confs = search_project.store.configurations(record.id)
     assert [c.state for c in confs] == ["failed", "failed"] and "exit code 7" in confs[0].error
     final = search_project.store.get_optimization(record.id)
-    assert final.status == "stopped" and "2 configurations failed in a row" in final.error
+    assert final.status == "failed" and "2 configurations failed in a row" in final.error  # every one failed
+    assert "every configuration failed (2); all: exit code 7" in final.error
     assert {t.status for t in search_project.store.list_trials(optimization=record.id)} <= {"failed", "cancelled"}
 
 

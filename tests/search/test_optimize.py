@@ -314,8 +314,9 @@ def test_max_failures_in_a_row_stops_the_search(search_project: Project) -> None
                          "-q", "--json")
     assert code == 1, err
     status = json.loads(out)
-    assert status["status"] == "stopped" and status["by_state"] == {"failed": 3}
+    assert status["status"] == "failed" and status["by_state"] == {"failed": 3}  # every configuration failed
     assert "3 configurations failed in a row" in status["error"]
+    assert "every configuration failed (3); all: exit code 7" in status["error"]
     assert status["trials"] == {"failed": 3}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,8 @@ def start(
         tracker optimize quad --strategy random --remote gpu1,gpu2
         tracker optimize quad --strategy tpe --trials 200 --queue   # then: tracker worker (anywhere)
     """
-    from tracker.search.optimizer import DEFAULT_MAX_FAILURES, OptimizeOptions, optimize
+    from tracker.search.optimizer import optimize
+    from tracker.search.rules import DEFAULT_MAX_FAILURES, OptimizeOptions
 
     proj = project()
     options = OptimizeOptions(strategy=strategy, trials=trials, timeout=timeout, parallel=parallel,
@@ -120,16 +123,17 @@ def resume(
 
 
 def _drive(proj: Any, call: Any, quiet: bool, as_json: bool) -> None:
-    from tracker.cli.run import ConsoleReporter
+    from tracker.cli.progress import ConsoleReporter
+    from tracker.search.optimizer import SearchInterrupted
     from tracker.search.results import status as status_of
 
     reporter = ConsoleReporter(stream=not quiet)
     try:
         result = call(reporter)
-    except KeyboardInterrupt:
+    except SearchInterrupted as exc:
         reporter.close()
-        info("tracker: interrupted; running trials were cancelled ('tracker optimize list' shows the id, "
-             "'tracker optimize resume ID' continues)")
+        info(f"tracker: optimization {exc.optimization} interrupted; running trials were cancelled "
+             f"('tracker optimize resume {exc.optimization}' continues it)")
         raise typer.Exit(130) from None
     finally:
         reporter.close()
@@ -181,7 +185,11 @@ def status(
     """Where an optimization stands: best configuration and value so far, configurations and trials by state."""
     st = _status(optimization)
     if watch and st.state == "running" and not as_json:
-        st = _watch(optimization)
+        try:
+            st = _watch(optimization)
+        except KeyboardInterrupt:
+            info(f"stopped watching; optimization {optimization} goes on (nothing was cancelled)")
+            raise typer.Exit(130) from None
     if as_json:
         emit_json(st.as_dict())
         return
@@ -189,27 +197,59 @@ def status(
 
 
 def _watch(ref: str) -> Any:
-    """A progress bar of configurations done (and the best value) until the optimization ends."""
+    """Configurations done (and the best value) until the optimization ends: a progress bar on a
+    terminal, a plain line at each change when piped."""
     import time
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tracker.cli._common import console
+    from tracker.cli._common import is_tty
 
     st = _status(ref)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
-        task = bar.add_task(st.optimization.experiment, total=st.budget, detail="")
+    show = _watch_bar(st) if is_tty() else _watch_lines()
+    with show as update:
         while True:
-            done = st.made - st.configurations.get("running", 0)
-            best = f"best {st.best.value:.6g}" if st.best is not None else "no result yet"
-            running = st.trials.get("running", 0)
-            bar.update(task, completed=done, detail=f"{done}/{st.budget or '?'} configurations, "
-                       f"{running} trial(s) running, {best}")
+            update(st)
             if st.state != "running":
                 return st
             time.sleep(1.0)
             st = _status(ref)
+
+
+def _progress_line(st: Any) -> tuple[int, str]:
+    """Configurations done, and a line saying how far the search is."""
+    done = st.made - st.configurations.get("running", 0)
+    best = f"best {st.best.value:.6g}" if st.best is not None else "no result yet"
+    return done, (f"{done}/{st.budget or '?'} configurations, {st.trials.get('running', 0)} trial(s) running, "
+                  f"{best}")
+
+
+@contextlib.contextmanager
+def _watch_bar(st: Any) -> Iterator[Callable[[Any], None]]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tracker.cli._common import console
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                  TimeElapsedColumn(), console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(st.optimization.experiment, total=st.budget, detail="")
+
+        def update(now: Any) -> None:
+            done, line = _progress_line(now)
+            bar.update(task, completed=done, detail=line)
+
+        yield update
+
+
+@contextlib.contextmanager
+def _watch_lines() -> Iterator[Callable[[Any], None]]:
+    last: list[str] = []
+
+    def update(now: Any) -> None:
+        _, line = _progress_line(now)
+        if line not in last:
+            last[:] = [line]
+            info(f"{now.optimization.id}: {line}")
+
+    yield update
 
 
 @app.command("best")

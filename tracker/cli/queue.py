@@ -118,7 +118,7 @@ def worker(
     if store:
         os.environ["TRACKER_STORE"] = store
     proj = project()
-    from tracker.cli.run import ConsoleReporter
+    from tracker.cli.progress import ConsoleReporter
 
     reporter = ConsoleReporter(stream=False)
     try:

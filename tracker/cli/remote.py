@@ -135,7 +135,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 
 def _attach(follow: bool, ids: list[str] | None) -> None:
-    from tracker.cli.run import ConsoleReporter
+    from tracker.cli.progress import ConsoleReporter
     from tracker.remote.control import attach
 
     reporter = ConsoleReporter(stream=follow)

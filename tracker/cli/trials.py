@@ -333,7 +333,7 @@ def reset(
     done = trials.reset(proj, refs, experiment=experiment, status=status)
     info(f"reset {len(done)} trial(s) to queued")
     if run_now and done:
-        from tracker.cli.run import ConsoleReporter, report_failed
+        from tracker.cli.progress import ConsoleReporter, report_failed
         from tracker.runs import rerun_queued
 
         reporter = ConsoleReporter()

@@ -302,7 +302,13 @@ class Driver:
         return []
 
     def request_stop(self, run: _Running, reason: str) -> None:
-        """Record why, then ask the executor to stop the trial (it ends when its process does)."""
+        """Record why, then ask the executor to stop the trial (it ends when its process does).
+
+        A trial whose process has already exited is left alone: the next poll ends it from its
+        exit, so a stop (a prune of its configuration) never discards a finished trial's result.
+        """
+        if self.executor.poll(run.trial).state != "running":
+            return
         self.store.request_stop(run.trial.id, reason)
         run.stopping = True
         self.executor.stop(run.trial, self.grace)

@@ -204,9 +204,12 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
     if reason == "timeout":
         return "failed", f"timed out after {outcome.timeout or config.timeout or 0:g} s", extra
     if stop and stop.startswith("pruned"):
-        step = re.match(r"pruned at step (-?\d+)", stop)  # also "pruned at step 4 (with its configuration)"
-        extra["pruned_step"] = int(step.group(1)) if step else None
-        return "pruned", stop, extra
+        if outcome.exit_code == 0 and reason is None:  # the script ended on its own before the prune reached it
+            stop = None  # so its result stands
+        else:
+            step = re.match(r"pruned at step (-?\d+)", stop)  # also "pruned at step 4 (with its configuration)"
+            extra["pruned_step"] = int(step.group(1)) if step else None
+            return "pruned", stop, extra
     if stop or reason == "stopped":
         return "cancelled", stop or "cancelled", extra
     if reason == "orphaned":

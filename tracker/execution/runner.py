@@ -185,7 +185,7 @@ class Monitor:
         self.pid = None
 
     def _on_term(self, signum, frame):
-        if self.reason is None:
+        if self.reason is None and self.code is None:  # a stop after the script exited stops nothing
             self.reason = "stopped"
 
     def run(self):

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tracker import experiments
 from tracker.errors import UsageError
 from tracker.execution.base import Reporter
 from tracker.experiments import TrialSpec
+from tracker.launch import Launcher
 from tracker.names import check_name
 from tracker.project import Project
-from tracker.runs import RunOptions, create_trials, fingerprint, plan, record_environment
+from tracker.runs import RunOptions, keep_specs, plan
 from tracker.store import Trial
 
 DEFAULT_QUEUE = "default"
@@ -53,23 +53,17 @@ def submit(project: Project, names: Sequence[str], options: RunOptions, *, queue
     if attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1, got {attempts}")
     planned = plan(project, names, options, reporter)
-    specs, skipped = planned.specs, list(planned.skipped)
+    specs, prints, skipped = planned.specs, planned.prints, list(planned.skipped)
     if planned.code is not None and not options.rerun and specs:
-        prints = [fingerprint(s.experiment, s.params, s.seed, planned.code, planned.configs[s.experiment])
-                  for s in specs]
         waiting = {t.extra["fingerprint"]: t for t in project.store.list_trials(
             fingerprints=[p for p in prints if p], status=["queued", "running"]) if t.queue}
         skipped += [waiting[p] for p in prints if p in waiting]
-        specs = [s for s, p in zip(specs, prints, strict=True) if p not in waiting]
-    names = list(dict.fromkeys(names))
+        specs, prints = keep_specs(specs, prints, waiting)
     if options.dry_run or not specs:
         return SubmitResult(None, queue, specs, [], skipped, dry_run=options.dry_run)
     assert planned.code is not None
-    env_ids = {}
-    for name, config in planned.configs.items():
-        env_ids[name] = record_environment(project, config.command_argv(), None)
-        project.store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
-    run_id, trials = create_trials(project, specs, planned.configs, planned.code, env_ids, "queue", options.tags,
-                                   queue=queue, max_attempts=attempts,
-                                   extra={"backup_to": options.backup_to} if options.backup_to else None)
-    return SubmitResult(run_id, queue, specs, trials, skipped)
+    start = Launcher(project, reporter, queue=queue, max_attempts=attempts)
+    env_ids = start.record(planned.configs)
+    trials = start.create(specs, planned.configs, planned.code, env_ids, options.tags, prints=prints,
+                          extra={"backup_to": options.backup_to} if options.backup_to else None)
+    return SubmitResult(trials[0].run_id, queue, specs, trials, skipped)

@@ -42,10 +42,10 @@ from tracker.execution.base import Reporter
 from tracker.execution.driver import Driver
 from tracker.execution.launch import build
 from tracker.execution.local import LocalExecutor
+from tracker.launch import record_environment, sigterm_as_interrupt
 from tracker.names import check_name
 from tracker.project import Project
 from tracker.queue.submit import DEFAULT_QUEUE
-from tracker.runs import record_environment, sigterm_as_interrupt
 from tracker.store import Trial, Worker, now
 
 STOPPED = "the worker running it stopped (Ctrl-C, SIGTERM or a SLURM preemption)"

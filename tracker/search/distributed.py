@@ -21,16 +21,16 @@ watching every trial; they are refused with ``--queue`` (run them with ``-j N``)
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from tracker import experiments, gitinfo, runs
+from tracker import experiments, gitinfo
 from tracker.config import ExperimentConfig
 from tracker.errors import UsageError
 from tracker.experiments import TrialSpec
+from tracker.launch import Launcher, new_id
 from tracker.project import Project
+from tracker.search import rules, strategies
 from tracker.search import space as spacelib
-from tracker.search import strategies
 from tracker.store import Configuration, Optimization, Trial, now
 
 ASK_RETRIES = 50  # a worker that keeps losing the race for configuration N gives up this time
@@ -39,7 +39,6 @@ ASK_RETRIES = 50  # a worker that keeps losing the race for configuration N give
 def start(project: Project, name: str, options: Any, *, queue: str, max_attempts: int | None = None) -> Optimization:
     """Record an optimization that the workers of ``queue`` run, and queue its first configuration."""
     from tracker.names import check_name
-    from tracker.search.optimizer import _settings
 
     check_name("queue", queue)
     if options.parallel or options.remote:
@@ -51,7 +50,7 @@ def start(project: Project, name: str, options: Any, *, queue: str, max_attempts
                          "process watching every trial; with --queue use grid, random, tpe or gp",
                          hint=f"or run it here: tracker optimize {name} --strategy {options.strategy} -j N")
     config = experiments.load(project, name)
-    settings = _settings(project, name, config, options, spacelib.Where.of(project, name))
+    settings = rules.settings(project, name, config, options, spacelib.Where.of(project, name))
     code = gitinfo.capture(project.root)
     attempts = project.config.queue.max_attempts if max_attempts is None else max_attempts
     if attempts < 1:
@@ -59,12 +58,11 @@ def start(project: Project, name: str, options: Any, *, queue: str, max_attempts
     store = project.store
     blob = json.dumps(config.model_dump(mode="json", exclude_unset=True), sort_keys=True).encode()
     settings.update(
-        queue=queue, max_attempts=attempts, seed_pruning=False,
-        deadline=time.time() + options.timeout if options.timeout else None,
+        queue=queue, max_attempts=attempts, seed_pruning=False, deadline=rules.deadline(options.timeout),
         code={"commit": code.commit, "branch": code.branch, "snapshot": code.snapshot,
               "patch_sha256": store.put_blob(code.patch) if code.patch else None,
               "config_sha256": store.put_blob(blob)})
-    record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
+    record = Optimization(id=new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner={}, commit=code.commit)
     store.add_optimization(record)
     store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
@@ -86,25 +84,7 @@ def _config(project: Project, record: Optimization) -> ExperimentConfig:
 
 def _may_ask(record: Optimization, known: list[Configuration]) -> bool:
     s = record.settings
-    if s.get("budget") is not None and len(known) >= s["budget"]:
-        return False
-    if s.get("deadline") is not None and time.time() >= s["deadline"]:
-        return False
-    return not _halted(record, known)
-
-
-def _halted(record: Optimization, known: list[Configuration]) -> str | None:
-    """Why no configuration should be made any more: too many failed in a row."""
-    most = record.settings.get("max_failures") or 0
-    ended = [c for c in known if c.state != "running"]
-    tail = 0
-    for conf in reversed(ended):
-        if conf.state != "failed":
-            break
-        tail += 1
-    if most and tail >= most:
-        return (f"{tail} configurations failed in a row, so no more were tried (--max-failures 0 never stops)")
-    return None
+    return not (rules.budget_spent(s, len(known)) or rules.past_deadline(s) or rules.halted(s, known))
 
 
 def ask(project: Project, record: Optimization) -> bool:
@@ -158,21 +138,21 @@ def _space_entry(data: dict[str, Any]) -> Any:
     return SearchSpace(**data)
 
 
-def _queue_seeds(project: Project, record: Optimization, number: int, params: dict[str, Any]) -> list[Trial]:
-    """Queue one trial per seed of configuration ``number``, on the code and settings the search started with."""
+def _queue_seeds(project: Project, record: Optimization, number: int, params: dict[str, Any],
+                 seeds: list[int] | None = None) -> list[Trial]:
+    """Queue one trial per seed of configuration ``number`` (default: every seed), on the code and
+    settings the search started with."""
     store = project.store
     s = record.settings
     code = s["code"]
     patch = store.blob(code["patch_sha256"]) if code.get("patch_sha256") else b""
     state = gitinfo.CodeState(code["commit"], code.get("branch"), bool(patch), code.get("snapshot"), patch or b"", ())
-    config = _config(project, record)
-    specs = [TrialSpec(record.experiment, {**s.get("params", {}), **params}, seed) for seed in s["seeds"]]
-    env_id = runs.record_environment(project, config.command_argv(), None)
-    _, trials = runs.create_trials(project, specs, {record.experiment: config}, state, {record.experiment: env_id},
-                                   "queue", s.get("tags", []), run_id=record.id,
-                                   extra={"optimization": record.id, "configuration": number},
-                                   queue=s["queue"], max_attempts=s.get("max_attempts", 1))
-    return trials
+    configs = {record.experiment: _config(project, record)}
+    specs = [TrialSpec(record.experiment, {**s.get("params", {}), **params}, seed)
+             for seed in (s["seeds"] if seeds is None else seeds)]
+    start = Launcher(project, queue=s["queue"], max_attempts=s.get("max_attempts", 1))
+    return start.create(specs, configs, state, start.record(configs), s.get("tags", []), run_id=record.id,
+                        extra={"optimization": record.id, "configuration": number})
 
 
 def settle(project: Project, trial: Trial) -> None:
@@ -188,38 +168,55 @@ def settle(project: Project, trial: Trial) -> None:
 
 
 def settle_all(project: Project, record: Optimization, known: list[Configuration]) -> None:
-    """Record the end of every running configuration whose trials have all ended (or one failed)."""
-    from tracker.search.optimizer import AGGREGATES
-
+    """Record the end of every running configuration whose seeds say so (:func:`rules.seed_end`):
+    complete once every seed has a value, failed or pruned at the first seed that is; a seed
+    cancelled or lost leaves it running (interrupted) for ``resume``."""
     running = [c for c in known if c.state == "running"]
     if not running:
         return
     store = project.store
     s = record.settings
     metric, seeds = s["metric"], s["seeds"]
-    by_number: dict[int, list[Trial]] = {}
-    for t in store.list_trials(optimization=record.id):
-        by_number.setdefault(t.extra.get("configuration", -1), []).append(t)
+    by_number = _by_number(project, record)
     for conf in running:
+        values: dict[int, Any] = {}
+        verdict: tuple[str, str | None] | None = None
         trials = by_number.get(conf.number, [])
-        values = {t.seed: t.metrics.get(metric) for t in trials if t.status == "completed"}
-        bad = next((t for t in trials if t.status in ("failed", "lost", "cancelled", "pruned")), None)
-        missing = next((t for t in trials if t.status == "completed" and values[t.seed] is None), None)
-        error = None
-        if missing is not None:
-            error = (f"the objective metric {metric!r} was never reported by trial {missing.id}; log it, e.g. "
-                     f"print('{metric}: 0.9')")
-        elif bad is not None:
-            error = f"trial {bad.id} {bad.status}: {(bad.error or 'see its logs').splitlines()[0]}"
-        if error:
+        for t in trials:
+            if t.status in ("queued", "running"):
+                continue
+            end = rules.seed_end(metric, t, record.experiment)
+            if end.value is not None:
+                values[t.seed or 0] = end.value
+            if end.kind in ("failed", "missing", "pruned") and verdict is None:
+                verdict = ("pruned" if end.kind == "pruned" else "failed", end.error)
+        if verdict is not None:
             for t in trials:  # its other seeds need not run
                 if t.status == "queued":
                     store.transition(t.id, "cancelled", expected=["queued"], finished=now(),
                                      error="cancelled: another seed of its configuration did not complete")
-            _save(project, conf, "failed", values, error=error)
+            _save(project, conf, verdict[0], values, error=verdict[1])
         elif all(seed in values for seed in seeds):
-            value = AGGREGATES[s["aggregate"]]([values[seed] for seed in seeds])
-            _save(project, conf, "complete", values, value=value)
+            _save(project, conf, "complete", values,
+                  value=rules.AGGREGATES[s["aggregate"]]([values[seed] for seed in seeds]))
+
+
+def _by_number(project: Project, record: Optimization) -> dict[int, list[Trial]]:
+    """The optimization's trials by configuration number."""
+    out: dict[int, list[Trial]] = {}
+    for t in project.store.list_trials(optimization=record.id):
+        out.setdefault(t.extra.get("configuration", -1), []).append(t)
+    return out
+
+
+def interrupted(project: Project, record: Optimization, known: list[Configuration]) -> list[Configuration]:
+    """The running configurations with a seed cancelled or lost and no trial queued or running
+    any more: they wait for ``resume``."""
+    states: dict[int, set[str]] = {}
+    for t in project.store.list_trials(optimization=record.id):
+        states.setdefault(t.extra.get("configuration", -1), set()).add(t.status)
+    return [c for c in known if c.state == "running" and states.get(c.number, set()) & {"cancelled", "lost"}
+            and not states[c.number] & {"queued", "running"}]
 
 
 def _save(project: Project, conf: Configuration, state: str, values: dict[int, Any], *,
@@ -230,26 +227,40 @@ def _save(project: Project, conf: Configuration, state: str, values: dict[int, A
 
 
 def finish_if_done(project: Project, record: Optimization) -> None:
-    """End the optimization once it makes no more configurations and none runs."""
+    """End the optimization once it makes no more configurations and none runs (an interrupted
+    one waits for ``resume``): ``failed`` when every configuration failed, else ``completed``,
+    or ``stopped`` (too many failures in a row, or interrupted configurations)."""
     store = project.store
     known = store.configurations(record.id)
-    if any(c.state == "running" for c in known):
+    waiting = interrupted(project, record, known)
+    if sum(c.state == "running" for c in known) > len(waiting):
         return
-    halt = _halted(record, known)
+    halt = rules.halted(record.settings, known)
     if halt or not _may_ask(record, known):
+        every = rules.all_failed(known)
+        if every:
+            status, error = "failed", f"{halt}; {every}" if halt else every
+        elif halt:
+            status, error = "stopped", halt
+        elif waiting:
+            status, error = "stopped", rules.interrupted_note(len(waiting))
+        else:
+            status, error = "completed", None
         current = store.get_optimization(record.id)
         if current.status == "running":
-            store.update_optimization(record.id, status="stopped" if halt else "completed", error=halt,
-                                      finished=now())
+            store.update_optimization(record.id, status=status, error=error, finished=now())
 
 
 def resume(project: Project, record: Optimization, *, trials: int | None, timeout: float | None) -> Optimization:
-    """Let the workers go on with a distributed optimization: a new budget or deadline, status running."""
-    settings = dict(record.settings)
-    if trials is not None:
-        settings["budget"] = trials
-    settings["deadline"] = time.time() + timeout if timeout else None
+    """Let the workers go on with a distributed optimization: a new budget or deadline, status
+    running, and the missing seeds of interrupted configurations queued again."""
+    known = project.store.configurations(record.id)
+    settings = rules.resumed(record.settings, len(known), trials=trials, timeout=timeout)
     project.store.update_optimization(record.id, settings=settings, status="running", error=None, finished=None)
     record = project.store.get_optimization(record.id)
+    by_number = _by_number(project, record)
+    for conf in interrupted(project, record, known):
+        done = {t.seed for t in by_number.get(conf.number, []) if t.status == "completed"}
+        _queue_seeds(project, record, conf.number, conf.params, [s for s in settings["seeds"] if s not in done])
     ask(project, record)
     return project.store.get_optimization(record.id)

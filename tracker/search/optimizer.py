@@ -19,48 +19,26 @@ is re-seeded from the sampler seed and the number of configurations already made
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from tracker import experiments, gitinfo
-from tracker.config import ExperimentConfig, check_tags
+from tracker.config import ExperimentConfig
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Reporter
 from tracker.execution.driver import Driver
 from tracker.experiments import TrialSpec
+from tracker.launch import Launcher, new_id
 from tracker.project import Project
+from tracker.search import rules, strategies
 from tracker.search import space as spacelib
-from tracker.search import strategies
+from tracker.search.rules import OptimizeOptions
 from tracker.store import Configuration, MetricPoint, Optimization, Trial, now
 
-AGGREGATES = {"mean": statistics.fmean, "median": statistics.median}
-DEFAULT_BUDGET = 20
-"""Configurations a search tries when neither --trials nor --timeout is given (grid: the whole grid)."""
-DEFAULT_MAX_FAILURES = 5
-"""A search stops after this many configurations failed in a row."""
 WILCOXON_P = 0.1
 """The p-value under which a configuration worse than the best on the same seeds is stopped."""
-
-
-@dataclass(frozen=True)
-class OptimizeOptions:
-    """What ``tracker optimize`` was asked to do."""
-
-    strategy: str = "tpe"
-    trials: int | None = None  # configurations to try (each over every seed)
-    timeout: float | None = None  # start no new configuration after this many seconds
-    parallel: int | None = None
-    remote: list[str] = field(default_factory=list)
-    seeds: int | None = None  # first S preset seeds per configuration (default: the experiment's, else 1)
-    aggregate: str = "mean"
-    sampler_seed: int | None = None  # default: the project's master seed
-    max_failures: int = DEFAULT_MAX_FAILURES  # 0: never stop for failures
-    seed_pruning: bool = True  # stop a configuration worse than the best on the seeds done (Wilcoxon)
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -77,6 +55,14 @@ class OptimizationError(UsageError):
     """The search cannot go on (an objective never reported): exit 1 with the reason."""
 
     exit_code = 1
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a search; ``optimization`` is its id (to resume it)."""
+
+    def __init__(self, optimization: str) -> None:
+        super().__init__(optimization)
+        self.optimization = optimization
 
 
 @dataclass
@@ -96,71 +82,20 @@ class _Open:
     interrupted: bool = False  # a seed was cancelled or lost: left for 'resume'
 
 
-# ---------------------------------------------------------------------------- settings
+# ---------------------------------------------------------------------------- entry points
 
 
-def _settings(project: Project, name: str, config: ExperimentConfig, options: OptimizeOptions,
-              where: spacelib.Where) -> dict[str, Any]:
-    """Check everything a search needs before anything is written; return the settings to record."""
-    if config.objective is None:
-        raise where.error(f"experiment {name!r} has no 'objective:' to optimise", "objective",
-                          hint="add e.g. objective: {metric: val/acc, goal: max}")
-    if options.aggregate not in AGGREGATES:
-        raise UsageError(f"--aggregate must be one of {', '.join(AGGREGATES)}, got {options.aggregate!r}")
-    _check_bounds(options.trials, options.timeout)
-    tags = check_tags(options.tags)
-    if options.max_failures < 0:
-        raise UsageError(f"--max-failures must be 0 (never stop) or more, got {options.max_failures}")
-    strategy = strategies.get(options.strategy)
-    ranges = spacelib.ranges(config, where)
-    strategy.sampler(None)  # a missing optional dependency (gp: torch) fails here, before any trial
-    budget = options.trials
-    if strategy.grid:
-        _, values = spacelib.grid(ranges, where)
-        size = math.prod(len(v) for v in values)
-        budget = min(budget, size) if budget else size
-    elif budget is None and options.timeout is None:
-        budget = DEFAULT_BUDGET
-    if options.seeds is not None and options.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {options.seeds}")
-    spec = config.training_seeds
-    if options.seeds is not None or not isinstance(spec, list):
-        count = options.seeds or (spec if isinstance(spec, int) else 1)
-        seeds = experiments.preset_seeds(project, count)[:count]
-    else:
-        seeds = list(spec)
-    sampler_seed = options.sampler_seed
-    if sampler_seed is None:
-        sampler_seed = project.config.master_seed
-    return {
-        "metric": config.objective.metric, "goal": config.objective.goal, "seeds": seeds,
-        "aggregate": options.aggregate, "budget": budget, "timeout": options.timeout,
-        "sampler_seed": sampler_seed, "max_failures": options.max_failures,
-        "seed_pruning": options.seed_pruning, "params": dict(config.params),
-        "space": {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in ranges.items()},
-        "config_hash": experiments.config_hash(config), "tags": tags,
-        # Hyperband puts configuration k in a bracket by crc32(study name, k): a name from the seed,
-        # not the optimization's random id, so the same sampler seed gives the same pruning
-        "study_name": f"{name}-{sampler_seed}",
-    }
-
-
-def _check_bounds(trials: int | None, timeout: float | None) -> None:
-    for flag, value in (("--trials", trials), ("--timeout", timeout)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{flag} must be positive, got {value}")
-
-
-def _executor(project: Project, parallel: int | None, remote: list[str], reporter: Reporter,
-              given: BaseExecutor | None) -> tuple[BaseExecutor, Any]:
-    """The executor (and the project's venv, for a local search) a search runs its trials on;
-    ``given`` is used as it is. A bad --parallel or --remote fails here."""
+def _launcher(project: Project, parallel: int | None, remote: list[str], reporter: Reporter,
+              given: BaseExecutor | None) -> Launcher:
+    """The launcher of a search's trials: ``given`` as it is, else local (in the project's venv when
+    tracker.yaml asks for it) or on ``remote`` hosts; prepared, so a bad --parallel or --remote fails here."""
     from tracker import runs
 
-    if given is not None:
-        return given, None
-    options = runs.RunOptions(parallel=parallel, remote=list(remote))
-    return runs.in_venv(project, options, runs.make_executor(project, options), reporter)
+    if parallel is not None and parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    start = runs.launcher(project, runs.RunOptions(parallel=parallel, remote=list(remote)), reporter, given)
+    start.prepare()
+    return start
 
 
 def _space(settings: dict[str, Any]) -> dict[str, Any]:
@@ -169,25 +104,23 @@ def _space(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: SearchSpace(**v) for k, v in settings["space"].items()}
 
 
-# ---------------------------------------------------------------------------- entry points
-
-
 def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Reporter | None = None,
              executor: BaseExecutor | None = None) -> OptimizeResult:
     """Start an optimization of experiment ``name`` and run it to its end; return where it ended."""
-    from tracker import runs
-
     reporter = reporter or Reporter()
     config = experiments.load(project, name)
     where = spacelib.Where.of(project, name)
-    settings = _settings(project, name, config, options, where)
+    settings = rules.settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
-    executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
+    start = _launcher(project, options.parallel, options.remote, reporter, executor)
     lifecycle.reconcile(project)
-    record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
+    settings["deadline"] = rules.deadline(options.timeout)  # the clock starts once the executor is ready
+    record = Optimization(id=new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner=lifecycle.owner(), commit=code.commit)
     project.store.add_optimization(record)
-    return _Search(project, record, config, executor, venv, code, reporter, []).run()
+    reporter.message(f"optimization {record.id}: {options.strategy} search of {name} "
+                     f"(Ctrl-C stops it; 'tracker optimize resume {record.id}' continues it)")
+    return _Search(project, record, config, start, code, reporter, []).run()
 
 
 def resume(project: Project, ref: str, *, parallel: int | None = None, remote: list[str] | None = None,
@@ -206,7 +139,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if record.settings.get("queue"):
         from tracker.search import distributed
 
-        _check_bounds(trials, timeout)
+        rules.check_bounds(trials, timeout)
         if parallel or remote:
             raise UsageError(f"optimization {record.id} is searched by the workers of queue "
                              f"{record.settings['queue']!r}; --parallel and --remote do not apply")
@@ -224,26 +157,22 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if experiments.config_hash(config) != record.settings.get("config_hash"):
         reporter.message(f"note: experiments/{record.experiment}.yaml changed since the optimization started; "
                          "the search keeps its recorded space, params and objective")
-    _check_bounds(trials, timeout)
-    settings = dict(record.settings)
-    if trials is not None:
-        settings["budget"] = trials
+    rules.check_bounds(trials, timeout)
+    settings = rules.resumed(record.settings, len(store.configurations(record.id)), trials=trials, timeout=timeout)
     if settings.get("budget") is None and timeout is None:  # it was bounded by time alone
         raise UsageError(f"optimization {record.id} had no --trials budget, only a --timeout, so a resume "
                          "needs one of them", hint=f"tracker optimize resume {record.id} --timeout SECONDS "
                                                    "(or --trials N, counting the configurations done)")
-    settings["timeout"] = timeout
     code = gitinfo.capture(project.root)
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
-    executor, venv = _executor(project, parallel, remote or [], reporter, executor)
+    start = _launcher(project, parallel, remote or [], reporter, executor)
     if not store.claim_optimization(record.id, lifecycle.owner(), unless=record.owner):
         raise UsageError(f"optimization {record.id} was resumed by another process meanwhile")
     store.update_optimization(record.id, settings=settings)
     record = store.get_optimization(record.id)
-    return _Search(project, record, config, executor, venv, code, reporter,
-                   store.configurations(record.id)).run()
+    return _Search(project, record, config, start, code, reporter, store.configurations(record.id)).run()
 
 
 # ---------------------------------------------------------------------------- the search
@@ -252,26 +181,23 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
 class _Search:
     """One process driving one optimization (see the module docstring)."""
 
-    def __init__(self, project: Project, record: Optimization, config: ExperimentConfig, executor: BaseExecutor,
-                 venv: Any, code: gitinfo.CodeState, reporter: Reporter, known: list[Configuration]) -> None:
+    def __init__(self, project: Project, record: Optimization, config: ExperimentConfig, start: Launcher,
+                 code: gitinfo.CodeState, reporter: Reporter, known: list[Configuration]) -> None:
         optuna = strategies.load_optuna()  # quiet: no log lines, no warning that WilcoxonPruner is experimental
 
         self.project = project
         self.store = project.store
         self.record = record
         self.config = config
-        self.executor = executor
-        self.venv = venv
+        self.start = start
         self.code = code
         self.reporter = reporter
         s = record.settings
         self.metric: str = s["metric"]
         self.goal: str = s["goal"]
         self.seeds: list[int] = list(s["seeds"])
-        self.aggregate = AGGREGATES[s["aggregate"]]
+        self.aggregate = rules.AGGREGATES[s["aggregate"]]
         self.budget: int | None = s.get("budget")
-        self.timeout: float | None = s.get("timeout")
-        self.max_failures: int = s.get("max_failures", DEFAULT_MAX_FAILURES)
         self.where = spacelib.Where(f"experiments/{record.experiment}.yaml", {})
         space = _space(s)
         self.dists = spacelib.distributions(space)
@@ -290,13 +216,11 @@ class _Search:
         self.open: dict[int, _Open] = {}
         self.by_trial: dict[str, _Open] = {}
         self.made = len(known)
-        self.failed_in_row = 0
+        self.curves_seen = bool(known)  # whether a first trial has shown if the script reports steps
         self.halt: str | None = None
         self.fatal: str | None = None
         self.driver: Driver | None = None
-        self.env_id: str | None = None
         self.timed_out = False
-        self.deadline = time.monotonic() + self.timeout if self.timeout else None
         self.points: Iterator[dict[str, Any]] | None = None
         if self.strategy.grid:
             names, values = spacelib.grid(space, self.where)
@@ -360,37 +284,34 @@ class _Search:
     # ------------------------------------------------------------------ running
 
     def run(self) -> OptimizeResult:
-        from tracker import runs
-
-        driver = self.driver = Driver(self.project, self.executor, self.reporter,
-                                      pruner=self._prune if self.curves else None, on_end=self._ended)
+        driver = self.driver = self.start.driver(pruner=self._prune if self.curves else None, on_end=self._ended)
         if self.budget:
             self.reporter.planned(max(self.budget - self._closed_count(), 0) * len(self.seeds)
                                   + sum(len(o.todo) for o in self.open.values()))
         status, error = "completed", None
         try:
-            with runs.sigterm_as_interrupt():
-                first = self._next()
-                if first is not None:
-                    driver.prepare([first])
-                    driver.run(self._feed(first))
-        except KeyboardInterrupt:
+            first = self._next()
+            if first is not None:
+                self.start.run(driver, first, self._feed(first))
+        except KeyboardInterrupt as exc:
             self._finish("interrupted", "interrupted; 'tracker optimize resume' continues it")
-            raise
+            raise SearchInterrupted(self.record.id) from exc
         except BaseException as exc:
             self._finish("interrupted", f"interrupted by an error: {exc}")
             raise
+        confs = self.store.configurations(self.record.id)
+        every = rules.all_failed(confs)
         if self.fatal:
             status, error = "failed", self.fatal
+        elif every:
+            status, error = "failed", f"{self.halt}; {every}" if self.halt else every
         elif self.halt:
             status, error = "stopped", self.halt
         elif self.open:
-            status, error = "stopped", (f"{len(self.open)} configuration(s) were interrupted (a trial was stopped "
-                                        "or lost); 'tracker optimize resume' runs their seeds again")
+            status, error = "stopped", rules.interrupted_note(len(self.open))
         record = self._finish(status, error)
         from tracker.search import results
 
-        confs = self.store.configurations(record.id)
         result = OptimizeResult(record, confs, results.best(record, confs),
                                 self.store.list_trials(optimization=record.id))
         if self.fatal:
@@ -428,9 +349,9 @@ class _Search:
         return self._create(item, item.todo.pop(0)) if item else None
 
     def _may_ask(self) -> bool:
-        if self.budget is not None and self.made >= self.budget:
+        if rules.budget_spent(self.record.settings, self.made):
             return False
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if rules.past_deadline(self.record.settings):
             if not self.timed_out:
                 self.timed_out = True
                 self.reporter.message(f"--timeout reached: no new configuration after {self.made}")
@@ -453,18 +374,12 @@ class _Search:
         return item
 
     def _create(self, item: _Open, seed: int) -> Trial:
-        from tracker import runs
-
-        if self.env_id is None:
-            self.env_id = runs.record_environment(self.project, self.config.command_argv(), self.venv)
-            self.store.save_experiment(self.record.experiment, self.config.model_dump(mode="json"),
-                                       experiments.config_hash(self.config))
+        configs = {self.record.experiment: self.config}
         params = {**self.record.settings.get("params", {}), **item.params}
         spec = TrialSpec(self.record.experiment, params, seed)
-        _, (trial,) = runs.create_trials(
-            self.project, [spec], {self.record.experiment: self.config}, self.code,
-            {self.record.experiment: self.env_id}, self.executor.name, self.record.settings.get("tags", []),
-            run_id=self.record.id, extra={"optimization": self.record.id, "configuration": item.number})
+        (trial,) = self.start.create([spec], configs, self.code, self.start.record(configs),
+                                     self.record.settings.get("tags", []), run_id=self.record.id,
+                                     extra={"optimization": self.record.id, "configuration": item.number})
         item.trials[seed] = trial.id
         self.by_trial[trial.id] = item
         return trial
@@ -509,22 +424,26 @@ class _Search:
                 if point.step is not None and math.isfinite(point.value):
                     item.curve.setdefault(point.step, {})[seed] = point.value
             self._report(item)
-        if trial.status == "completed":
-            value = trial.metrics.get(self.metric)
-            if value is None:
-                seen = ", ".join(sorted(trial.metrics)) or "none"
-                self.fatal = (f"the objective metric {self.metric!r} was never reported by trial {trial.id} "
-                              f"(metrics seen: {seen}); log it, e.g. print('{self.metric}: 0.9') or "
-                              f"tracker.log(**{{'{self.metric}': value}}), or fix 'objective:' in "
-                              f"experiments/{self.record.experiment}.yaml")
-                self._close(item, "failed", error=self.fatal)
-                return
-            item.values[seed] = value
-            if not math.isfinite(value):
-                self._close(item, "failed", error=f"trial {trial.id} reported {self.metric} = {value}")
-                return
+            self._check_curves(trial, item)
+        end = rules.seed_end(self.metric, trial, self.record.experiment)
+        if end.kind == "missing":
+            self.fatal = end.error
+            self._close(item, "failed", error=end.error)
+        elif end.kind == "failed":
+            if end.value is not None:
+                item.values[seed] = end.value
+            self._close(item, "failed", error=end.error,
+                        stop_reason="cancelled: another seed of its configuration failed")
+        elif end.kind == "pruned":
+            step = trial.extra.get("pruned_step")
+            self._close(item, "pruned", step=step, stop_reason=f"pruned at step {step} (with its configuration)")
+        elif end.kind == "interrupted":  # the configuration waits for 'resume'
+            item.interrupted = True
+        else:
+            assert end.value is not None
+            item.values[seed] = end.value
             if self.by_seed:
-                item.trial.report(value, self.seeds.index(seed))
+                item.trial.report(end.value, self.seeds.index(seed))
                 if len(item.values) < len(self.seeds) and item.trial.should_prune():
                     self._close(item, "pruned", step=None,
                                 stop_reason=f"pruned after {len(item.values)} seed(s): worse than the best "
@@ -532,14 +451,18 @@ class _Search:
                     return
             if len(item.values) == len(self.seeds):
                 self._close(item, "complete", value=self.aggregate([item.values[s] for s in self.seeds]))
-        elif trial.status == "pruned":
-            step = trial.extra.get("pruned_step")
-            self._close(item, "pruned", step=step, stop_reason=f"pruned at step {step} (with its configuration)")
-        elif trial.status == "failed":
-            self._close(item, "failed", error=f"trial {trial.id} failed: {trial.error or 'see its logs'}",
-                        stop_reason="cancelled: another seed of its configuration failed")
-        else:  # cancelled or lost: the configuration waits for 'resume'
-            item.interrupted = True
+
+    def _check_curves(self, trial: Trial, item: _Open) -> None:
+        """At the first trial that completes: say so when the script reports no intermediate values,
+        which leaves Hyperband/BOHB nothing to prune on (the search is then a random or TPE search)."""
+        if self.curves_seen or trial.status != "completed":
+            return
+        self.curves_seen = True
+        if not any((trial.seed or 0) in values for values in item.curve.values()):
+            self.reporter.message(
+                f"note: trial {trial.id} reported no intermediate value of {self.metric} (one with a step), so "
+                f"--strategy {self.record.strategy} prunes nothing and runs as a plain search; report one per "
+                f"step, e.g. print(f'step: {{epoch}} {self.metric}: {{value}}') (see docs/optimize.md)")
 
     def _close(self, item: _Open, state: str, *, value: float | None = None, step: int | None = None,
                error: str | None = None, stop_reason: str | None = None, skip: str | None = None) -> None:
@@ -549,16 +472,13 @@ class _Search:
         del self.open[item.number]
         if state == "complete":
             self.study.tell(item.trial, value)
-            self.failed_in_row = 0
         else:
             self.study.tell(item.trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
         item.todo.clear()
         self._save(item, state, value=value, step=step, error=error)
-        if state == "failed" and not self.fatal:
-            self.failed_in_row += 1
-            if self.max_failures and self.failed_in_row >= self.max_failures:
-                self.halt = (f"{self.failed_in_row} configurations failed in a row, so no more were tried "
-                             "(--max-failures 0 never stops)")
+        if state == "failed" and not self.fatal and not self.halt:
+            self.halt = rules.halted(self.record.settings, self.store.configurations(self.record.id))
+            if self.halt:
                 self.reporter.message(f"stopping: {self.halt}")
         if stop_reason and self.driver is not None:
             for tid in item.trials.values():

@@ -34,7 +34,7 @@ from tracker.analysis.html import figure as figure_html
 from tracker.project import Project
 from tracker.search import results
 from tracker.search import space as spacelib
-from tracker.search.optimizer import AGGREGATES
+from tracker.search.rules import AGGREGATES
 from tracker.search.strategies import load_optuna
 from tracker.store import Configuration, Optimization, Trial
 from tracker.yamlio import write_output
