@@ -133,6 +133,22 @@ def test_trials_run_in_the_venv_built_once_and_reused(venv_project: Path) -> Non
     assert {t.env_id for t in second.trials} == {first.trials[0].env_id}
 
 
+def test_a_run_in_the_venv_builds_its_executor_once(venv_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracker.execution.local import LocalExecutor
+
+    made: list[object] = []
+    original = LocalExecutor.__init__
+
+    def counted(self: LocalExecutor, *args: object, **kwargs: object) -> None:
+        made.append(kwargs.get("venv"))
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalExecutor, "__init__", counted)
+    result = run_experiment(Project.find(), "show", RunOptions())
+    assert {t.status for t in result.trials} == {"completed"}
+    assert len(made) == 1 and made[0] is not None  # built once, after the venv was known
+
+
 def test_changed_requirements_give_a_new_venv(venv_project: Path) -> None:
     first = run_experiment(Project.find(), "show", RunOptions(seeds=[11]))
     (venv_project / "requirements.txt").write_text("tinypkg==2.0\n")
