@@ -24,7 +24,7 @@ from tracker.launch import Launcher
 from tracker.project import Project
 from tracker.runs import RunOptions, plan
 from tracker.search import distributed, rules
-from tracker.search.optimizer import OptimizeOptions, optimize, resume
+from tracker.search.optimizer import OptimizationError, OptimizeOptions, optimize, resume
 from tracker.store import Configuration, Optimization, Trial
 
 SCRIPT = """\
@@ -39,6 +39,8 @@ if a.mode == "nan":
 elif a.mode == "lose" and a.seed == 22 and os.path.exists(os.environ["LOSE_ONCE"]):
     os.remove(os.environ["LOSE_ONCE"])
     os.kill(os.getppid(), signal.SIGKILL)  # the trial's runner dies: the trial is lost
+elif a.mode == "silent":
+    print("val/other: 1")
 else:
     print(f"val/loss: {a.x}")  # a final value only, no step
 """
@@ -71,6 +73,20 @@ def test_a_non_finite_objective_fails_its_configuration(search_project: Project,
     assert [c.state for c in confs] == ["failed", "failed"]
     assert all("reported val/loss = inf" in (c.error or "") for c in confs)
     assert record.status == "failed" and "every configuration failed (2)" in (record.error or "")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_objective_never_reported_fails_the_search(search_project: Project, mode: str) -> None:
+    _rules_experiment(search_project, "silent", "silent")
+    options = OptimizeOptions(strategy="random", trials=3, seeds=1, max_failures=0)
+    if mode == "here":
+        with pytest.raises(OptimizationError, match="'val/loss' was never reported"):
+            _search(search_project, mode, "silent", options)
+        [record] = search_project.store.list_optimizations()
+    else:
+        record = _search(search_project, mode, "silent", options)
+    assert record.status == "failed" and "metrics seen: val/other" in (record.error or "")
+    assert len(search_project.store.configurations(record.id)) == 1  # no configuration after the first
 
 
 @pytest.mark.parametrize("mode", MODES)

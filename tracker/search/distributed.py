@@ -178,6 +178,7 @@ def settle_all(project: Project, record: Optimization, known: list[Configuration
     s = record.settings
     metric, seeds = s["metric"], s["seeds"]
     by_number = _by_number(project, record)
+    fatal = None
     for conf in running:
         values: dict[int, Any] = {}
         verdict: tuple[str, str | None] | None = None
@@ -190,6 +191,8 @@ def settle_all(project: Project, record: Optimization, known: list[Configuration
                 values[t.seed or 0] = end.value
             if end.kind in ("failed", "missing", "pruned") and verdict is None:
                 verdict = ("pruned" if end.kind == "pruned" else "failed", end.error)
+            if end.kind == "missing":
+                fatal = end.error
         if verdict is not None:
             for t in trials:  # its other seeds need not run
                 if t.status == "queued":
@@ -199,6 +202,8 @@ def settle_all(project: Project, record: Optimization, known: list[Configuration
         elif all(seed in values for seed in seeds):
             _save(project, conf, "complete", values,
                   value=rules.AGGREGATES[s["aggregate"]]([values[seed] for seed in seeds]))
+    if fatal and store.get_optimization(record.id).status == "running":  # the experiment is wrong: stop
+        store.update_optimization(record.id, status="failed", error=fatal, finished=now())
 
 
 def _by_number(project: Project, record: Optimization) -> dict[int, list[Trial]]:
