@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import environment, experiments, gitinfo, venvs
 from tracker.config import ExperimentConfig, check_tags
@@ -35,6 +35,9 @@ from tracker.execution.launch import build
 from tracker.experiments import TrialSpec
 from tracker.project import Project
 from tracker.store import Trial, now
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 DEFAULT_MAX_FAILURES = 3
 """A run stops starting trials after this many failed the same way before any completed."""
@@ -50,7 +53,8 @@ class RunOptions:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     parallel: int | None = None
     dry_run: bool = False
-    remote: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)  # SSH hosts: the same as target="gpu1,gpu2"
+    target: str | Target | None = None  # where the trials run (tracker.execution.targets); None: local
     backup_to: str | None = None
     rerun: bool = False  # run trials again even if one with the same fingerprint completed
     max_failures: int = DEFAULT_MAX_FAILURES  # 0: never stop early
@@ -168,20 +172,32 @@ def _check_max_failures(value: int) -> None:
         raise UsageError(f"--max-failures must be 0 (never stop early) or more, got {value}")
 
 
-def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv | None = None) -> BaseExecutor:
-    """The executor for a run: local (in ``venv`` when given), or SSH when remotes are named."""
-    from tracker.execution.registry import open_executor
+def run_target(project: Project, options: RunOptions) -> Target:
+    """Where the run's trials run: ``options.target`` (or its ``remote`` hosts), else local."""
+    from tracker.execution import targets
 
-    if options.remote:
-        return open_executor(project, "ssh", remotes=options.remote)
-    return open_executor(project, "local", parallel=options.parallel, venv=venv)
+    if options.remote and options.target:
+        raise UsageError("--remote and --target both say where trials run", hint="give one of them")
+    if isinstance(options.target, targets.Target):
+        return options.target
+    return targets.ssh_hosts(options.remote) if options.remote else targets.resolve(project, options.target)
+
+
+def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv | None = None) -> BaseExecutor:
+    """The executor for a run: its target's (local, in ``venv`` when given, unless the run names another)."""
+    target = run_target(project, options)
+    if target.kind != "executor":
+        raise UsageError(f"target {target.name!r} ({target.type}) starts workers for a queue; this command drives "
+                         "its trials itself", hint="use it with 'tracker run', or queue the trials (--queue) "
+                         "and start workers there")
+    return target.executor(project, parallel=options.parallel, venv=venv)
 
 
 def in_venv(project: Project, options: RunOptions, executor: BaseExecutor,
              reporter: Reporter) -> tuple[BaseExecutor, venvs.ProjectEnv | None]:
     """The executor to use and the project's venv (built on first need) when tracker.yaml switches
-    it on for a local run; remotes build their own environment, so they keep ``executor``."""
-    venv = None if options.remote else venvs.prepare(project, reporter)
+    it on and the executor runs trials in this checkout; remotes build their own, so they keep ``executor``."""
+    venv = venvs.prepare(project, reporter) if executor.uses_project_venv else None
     return (make_executor(project, options, venv) if venv else executor), venv
 
 
