@@ -294,6 +294,8 @@ def test(
                              help="Choose the configuration with the best mean of this validation metric."),
     goal: str = typer.Option(None, "--goal", help="max or min (default: the experiment objective's goal)."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Test trials to run at once."),
+    target: str = TARGET_OPTION,
+    remote: str = REMOTE_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -314,7 +316,8 @@ def test(
     proj = project()
     reporter = ConsoleReporter(stream=not quiet and not as_json)
     try:
-        result = run_test(proj, experiment, best, goal=goal, parallel=parallel, reporter=reporter)
+        result = run_test(proj, experiment, best, goal=goal, parallel=parallel, reporter=reporter,
+                          target=chosen(proj, target, remote) if target or remote else None)
     finally:
         reporter.close()
     if as_json:

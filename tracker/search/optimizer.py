@@ -23,7 +23,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import experiments, gitinfo
 from tracker.config import ExperimentConfig, check_tags
@@ -36,6 +36,9 @@ from tracker.project import Project
 from tracker.search import space as spacelib
 from tracker.search import strategies
 from tracker.store import Configuration, MetricPoint, Optimization, Trial, now
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 AGGREGATES = {"mean": statistics.fmean, "median": statistics.median}
 DEFAULT_BUDGET = 20
@@ -55,6 +58,7 @@ class OptimizeOptions:
     timeout: float | None = None  # start no new configuration after this many seconds
     parallel: int | None = None
     remote: list[str] = field(default_factory=list)
+    target: str | Target | None = None  # where the trials run (an executor's target; None: local)
     seeds: int | None = None  # first S preset seeds per configuration (default: the experiment's, else 1)
     aggregate: str = "mean"
     sampler_seed: int | None = None  # default: the project's master seed
@@ -152,14 +156,14 @@ def _check_bounds(trials: int | None, timeout: float | None) -> None:
 
 
 def _executor(project: Project, parallel: int | None, remote: list[str], reporter: Reporter,
-              given: BaseExecutor | None) -> tuple[BaseExecutor, Any]:
+              given: BaseExecutor | None, target: str | Target | None = None) -> tuple[BaseExecutor, Any]:
     """The executor (and the project's venv, for a local search) a search runs its trials on;
-    ``given`` is used as it is. A bad --parallel or --remote fails here."""
+    ``given`` is used as it is. A bad --parallel, --remote or --target fails here."""
     from tracker import runs
 
     if given is not None:
         return given, None
-    options = runs.RunOptions(parallel=parallel, remote=list(remote))
+    options = runs.RunOptions(parallel=parallel, remote=list(remote), target=target)
     return runs.in_venv(project, options, runs.make_executor(project, options), reporter)
 
 
@@ -182,7 +186,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     where = spacelib.Where.of(project, name)
     settings = _settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
-    executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
+    executor, venv = _executor(project, options.parallel, options.remote, reporter, executor, options.target)
     lifecycle.reconcile(project)
     record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner=lifecycle.owner(), commit=code.commit)
@@ -192,7 +196,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
 
 def resume(project: Project, ref: str, *, parallel: int | None = None, remote: list[str] | None = None,
            trials: int | None = None, timeout: float | None = None, reporter: Reporter | None = None,
-           executor: BaseExecutor | None = None) -> OptimizeResult:
+           executor: BaseExecutor | None = None, target: str | Target | None = None) -> OptimizeResult:
     """Continue an interrupted or finished optimization: the same study, nothing finished repeated.
 
     ``trials`` raises the number of configurations to try (the total, counting those done).
@@ -207,9 +211,9 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
         from tracker.search import distributed
 
         _check_bounds(trials, timeout)
-        if parallel or remote:
+        if parallel or remote or target:
             raise UsageError(f"optimization {record.id} is searched by the workers of queue "
-                             f"{record.settings['queue']!r}; --parallel and --remote do not apply")
+                             f"{record.settings['queue']!r}; --parallel, --remote and --target do not apply")
         record = distributed.resume(project, record, trials=trials, timeout=timeout)
         return OptimizeResult(record, store.configurations(record.id), None,
                               store.list_trials(optimization=record.id))
@@ -237,7 +241,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
-    executor, venv = _executor(project, parallel, remote or [], reporter, executor)
+    executor, venv = _executor(project, parallel, remote or [], reporter, executor, target)
     if not store.claim_optimization(record.id, lifecycle.owner(), unless=record.owner):
         raise UsageError(f"optimization {record.id} was resumed by another process meanwhile")
     store.update_optimization(record.id, settings=settings)
