@@ -95,7 +95,7 @@ def run(
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
-        remote=remotes(remote), target=where if target or slurm else None,
+        remote=remotes(remote), target=where if target and not launcher else None,
         backup_to=backup_to, rerun=rerun, tags=list(tag or []),
         **({} if max_failures is None else {"max_failures": max_failures}),
     )
