@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tracker.errors import ConfigError, ExecutionError, UsageError
-from tracker.execution.registry import executors
+from tracker.execution import registry
 from tracker.plugins import Registry
 
 if TYPE_CHECKING:
@@ -132,13 +132,13 @@ launchers: Registry[BaseLauncher] = Registry("launcher", BaseLauncher, LAUNCHER_
 
 def types() -> list[str]:
     """Every target type: executors and launchers, built in or from entry points."""
-    return sorted({*executors.names(), *launchers.names()})
+    return sorted({*registry.executors.names(), *launchers.names()})
 
 
 def type_class(type_name: str) -> type[BaseExecutor] | type[BaseLauncher]:
     """The class of target type ``type_name`` (an executor or a launcher)."""
-    if type_name in executors:
-        return executors.get(type_name)
+    if type_name in registry.executors:
+        return registry.executors.get(type_name)
     if type_name in launchers:
         return launchers.get(type_name)
     raise UsageError(f"unknown target type {type_name!r}", hint=f"one of: {', '.join(types())}")
@@ -174,7 +174,7 @@ class Target:
 
     def executor(self, project: Project, **run: Any) -> BaseExecutor:
         """The executor of an executor target, with the run's own settings (``parallel``, ``venv``)."""
-        return executors.get(self.type).from_target(project, self, **run)
+        return registry.executors.get(self.type).from_target(project, self, **run)
 
 
 LOCAL = "local"
@@ -197,7 +197,7 @@ def resolve(project: Project, choice: str | None = None, overrides: dict[str, An
     if name in configured:
         entry = configured[name]
         return _validated(name, entry.type, entry.options, overrides, (name,))
-    if name in executors or name in launchers:
+    if name in registry.executors or name in launchers:
         return _validated(name, name, None, overrides, ())
     raise UsageError(f"unknown target {name!r}",
                      hint=f"name one in tracker.yaml ({', '.join(sorted(configured)) or 'none yet'}) "
