@@ -75,7 +75,9 @@ def test_resolve_names_an_entry_a_type_or_ssh_hosts(project_dir: Path) -> None:
 
 def test_target_option_on_run(project_dir: Path) -> None:
     code, _, err = cli("run", "base", "--target", "local", "--seeds", "1", "--dry-run")
-    assert code == 0, err
+    assert code == 0 and "would run on" not in err, err
+    code, _, err = cli("run", "base", "--remote", "gpu1,gpu2", "--seeds", "1", "--dry-run")
+    assert code == 0 and "they would run on gpu1,gpu2 (ssh)" in err, err
     code, _, err = cli("run", "base", "--target", "nope")
     assert code == 2 and "error: unknown target 'nope'" in err
     code, _, err = cli("run", "base", "--target", "local", "--remote", "gpu1")

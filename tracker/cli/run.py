@@ -116,9 +116,10 @@ def run(
         reporter.close()
     _note_new_seeds(proj, had_seeds)
     if dry_run:
-        on = "" if where.type == "local" else f" on {where.name} ({where.type})"
         emit_plan(result.specs, result.skipped, "run",
-                  f"{len(result.specs)} trials would run{on}, {len(result.skipped)} skipped", as_json)
+                  f"{len(result.specs)} trials would run, {len(result.skipped)} skipped", as_json)
+        if where.type != "local" and not as_json:
+            info(f"they would run on {where.name} ({where.type})")
         return
     if not result.trials:
         info(f"nothing to run: all {len(result.skipped)} trial(s) of {title} already completed with the same "
