@@ -12,7 +12,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tracker.errors import ConfigError
 from tracker.names import RULE, valid_name
@@ -66,6 +75,39 @@ class RemoteConfig(_Strict):
         if self.gpus and len(self.gpus) < self.slots:
             raise ValueError(f"{self.slots} slots need at least {self.slots} gpus, got {self.gpus}")
         return self
+
+
+class TargetConfig(BaseModel):
+    """A named place trials run (``targets:`` in tracker.yaml): a ``type`` (default ``ssh``) and the
+    options that type declares, validated by its model (tracker.execution.targets)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = "ssh"
+    options: SerializeAsAny[BaseModel]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"a target is a mapping of its options with a 'type', got {_describe(data)}")
+        from tracker.execution.targets import options_model
+
+        rest = dict(data)
+        kind = rest.pop("type", "ssh")
+        if not isinstance(kind, str):
+            raise ValueError(f"type must be a string, got {_describe(kind)}")
+        model = RemoteConfig if kind == "ssh" else options_model(kind)
+        try:
+            return {"type": kind, "options": model.model_validate(rest)}
+        except ValidationError as exc:  # re-raised with the type's keys, each error at its key's place
+            from pydantic_core import InitErrorDetails, PydanticCustomError
+
+            valid = ", ".join(["type", *model.model_fields])
+            errors = [InitErrorDetails(type=PydanticCustomError("extra_forbidden", "unknown key", {"valid": valid}),
+                                       loc=e["loc"], input=e["input"])
+                      if e["type"] == "extra_forbidden" else e for e in exc.errors()]  # type: ignore[misc]
+            raise ValidationError.from_exception_data(exc.title, errors) from None
 
 
 class StorageTarget(BaseModel):
@@ -128,7 +170,8 @@ class ProjectConfig(_Strict):
     seeds: list[int] = Field(default_factory=list)
     master_seed: int | None = None
     defaults: Defaults = Field(default_factory=Defaults)
-    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
+    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)  # SSH hosts: targets of type ssh
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     queue: QueueSettings = Field(default_factory=QueueSettings)
@@ -148,13 +191,31 @@ class ProjectConfig(_Strict):
             raise ValueError("preset seeds must be distinct")
         return v
 
-    @field_validator("remotes", "storage")
+    @field_validator("remotes", "targets", "storage")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
             if not valid_name(name):
                 raise ValueError(f"invalid name {name!r}: {RULE}")
         return v
+
+    @model_validator(mode="after")
+    def _distinct_targets(self) -> ProjectConfig:
+        both = sorted(set(self.remotes) & set(self.targets))
+        if both:
+            raise ValueError(f"{both[0]!r} is both a remote and a target: rename one (remotes: are targets "
+                             "of type ssh)")
+        return self
+
+    def all_targets(self) -> dict[str, TargetConfig]:
+        """Every named target: ``targets:`` and the SSH hosts of ``remotes:``."""
+        hosts = {name: TargetConfig.model_construct(type="ssh", options=cfg) for name, cfg in self.remotes.items()}
+        return {**hosts, **self.targets}
+
+    def hosts(self) -> dict[str, RemoteConfig]:
+        """Every named SSH host: ``remotes:`` and the ``targets:`` of type ssh."""
+        extra = {n: t.options for n, t in self.targets.items() if isinstance(t.options, RemoteConfig)}
+        return {**self.remotes, **extra}
 
 
 # --------------------------------------------------------------------------- experiments
@@ -462,7 +523,7 @@ def validation_error(exc: ValidationError, model: type[BaseModel], path: object,
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        valid = ", ".join(parent.model_fields) if parent else ""
+        valid = (err.get("ctx") or {}).get("valid") or (", ".join(parent.model_fields) if parent else "")
         return ConfigError(f"unknown key {loc[-1]!r}", path=path, line=line,
                            hint=f"valid keys here: {valid}" if valid else "remove it")
     if kind == "missing":

@@ -15,7 +15,7 @@ import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import experiments, gitinfo
 from tracker.config import ExperimentConfig, selectable
@@ -24,6 +24,9 @@ from tracker.execution.base import BaseExecutor, Reporter
 from tracker.experiments import TrialSpec
 from tracker.project import Project
 from tracker.store import Trial
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def test_means(trials: Sequence[Trial]) -> dict[str, float]:
 
 
 def run_test(project: Project, name: str, metric: str, *, goal: str | None = None, parallel: int | None = None,
-             reporter: Reporter | None = None, executor: BaseExecutor | None = None) -> TestResult:
+             reporter: Reporter | None = None, executor: BaseExecutor | None = None,
+             target: str | Target | None = None) -> TestResult:
     """Select the best configuration of ``name`` by ``metric`` and run its test phase once per training seed.
 
     Refused when the experiment has no test phase. When test results of ``name`` were seen
@@ -158,7 +162,7 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     specs = [TrialSpec(name, t.params, t.seed, phase="test",
                        extra={"eval_seeds": {"test": seeds}, "test": {**info, "source": t.id}})
              for t in selection.sources]
-    start = runs.launcher(project, runs.RunOptions(parallel=parallel), reporter, executor)
+    start = runs.launcher(project, runs.RunOptions(parallel=parallel, target=target), reporter, executor)
     start.prepare()
     reconcile(project)
     env_ids = start.record({name: config}, phase="test")

@@ -164,11 +164,13 @@ class Launcher:
             venv when tracker.yaml switches it on; ``local=False`` for remotes, which build their own).
         executor: an executor to use as it is (no venv is built for it).
         queue: create the trials in this queue for ``tracker worker``; nothing is driven here.
+        queued_as: the executor recorded on queued trials: the launcher that starts their workers
+            (``slurm``), or ``queue`` for workers started by hand.
     """
 
     def __init__(self, project: Project, reporter: Reporter | None = None, *, choose: ExecutorChoice | None = None,
                  executor: BaseExecutor | None = None, local: bool = True, queue: str | None = None,
-                 max_attempts: int = 1) -> None:
+                 max_attempts: int = 1, queued_as: str = "queue") -> None:
         self.project = project
         self.reporter = reporter or Reporter()
         self.choose = choose
@@ -176,13 +178,14 @@ class Launcher:
         self.local = local and executor is None and queue is None
         self.queue = queue
         self.max_attempts = max_attempts
+        self.queued_as = queued_as
         self.venv: venvs.ProjectEnv | None = None
         self._env_ids: dict[tuple[str, ...], str] = {}
         self._saved: set[str] = set()
 
     @property
     def executor_name(self) -> str:
-        return "queue" if self.queue else self.ready().name
+        return self.queued_as if self.queue else self.ready().name
 
     def ready(self) -> BaseExecutor:
         """The prepared executor (see :meth:`prepare`)."""

@@ -43,6 +43,12 @@ class Registry(Generic[T]):
             raise UsageError(f"{self.kind} {name!r} is already registered", hint="pass replace=True to override it")
         self._entries[name] = target
 
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is known (entry points are read only for a name not built in or registered)."""
+        if name not in self._entries:
+            self._load_entry_points()
+        return name in self._entries
+
     def names(self) -> list[str]:
         """Every known name."""
         self._load_entry_points()

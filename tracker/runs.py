@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import experiments, gitinfo, venvs
 from tracker.config import ExperimentConfig, check_tags
@@ -29,6 +29,9 @@ from tracker.launch import Launcher, fingerprint, spec_fingerprints
 from tracker.launch import create_trials as create_trials  # re-exported: tests and plug-ins make trials by hand
 from tracker.project import Project
 from tracker.store import Trial, now
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 DEFAULT_MAX_FAILURES = 3
 """A run stops starting trials after this many failed the same way before any completed."""
@@ -44,7 +47,8 @@ class RunOptions:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     parallel: int | None = None
     dry_run: bool = False
-    remote: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)  # SSH hosts: the same as target="gpu1,gpu2"
+    target: str | Target | None = None  # where the trials run (tracker.execution.targets); None: local
     backup_to: str | None = None
     rerun: bool = False  # run trials again even if one with the same fingerprint completed
     max_failures: int = DEFAULT_MAX_FAILURES  # 0: never stop early
@@ -153,20 +157,36 @@ def _check_max_failures(value: int) -> None:
         raise UsageError(f"--max-failures must be 0 (never stop early) or more, got {value}")
 
 
-def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv | None = None) -> BaseExecutor:
-    """The executor for a run: local (in ``venv`` when given), or SSH when remotes are named."""
-    from tracker.execution.registry import open_executor
+def run_target(project: Project, options: RunOptions) -> Target:
+    """Where the run's trials run: ``options.target`` (or its ``remote`` hosts), else local."""
+    from tracker.execution import targets
 
-    if options.remote:
-        return open_executor(project, "ssh", remotes=options.remote)
-    return open_executor(project, "local", parallel=options.parallel, venv=venv)
+    if options.remote and options.target:
+        raise UsageError("--remote and --target both say where trials run", hint="give one of them")
+    if isinstance(options.target, targets.Target):
+        return options.target
+    return targets.ssh_hosts(options.remote) if options.remote else targets.resolve(project, options.target)
+
+
+def make_executor(project: Project, options: RunOptions, venv: venvs.ProjectEnv | None = None) -> BaseExecutor:
+    """The executor for a run: its target's (local, in ``venv`` when given, unless the run names another)."""
+    target = run_target(project, options)
+    if target.kind != "executor":
+        raise UsageError(f"target {target.name!r} ({target.type}) starts workers for a queue; this command drives "
+                         "its trials itself", hint="use it with 'tracker run', or queue the trials (--queue) "
+                         "and start workers there")
+    return target.executor(project, parallel=options.parallel, venv=venv)
 
 
 def launcher(project: Project, options: RunOptions, reporter: Reporter | None = None,
              executor: BaseExecutor | None = None) -> Launcher:
-    """The launcher for a run's trials: ``executor`` as given, else the one ``options`` choose
-    (local trials in the project's venv when tracker.yaml switches it on)."""
-    return Launcher(project, reporter, executor=executor, local=not options.remote,
+    """The launcher for a run's trials: ``executor`` as given, else the one its target chooses
+    (local trials in the project's venv when tracker.yaml switches it on; remotes build their own)."""
+    from tracker.execution import registry
+
+    target = run_target(project, options)
+    local = target.kind == "executor" and registry.executors.get(target.type).uses_project_venv
+    return Launcher(project, reporter, executor=executor, local=local,
                     choose=lambda venv: make_executor(project, options, venv))
 
 

@@ -27,7 +27,9 @@ class TrialDetail:
     artifacts: list[tuple[str, int, str]]
     directory: Path
     events: list[Event]
-    slurm: str | None = None  # the SLURM state of the task that runs it (tracker run --slurm)
+    backend: str | None = None  # the launcher whose job runs it (``slurm``), if one does
+    job: str | None = None  # that job, as the launcher names it (``task 12_3``); None while it waits
+    job_state: str | None = None  # that job's state, in the launcher's words
 
     def as_dict(self) -> dict[str, Any]:
         series: dict[str, list[dict[str, Any]]] = {}
@@ -40,7 +42,8 @@ class TrialDetail:
             "environment": self.environment,
             "artifacts": [{"path": a, "size": s, "sha256": h} for a, s, h in self.artifacts],
             "events": [{"ts": e.ts, "kind": e.kind, "message": e.message} for e in self.events],
-            "slurm_state": self.slurm,
+            "backend": self.backend, "job": self.job, "job_state": self.job_state,
+            **({f"{self.backend}_state": self.job_state} if self.backend else {}),
         }
 
 
@@ -179,19 +182,16 @@ def note(project: Project, ref: str, text: str) -> Trial:
 
 
 def show(project: Project, ref: str) -> TrialDetail:
-    """One trial in detail (with its SLURM task's state when a SLURM task runs it)."""
+    """One trial in detail (with the state of its job when a launcher's job runs it, e.g. a SLURM task)."""
+    from tracker.execution.targets import backend_of
+
     store = project.store
     trial = store.get(ref)
+    backend = backend_of(project, trial)
     return TrialDetail(trial, store.metrics(trial.id),
                        store.environment(trial.env_id) if trial.env_id else None,
                        store.artifacts(trial.id), project.paths.trial_dir(trial.id), store.events(trial.id),
-                       _slurm_state(project, trial))
-
-
-def _slurm_state(project: Project, trial: Trial) -> str | None:
-    from tracker.slurm import control
-
-    return control.state(project, trial) if control.is_slurm(trial) else None
+                       *((backend.name, backend.job(trial), backend.state(trial)) if backend else ()))
 
 
 def log_path(project: Project, ref: str, stream: str = "stdout") -> tuple[Trial, Path]:
@@ -301,10 +301,11 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     The stop request is recorded in the store; the process that drives the trial (this
     machine's or another's) stops it: SIGTERM to everything it started, SIGKILL after the
     grace period. A trial on an SSH host whose client is gone is stopped over SSH from here.
-    A SLURM task that runs only this trial is scancelled too. A trial waiting in a queue
-    ends ``cancelled`` at once (no worker claims it any more).
+    A launcher's job that runs only this trial (a SLURM task) is ended too. A trial waiting
+    in a queue ends ``cancelled`` at once (no worker claims it any more).
     """
     from tracker.execution.driver import adopt_and_stop
+    from tracker.execution.targets import backend_of
 
     store = project.store
     lifecycle.reconcile(project)
@@ -314,10 +315,9 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     if trial.status != "running":
         raise UsageError(f"trial {trial.id} is {trial.status}, not running")
     store.request_stop(trial.id, "cancelled by the user")
-    if trial.handle.get("slurm"):
-        from tracker.slurm import control
-
-        control.stop_task(project, trial)
+    backend = backend_of(project, trial)
+    if backend is not None:
+        backend.stop(trial)
     grace = project.config.defaults.grace
     deadline = time.monotonic() + (wait if wait is not None else grace + 15)
     while time.monotonic() < deadline:
@@ -331,14 +331,15 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
 
 
 def _stop_queued(project: Project, trial: Trial) -> Trial:
-    """A waiting queue trial ends cancelled; SLURM tasks no waiting trial needs are cancelled."""
+    """A waiting queue trial ends cancelled; its launcher drops the jobs no waiting trial needs."""
+    from tracker.execution.targets import backend_of
+
     if not project.store.transition(trial.id, "cancelled", expected=["queued"], finished=now(),
                                     error="cancelled by the user"):
         return stop(project, trial.id)  # a worker claimed it meanwhile: stop it where it runs
-    from tracker.slurm import control
-
-    if control.is_slurm(trial):
-        control.trim(project, trial.queue)
+    backend = backend_of(project, trial)
+    if backend is not None:
+        backend.cancelled(trial)
     return project.store.get(trial.id)
 
 

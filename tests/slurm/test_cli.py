@@ -44,7 +44,7 @@ def test_refused_options_leave_nothing_behind(slurm: dict[str, str], project_dir
     assert code == 2 and "nope" in err
     assert project.store.list_trials() == [] and not list((project.paths.state / "slurm").iterdir())
     code, _, err = cli("run", "base", "--time", "5:00")
-    assert code == 2 and "--time applies to SLURM runs (add --slurm)" in err
+    assert code == 2 and "--time applies to SLURM runs (add --slurm, or --target NAME of a slurm target)" in err
     code, _, err = cli("run", "base", "--slurm", "--queue")
     assert code == 2 and "--slurm runs its trials in a queue of its own" in err
 

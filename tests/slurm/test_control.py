@@ -27,5 +27,5 @@ def test_show_says_why_the_slurm_state_is_unknown(project_dir: Path, monkeypatch
     project.store.update(trial.id, handle={"slurm": {"job_id": "5", "array_job_id": "4", "array_task_id": "1"}})
     monkeypatch.setenv("PATH", str(tmp_path))  # a laptop without SLURM's commands
     detail = trials.show(project, trial.id)
-    assert detail.slurm == "unknown (scontrol not found: SLURM's client commands are not installed on this host)"
-    assert detail.as_dict()["slurm_state"] == detail.slurm
+    assert detail.job_state == "unknown (scontrol not found: SLURM's client commands are not installed on this host)"
+    assert detail.as_dict()["slurm_state"] == detail.job_state

@@ -72,16 +72,16 @@ def test_stop_queued_and_running_trials(slurm: dict[str, str], project_dir: Path
     assert first.handle["slurm"]["array_task_id"] == "0"
     assert cluster.states([job]) == {f"{job}_0": "RUNNING", f"{job}_1": "PENDING", f"{job}_2": "PENDING"}
     waiting = [t for t in run.trials if t.id != first.id]
-    assert "2 pending" in trials.show(project, waiting[0].id).slurm
+    assert "2 pending" in trials.show(project, waiting[0].id).job_state
 
     stopped = trials.stop(project, waiting[0].id)  # waiting in the queue: cancelled, one task no longer needed
     assert stopped.status == "cancelled" and stopped.error == "cancelled by the user"
     wait("the unneeded pending task to go", lambda: f"{job}_2" not in cluster.states([job]))
 
-    assert trials.show(project, first.id).slurm == "RUNNING"
+    assert trials.show(project, first.id).job_state == "RUNNING"
     stopped = trials.stop(project, first.id, wait=60)  # running: the stop request, and scancel of its task only
     assert stopped.status == "cancelled" and stopped.attempts == 1  # the user's stop is never requeued
-    assert wait("its task to end", lambda: (state := trials.show(project, first.id).slurm) != "COMPLETING"
+    assert wait("its task to end", lambda: (state := trials.show(project, first.id).job_state) != "COMPLETING"
                 and state) == "CANCELLED"  # scancelled, not ended by its worker
     last = wait("the task still needed to run the last trial", running)  # task 1 was not cancelled with task 0
     assert (last.id, last.handle["slurm"]["array_task_id"]) == (waiting[1].id, "1")

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_params, fmt_time, info, project
+from tracker.cli._targets import REMOTE_OPTION, TARGET_OPTION, remotes
 from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION
 
 
@@ -29,10 +30,6 @@ app = typer.Typer(cls=_StartByDefault, no_args_is_help=True,
 STRATEGIES = "grid|random|tpe|gp|hyperband|bohb"
 
 
-def _remotes(remote: str | None) -> list[str]:
-    return [r.strip() for r in remote.split(",") if r.strip()] if remote else []
-
-
 @app.command("start")
 def start(
     experiment: str = typer.Argument(..., help="The experiment whose 'search:' space is searched."),
@@ -40,7 +37,8 @@ def start(
     trials: int = typer.Option(None, "--trials", "-t", help="Configurations to try (default 20; grid: all)."),
     timeout: float = typer.Option(None, "--timeout", help="Start no new configuration after SECONDS."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
-    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    target: str = TARGET_OPTION,
+    remote: str = REMOTE_OPTION,
     seeds: int = typer.Option(None, "--seeds", "-n", help="Evaluate each configuration on the first N preset "
                               "seeds (default: the experiment's seeds, else 1)."),
     aggregate: str = typer.Option("mean", "--aggregate", help="Objective of a configuration over its seeds: "
@@ -77,7 +75,8 @@ def start(
 
     proj = project()
     options = OptimizeOptions(strategy=strategy, trials=trials, timeout=timeout, parallel=parallel,
-                              remote=_remotes(remote), seeds=seeds, aggregate=aggregate, sampler_seed=sampler_seed,
+                              remote=remotes(remote), target=target, seeds=seeds, aggregate=aggregate,
+                              sampler_seed=sampler_seed,
                               max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures,
                               seed_pruning=not no_seed_pruning, tags=list(tag or []))
     if not queue and (queue_name != "default" or max_attempts is not None):
@@ -105,7 +104,8 @@ def resume(
     trials: int = typer.Option(None, "--trials", "-t", help="Raise the number of configurations to N in all."),
     timeout: float = typer.Option(None, "--timeout", help="Start no new configuration after SECONDS."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
-    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    target: str = TARGET_OPTION,
+    remote: str = REMOTE_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -117,8 +117,8 @@ def resume(
     from tracker.search.optimizer import resume as resume_search
 
     proj = project()
-    _drive(proj, lambda reporter: resume_search(proj, optimization, parallel=parallel, remote=_remotes(remote),
-                                          trials=trials, timeout=timeout, reporter=reporter),
+    _drive(proj, lambda reporter: resume_search(proj, optimization, parallel=parallel, remote=remotes(remote),
+                                                target=target, trials=trials, timeout=timeout, reporter=reporter),
            quiet or as_json, as_json)
 
 

@@ -60,7 +60,7 @@ def add(
 @app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
     """List the remotes in tracker.yaml."""
-    remotes = project().config.remotes
+    remotes = project().config.hosts()
     if as_json:
         emit_json({name: cfg.model_dump() for name, cfg in remotes.items()})
         return

@@ -18,9 +18,10 @@ from tracker.cli._common import (
     parse_assignments,
     project,
 )
+from tracker.cli._targets import REMOTE_OPTION, TARGET_OPTION, chosen, remotes, report_launched
 from tracker.cli.progress import ConsoleReporter, report_failed
 from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION, submit_and_report
-from tracker.cli.slurm import ARRAY_PARALLEL, CPUS, GPUS, MEM, PARTITION, TIME
+from tracker.cli.slurm import ARRAY_PARALLEL, CPUS, GPUS, MEM, PARTITION, SLURM, TIME, with_resources
 
 
 def run(
@@ -30,7 +31,8 @@ def run(
     param: list[str] = typer.Option(None, "--param", "-p", help="Override a param: NAME=VALUE."),
     grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: NAME=[v1,v2]."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
-    remote: str = typer.Option(None, "--remote", "-r", help="Run on named remotes: gpu1,gpu2."),
+    target: str = TARGET_OPTION,
+    remote: str = REMOTE_OPTION,
     backup_to: str = typer.Option(None, "--backup-to", help="Back up each completed trial here."),
     tag: list[str] = typer.Option(None, "--tag", help="Tag every trial of this run (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials (and those skipped) without running them."),
@@ -43,8 +45,7 @@ def run(
                                "processes on any machine instead of running them here."),
     queue_name: str = QUEUE_OPTION,
     max_attempts: int = MAX_ATTEMPTS_OPTION,
-    slurm: bool = typer.Option(False, "--slurm", help="Submit the trials to SLURM as job arrays of workers "
-                               "(docs/slurm.md); prints the array job ids."),
+    slurm: bool = SLURM,
     partition: str = PARTITION,
     time_limit: str = TIME,
     gpus: str = GPUS,
@@ -68,29 +69,30 @@ def run(
         tracker run baseline wide deep -j 4   # three experiments, one run
         tracker run baseline --seeds 10 --queue   # for workers: tracker worker
         tracker run baseline --seeds 10 --slurm --time 1:00:00 --gpus 1
+        tracker run baseline --target cluster    # a target of tracker.yaml (targets:)
     """
     from tracker.errors import UsageError
     from tracker.runs import RunOptions, run_experiments
 
     proj = project()
-    resources = {"--partition": partition, "--time": time_limit, "--gpus": gpus, "--cpus": cpus, "--mem": mem,
-                 "--array-parallel": array_parallel}
-    if not slurm and any(v is not None for v in resources.values()):
-        raise UsageError(f"{next(k for k, v in resources.items() if v is not None)} applies to SLURM runs",
-                         hint="add --slurm")
-    if slurm and (queue or queue_name != "default"):
-        raise UsageError("--slurm runs its trials in a queue of its own", hint="drop --queue/--queue-name")
-    if not (queue or slurm) and (queue_name != "default" or max_attempts is not None):
+    where = with_resources(proj, chosen(proj, target, remote, slurm),
+                           {"--partition": partition, "--time": time_limit, "--gpus": gpus, "--cpus": cpus,
+                            "--mem": mem, "--array-parallel": array_parallel})
+    launcher = where.kind == "launcher"
+    if launcher and (queue or queue_name != "default"):
+        raise UsageError(f"{'--slurm' if slurm else f'--target {target}'} runs its trials in a queue of its own",
+                         hint="drop --queue/--queue-name")
+    if not (queue or launcher) and (queue_name != "default" or max_attempts is not None):
         raise UsageError(f"{'--queue-name' if queue_name != 'default' else '--max-attempts'} applies to queued "
-                         "trials", hint="add --queue or --slurm")
-    if (queue or slurm) and max_failures is not None:
+                         "trials", hint="add --queue, or a target that starts workers (--slurm)")
+    if (queue or launcher) and max_failures is not None:
         raise UsageError("--max-failures stops a run that starts its own trials; queued trials are started by "
                          "workers, each on its own", hint="drop --max-failures, or run without --queue/--slurm")
     had_seeds = bool(proj.config.seeds)
     options = RunOptions(
         seeds=list(seed or []), seed_count=seeds, params=parse_assignments(param, "--param"),
         grid=parse_assignments(grid, "--grid"), parallel=parallel, dry_run=dry_run,
-        remote=[r.strip() for r in remote.split(",") if r.strip()] if remote else [],
+        remote=remotes(remote), target=where if target and not launcher else None,
         backup_to=backup_to, rerun=rerun, tags=list(tag or []),
         **({} if max_failures is None else {"max_failures": max_failures}),
     )
@@ -98,13 +100,9 @@ def run(
         submit_and_report(proj, experiments, options, queue_name, max_attempts, as_json)
         _note_new_seeds(proj, had_seeds)
         return
-    if slurm:
-        from tracker.cli import slurm as slurm_cli
-        from tracker.slurm.submit import SlurmOptions
-
-        slurm_cli.submit_and_report(proj, experiments, options,
-                                    SlurmOptions(partition, time_limit, gpus, cpus, mem, array_parallel),
-                                    max_attempts, as_json)
+    if launcher:
+        launched = where.launcher(proj).launch(experiments, options, max_attempts=max_attempts)
+        report_launched(launched, dry_run, as_json)
         _note_new_seeds(proj, had_seeds)
         return
     title = ", ".join(dict.fromkeys(experiments))
@@ -117,6 +115,8 @@ def run(
     if dry_run:
         emit_plan(result.specs, result.skipped, "run",
                   f"{len(result.specs)} trials would run, {len(result.skipped)} skipped", as_json)
+        if where.type != "local" and not as_json:
+            info(f"they would run on {where.name} ({where.type})")
         return
     if not result.trials:
         info(f"nothing to run: all {len(result.skipped)} trial(s) of {title} already completed with the same "
@@ -166,6 +166,8 @@ def test(
                              help="Choose the configuration with the best mean of this validation metric."),
     goal: str = typer.Option(None, "--goal", help="max or min (default: the experiment objective's goal)."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Test trials to run at once."),
+    target: str = TARGET_OPTION,
+    remote: str = REMOTE_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not stream the trials' output."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -186,7 +188,8 @@ def test(
     proj = project()
     reporter = ConsoleReporter(stream=not quiet and not as_json)
     try:
-        result = run_test(proj, experiment, best, goal=goal, parallel=parallel, reporter=reporter)
+        result = run_test(proj, experiment, best, goal=goal, parallel=parallel, reporter=reporter,
+                          target=chosen(proj, target, remote) if target or remote else None)
     finally:
         reporter.close()
     if as_json:

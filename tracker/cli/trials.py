@@ -191,11 +191,8 @@ def show(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
             lines.append(f"autolog     {name}: {fmt_params(desc.get('params', {}))}")
     if detail.artifacts:
         lines.append("outputs     " + ", ".join(f"{a} ({s} B)" for a, s, _ in detail.artifacts))
-    if detail.slurm:
-        task = t.handle.get("slurm") or {}
-        name = f"task {task['array_job_id']}_{task['array_task_id']}" if "array_task_id" in task \
-            else f"job {task['job_id']}" if task else "queue"
-        lines.append(f"slurm       {name}: {detail.slurm}")
+    if detail.job_state:
+        lines.append(f"{detail.backend:<11} {detail.job or 'queue'}: {detail.job_state}")
     if t.stop_requested and t.status == "running":
         lines.append(f"stopping    {t.stop_requested}")
     if t.error:

@@ -8,7 +8,9 @@ outputs into the local trial directory. It never changes a trial's status: the
 driver (:mod:`tracker.execution.driver`) does, through the store.
 
 Executors register by name (``local``, ``ssh``; third parties through the
-``tracker.executors`` entry-point group) and are built as ``cls(project, **options)``.
+``tracker.executors`` entry-point group) and are built as ``cls(project, **options)``;
+as a target type (tracker.execution.targets) they declare their tracker.yaml options
+(``options``, a pydantic model) and are built from a target by :meth:`BaseExecutor.from_target`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from tracker.config import ExperimentConfig
+    from tracker.execution.targets import Target
     from tracker.project import Project
     from tracker.store import Trial
 
@@ -79,9 +84,18 @@ class BaseExecutor(ABC):
     """Where trials run. Subclasses implement submit, poll, stop and collect."""
 
     name: ClassVar[str] = "base"
+    options: ClassVar[type[BaseModel] | None] = None  # a target's options in tracker.yaml (None: none)
+    uses_project_venv: ClassVar[bool] = False  # runs trials in this checkout, so in the project's venv
 
     def __init__(self, project: Project, **options: Any) -> None:
         self.project = project
+
+    @classmethod
+    def from_target(cls, project: Project, target: Target, **run: Any) -> BaseExecutor:
+        """The executor for ``target``: built with its options and the run's own settings that are set
+        (``parallel``, ``venv``), which win over the target's."""
+        given = target.options.model_dump(exclude_unset=True)
+        return cls(project, **{**given, **{k: v for k, v in run.items() if v is not None}})
 
     @property
     def capacity(self) -> int:

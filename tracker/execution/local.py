@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tracker.errors import ExecutionError, UsageError
 from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
 from tracker.execution.launch import build
@@ -46,11 +48,21 @@ def _runner_alive(handle: dict[str, Any]) -> bool:
             and proc_start(handle.get("runner_pid") or 0) == handle["runner_start"])
 
 
+class LocalOptions(BaseModel):
+    """A ``type: local`` target's options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parallel: int | None = Field(default=None, ge=1)  # trials at once (default: defaults.parallel)
+
+
 class LocalExecutor(BaseExecutor):
     """Runs trials on this machine, ``parallel`` at a time, in ``venv`` when given (its ``python`` first on
     PATH); ``gpus`` (ids) are spread over the slots (default: found on first need, see the module docstring)."""
 
     name = "local"
+    options = LocalOptions
+    uses_project_venv = True
 
     def __init__(self, project: Project, parallel: int | None = None, venv: ProjectEnv | None = None,
                  gpus: list[str] | None = None,

@@ -37,16 +37,19 @@ class SubmitResult:
 
 
 def submit(project: Project, names: Sequence[str], options: RunOptions, *, queue: str = DEFAULT_QUEUE,
-           max_attempts: int | None = None, reporter: Reporter | None = None) -> SubmitResult:
+           max_attempts: int | None = None, reporter: Reporter | None = None,
+           executor: str = "queue") -> SubmitResult:
     """Queue the trials of experiments ``names`` as ``options`` say; see the module docstring.
+
+    ``executor`` is recorded on the trials: the launcher that starts their workers (``slurm``), if any.
 
     ``max_attempts`` (default: tracker.yaml ``queue.max_attempts``) bounds how often a trial
     lost by its worker is claimed again.
     """
     reporter = reporter or Reporter()
     check_name("queue", queue)
-    if options.remote or options.parallel:
-        flag = "--remote" if options.remote else "--parallel"
+    if options.remote or options.target or options.parallel:
+        flag = "--remote" if options.remote else "--target" if options.target else "--parallel"
         raise UsageError(f"{flag} does not apply to queued trials: workers run them",
                          hint="start 'tracker worker --slots N' where they should run")
     attempts = project.config.queue.max_attempts if max_attempts is None else max_attempts
@@ -62,7 +65,7 @@ def submit(project: Project, names: Sequence[str], options: RunOptions, *, queue
     if options.dry_run or not specs:
         return SubmitResult(None, queue, specs, [], skipped, dry_run=options.dry_run)
     assert planned.code is not None
-    start = Launcher(project, reporter, queue=queue, max_attempts=attempts)
+    start = Launcher(project, reporter, queue=queue, max_attempts=attempts, queued_as=executor)
     env_ids = start.record(planned.configs)
     trials = start.create(specs, planned.configs, planned.code, env_ids, options.tags, prints=prints,
                           extra={"backup_to": options.backup_to} if options.backup_to else None)

@@ -42,6 +42,7 @@ from tracker.execution.base import Reporter
 from tracker.execution.driver import Driver
 from tracker.execution.launch import build
 from tracker.execution.local import LocalExecutor
+from tracker.execution.targets import launcher_here
 from tracker.launch import record_environment, sigterm_as_interrupt
 from tracker.names import check_name
 from tracker.project import Project
@@ -147,8 +148,9 @@ class _Worker:
         self.env_ids: dict[tuple[str, ...], str] = {}
         self.claimed: list[str] = []
         self.done = 0
-        self.slurm = _slurm_task()
-        handle = {"worker": self.id, "queue": options.queue, **({"slurm": self.slurm} if self.slurm else {})}
+        self.backend, self.job = launcher_here(project) or (None, {})
+        self.in_job = {self.backend.name: self.job} if self.backend else {}  # e.g. {"slurm": {"job_id": ...}}
+        handle = {"worker": self.id, "queue": options.queue, **self.in_job}
         executor = WorkerExecutor(project, self.code_dirs, handle, parallel=options.slots, venv=self.venv)
         self.driver = Driver(project, executor, reporter, owner=self.owner, config_of=self.config_of,
                              on_end=self._ended)
@@ -247,11 +249,9 @@ class _Worker:
             from tracker.search import distributed
 
             distributed.settle(self.project, trial)
-        if self.slurm:
-            from tracker.slurm import task
-
+        if self.backend:
             with contextlib.suppress(OSError, TrackerError):
-                task.collect_log(self.project, trial.id)
+                self.backend.trial_ended(trial)
 
     @contextlib.contextmanager
     def registered(self) -> Iterator[None]:
@@ -260,7 +260,7 @@ class _Worker:
         self.store.register_worker(Worker(
             self.id, self.options.queue, socket.gethostname(), os.getpid(), self.options.slots, now(), time.time(),
             lease, info={"commit": self.code.commit, "root": str(self.project.root), "python": sys.version.split()[0],
-                         **({"slurm": self.slurm} if self.slurm else {})}))
+                         **self.in_job}))
         try:
             with lifecycle.renewing(min(lease / 4, 15.0), lambda: self.store.worker_beat(
                     self.id, running=list(self.driver.running), done=self.done), "tracker-worker-heartbeat"):
@@ -278,10 +278,8 @@ class _Worker:
                     self.driver.run(self.feed())
             except KeyboardInterrupt:
                 requeued = self.requeue_stopped()
-                if self.slurm and requeued:
-                    from tracker.slurm import task
-
-                    task.after_requeue(self.project, requeued)
+                if self.backend and requeued:
+                    self.backend.requeued(requeued)
             except BaseException:
                 self.requeue_stopped()
                 raise
@@ -294,15 +292,6 @@ class _Worker:
             if trial.stop_requested == STOPPED and self.store.requeue(trial.id):
                 back.append(trial.id)
         return back
-
-
-def _slurm_task() -> dict[str, Any] | None:
-    """The SLURM job and array task this worker runs in, when it runs in one."""
-    if not os.environ.get("SLURM_JOB_ID"):
-        return None
-    from tracker.slurm import task
-
-    return task.describe()
 
 
 def run_worker(project: Project, options: WorkerOptions, reporter: Reporter | None = None) -> WorkerResult:

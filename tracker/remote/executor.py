@@ -19,9 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.api import METRICS_FILE
+from tracker.config import RemoteConfig
 from tracker.errors import HostKeyError, RemoteError, UsageError
 from tracker.execution import outputs
 from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
@@ -30,6 +31,9 @@ from tracker.project import Project
 from tracker.remote import connection, hosts, sync
 from tracker.remote.workspace import RemoteEnv, Workspace
 from tracker.store import Trial
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 POLL_SECONDS = (0.1, 0.5)  # first poll interval (logs, exit record: SFTP reads), doubling up to the second
 LIVENESS_SECONDS = 5.0  # how often the runner is asked whether the process still runs
@@ -96,6 +100,14 @@ class SSHExecutor(BaseExecutor):
     """Runs trials on named remotes (``remotes=["gpu1", "gpu2"]``); any remote trial can be polled and stopped."""
 
     name = "ssh"
+    options = RemoteConfig
+
+    @classmethod
+    def from_target(cls, project: Project, target: Target, **run: Any) -> SSHExecutor:
+        """The hosts the target names (``parallel`` and ``venv`` do not apply: a host has its slots and its env)."""
+        if not target.entries:
+            raise UsageError("an ssh target needs its hosts", hint="name them: --target gpu1,gpu2 (or --remote)")
+        return cls(project, remotes=list(target.entries))
 
     def __init__(self, project: Project, remotes: list[str] | None = None, **options: Any) -> None:
         super().__init__(project)

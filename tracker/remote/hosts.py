@@ -81,12 +81,13 @@ def known_hosts_files(config: RemoteConfig, ssh_options: dict[str, object] | Non
 
 
 def resolve(project: Project, name: str) -> RemoteHost:
-    """The remote called ``name``: from tracker.yaml, else a Host alias in an SSH config."""
-    config = project.config.remotes.get(name)
+    """The remote called ``name``: from tracker.yaml (``remotes:``, or ``targets:`` of type ssh), else a
+    Host alias in an SSH config."""
+    config = project.config.hosts().get(name)
     if config is None:
         options, source = _lookup(name, _ssh_config_files(RemoteConfig()))
         if not source:
-            known = ", ".join(sorted(project.config.remotes)) or "none yet"
+            known = ", ".join(sorted(project.config.hosts())) or "none yet"
             raise NotFoundError(f"no remote named {name!r} in tracker.yaml or ~/.ssh/config",
                                 hint=f"known: {known}; add one with 'tracker remote add {name} --host ADDRESS'")
         config = RemoteConfig(ssh_config=source)

@@ -41,8 +41,9 @@ def start(project: Project, name: str, options: Any, *, queue: str, max_attempts
     from tracker.names import check_name
 
     check_name("queue", queue)
-    if options.parallel or options.remote:
-        raise UsageError(f"{'--remote' if options.remote else '--parallel'} does not apply with --queue: workers "
+    if options.parallel or options.remote or options.target:
+        flag = "--remote" if options.remote else "--target" if options.target else "--parallel"
+        raise UsageError(f"{flag} does not apply with --queue: workers "
                          "run the trials", hint="start 'tracker worker --queue NAME --slots N' where they should run")
     strategy = strategies.get(options.strategy)
     if strategy.curves:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import experiments, gitinfo
 from tracker.config import ExperimentConfig
@@ -36,6 +36,9 @@ from tracker.search import rules, strategies
 from tracker.search import space as spacelib
 from tracker.search.rules import OptimizeOptions
 from tracker.store import Configuration, MetricPoint, Optimization, Trial, now
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 WILCOXON_P = 0.1
 """The p-value under which a configuration worse than the best on the same seeds is stopped."""
@@ -86,14 +89,15 @@ class _Open:
 
 
 def _launcher(project: Project, parallel: int | None, remote: list[str], reporter: Reporter,
-              given: BaseExecutor | None) -> Launcher:
+              given: BaseExecutor | None, target: str | Target | None = None) -> Launcher:
     """The launcher of a search's trials: ``given`` as it is, else local (in the project's venv when
-    tracker.yaml asks for it) or on ``remote`` hosts; prepared, so a bad --parallel or --remote fails here."""
+    tracker.yaml asks for it) or on ``remote`` hosts; prepared, so a bad --parallel --remote or --target fails here."""
     from tracker import runs
 
     if parallel is not None and parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    start = runs.launcher(project, runs.RunOptions(parallel=parallel, remote=list(remote)), reporter, given)
+    options = runs.RunOptions(parallel=parallel, remote=list(remote), target=target)
+    start = runs.launcher(project, options, reporter, given)
     start.prepare()
     return start
 
@@ -112,7 +116,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     where = spacelib.Where.of(project, name)
     settings = rules.settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
-    start = _launcher(project, options.parallel, options.remote, reporter, executor)
+    start = _launcher(project, options.parallel, options.remote, reporter, executor, options.target)
     lifecycle.reconcile(project)
     settings["deadline"] = rules.deadline(options.timeout)  # the clock starts once the executor is ready
     record = Optimization(id=new_id(), experiment=name, strategy=options.strategy, settings=settings,
@@ -125,7 +129,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
 
 def resume(project: Project, ref: str, *, parallel: int | None = None, remote: list[str] | None = None,
            trials: int | None = None, timeout: float | None = None, reporter: Reporter | None = None,
-           executor: BaseExecutor | None = None) -> OptimizeResult:
+           executor: BaseExecutor | None = None, target: str | Target | None = None) -> OptimizeResult:
     """Continue an interrupted or finished optimization: the same study, nothing finished repeated.
 
     ``trials`` raises the number of configurations to try (the total, counting those done).
@@ -140,9 +144,9 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
         from tracker.search import distributed
 
         rules.check_bounds(trials, timeout)
-        if parallel or remote:
+        if parallel or remote or target:
             raise UsageError(f"optimization {record.id} is searched by the workers of queue "
-                             f"{record.settings['queue']!r}; --parallel and --remote do not apply")
+                             f"{record.settings['queue']!r}; --parallel, --remote and --target do not apply")
         record = distributed.resume(project, record, trials=trials, timeout=timeout)
         return OptimizeResult(record, store.configurations(record.id), None,
                               store.list_trials(optimization=record.id))
@@ -167,7 +171,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
-    start = _launcher(project, parallel, remote or [], reporter, executor)
+    start = _launcher(project, parallel, remote or [], reporter, executor, target)
     if not store.claim_optimization(record.id, lifecycle.owner(), unless=record.owner):
         raise UsageError(f"optimization {record.id} was resumed by another process meanwhile")
     store.update_optimization(record.id, settings=settings)

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker import experiments
 from tracker.config import ExperimentConfig, check_tags
@@ -39,6 +39,9 @@ from tracker.project import Project
 from tracker.search import space as spacelib
 from tracker.search import strategies
 from tracker.store import Configuration, Trial
+
+if TYPE_CHECKING:
+    from tracker.execution.targets import Target
 
 AGGREGATES = {"mean": statistics.fmean, "median": statistics.median}
 DEFAULT_BUDGET = 20
@@ -56,6 +59,7 @@ class OptimizeOptions:
     timeout: float | None = None  # start no new configuration after this many seconds
     parallel: int | None = None
     remote: list[str] = field(default_factory=list)
+    target: str | Target | None = None  # where the trials run (an executor's target; None: local)
     seeds: int | None = None  # first S preset seeds per configuration (default: the experiment's, else 1)
     aggregate: str = "mean"
     sampler_seed: int | None = None  # default: the project's master seed

@@ -8,13 +8,8 @@ import math
 from tracker.errors import ExecutionError
 from tracker.project import Project
 from tracker.slurm import cluster
-from tracker.slurm.submit import QUEUE_PREFIX, jobs
+from tracker.slurm.submit import jobs
 from tracker.store import Trial
-
-
-def is_slurm(trial: Trial) -> bool:
-    """Whether a SLURM task runs (or will run) the trial."""
-    return bool(trial.handle.get("slurm")) or bool(trial.queue and trial.queue.startswith(QUEUE_PREFIX))
 
 
 def state(project: Project, trial: Trial) -> str | None:

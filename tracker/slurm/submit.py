@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import field_validator
+
 from tracker.errors import TrackerError, TrackerWarning, UsageError
 from tracker.execution.base import Reporter
+from tracker.execution.targets import TargetOptions
 from tracker.project import Project
 from tracker.slurm import cluster
 from tracker.store import Trial, now
@@ -46,9 +49,9 @@ JOBS = "jobs.json"
 SQLITE_WARNING = "SQLite over a network filesystem is unsafe; use --store postgresql://..."
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    """How each array task asks SLURM for resources (None: the cluster's default)."""
+class SlurmOptions(TargetOptions):
+    """How each array task asks SLURM for resources (None: the cluster's default); the options of a
+    ``type: slurm`` target in tracker.yaml and of ``--slurm``'s flags."""
 
     partition: str | None = None
     time: str | None = None  # per task: [days-]hours:minutes:seconds, as sbatch takes it
@@ -56,6 +59,19 @@ class SlurmOptions:
     cpus: int | None = None  # --cpus-per-task
     mem: str | None = None  # --mem, e.g. 8G
     array_parallel: int | None = None  # at most K tasks of the run at once (%K)
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(f"write the time limit in quotes, as sbatch takes it (e.g. time: '1:00:00'); YAML "
+                             f"read it as the number {v}")
+        return v
 
     def sbatch_options(self) -> list[str]:
         """The resource options as sbatch flags."""
@@ -149,7 +165,8 @@ def submit_run(project: Project, names: Sequence[str], options: RunOptions, slur
             directory.mkdir(parents=True, exist_ok=True)
             script = write_script(project, directory, queue, store_url, flags)
             cluster.run(["sbatch", "--test-only", "--array=0", str(script)])  # a bad partition, time... fail here
-        result = submit(project, names, options, queue=queue, max_attempts=max_attempts, reporter=reporter)
+        result = submit(project, names, options, queue=queue, max_attempts=max_attempts, reporter=reporter,
+                        executor="slurm")
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

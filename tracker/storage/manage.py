@@ -20,7 +20,7 @@ def add_target(project: Project, name: str, kind: str, options: dict[str, Any], 
     project.check_new_entry("storage", name, "storage target", force=force)
     data = {k: v for k, v in options.items() if v is not None}
     validated = validate_options(kind, data, f"storage target {name}")
-    if kind == "ssh" and validated.remote not in project.config.remotes:
+    if kind == "ssh" and validated.remote not in project.config.hosts():
         raise UsageError(f"remote {validated.remote!r} is not in tracker.yaml",
                          hint=f"add it first: tracker remote add {validated.remote} --host ...")
     project.set_section("storage", name, {"type": kind, **data})
