@@ -8,12 +8,14 @@ re-attaches find the right one::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.errors import ExecutionError
 from tracker.execution.base import BaseExecutor
 from tracker.plugins import Registry
-from tracker.project import Project
+
+if TYPE_CHECKING:
+    from tracker.project import Project
 
 BUILTIN = {
     "local": "tracker.execution.local:LocalExecutor",

@@ -206,9 +206,7 @@ def resolve(project: Project, choice: str | None = None, overrides: dict[str, An
 
 def ssh_hosts(names: Sequence[str]) -> Target:
     """SSH hosts named together (``--remote gpu1,gpu2``): tracker.yaml entries or ~/.ssh/config aliases."""
-    from tracker.config import RemoteConfig
-
-    return Target(",".join(names), "ssh", RemoteConfig(), tuple(names))
+    return Target(",".join(names), "ssh", options_model("ssh")(), tuple(names))
 
 
 def _validated(name: str, type_name: str, options: BaseModel | None, overrides: dict[str, Any],
