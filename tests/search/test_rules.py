@@ -173,13 +173,17 @@ def test_hyperband_on_a_script_without_intermediate_values_says_so_once(search_p
 
 
 class _LatePoll(LocalExecutor):
-    """Says "running" for a trial whose script has meanwhile exited: the poll raced the script's end."""
+    """Says "running" once for a trial whose script has already exited: the poll raced the script's end."""
+
+    late: set[str]
 
     def poll(self, trial: Trial) -> Poll:
-        poll = super().poll(trial)
-        if poll.state == "running":
-            self._procs[trial.id].wait()  # the runner ends, after the script printed all and exited 0
-        return poll
+        self._procs[trial.id].wait()  # the runner ends, after the script printed all and exited 0
+        late = self.__dict__.setdefault("late", set())
+        if trial.id not in late:
+            late.add(trial.id)
+            return Poll("running")
+        return super().poll(trial)
 
 
 def test_a_prune_never_discards_the_result_of_a_trial_that_had_already_exited(search_project: Project) -> None:
