@@ -1,0 +1,1 @@
+"""Test suites that ship with tracker, for plug-in stores, executors and storage backends (imported by tests only)."""
