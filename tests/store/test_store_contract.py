@@ -274,6 +274,25 @@ class TestSQLiteStore(StoreContract):
             SQLiteStore.open(path)
 
 
+class DerivedReads(SQLiteStore):
+    """SQLite answering the derived reads with BaseStore's defaults (what a new store gets for free)."""
+
+
+for _name in ("get", "count", "count_by_status", "summaries_json", "key_names", "table", "metric_rows",
+              "queue_counts", "get_optimization"):
+    setattr(DerivedReads, _name, getattr(BaseStore, _name))
+
+
+class TestBaseStoreDefaults(StoreContract):
+    """BaseStore's derived reads pass the whole contract (on SQLite's writes)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[BaseStore]:
+        store = DerivedReads.open(tmp_path / "tracker.db")
+        yield store
+        store.close()
+
+
 PG_MIGRATIONS = [name for name, _ in pg_schema.MIGRATIONS]
 
 
@@ -304,8 +323,7 @@ class TestPostgresStore(StoreContract):
         where, args = store.where(fingerprints=["f1", "f2"])
         with store.transaction() as c:
             c.execute("SET LOCAL enable_seqscan = off")  # 50 rows: the planner would rather scan
-            c.execute(f"EXPLAIN SELECT id FROM trials{where}", args)
-            plan = " ".join(r[0] for r in c.fetchall())
+            plan = " ".join(r[0] for r in c.execute(f"EXPLAIN SELECT id FROM trials{where}", args).fetchall())
         assert "trials_fingerprint" in plan, plan
 
     def test_dict_order_and_text_survive_the_json_columns(self, store: BaseStore) -> None:
@@ -356,9 +374,9 @@ class TestPostgresStore(StoreContract):
             columns = [c for c in COLUMNS if c not in ("queue", "attempts", "max_attempts", "errors")]
             row = dict(zip(COLUMNS, trial_row(trial), strict=True))
             with old.transaction() as c:
-                c.execute(f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                c.execute(f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                           [row[col] for col in columns])
-                c.execute("INSERT INTO params (trial_id, name, value) VALUES (%s, 'z', '1'), (%s, 'a', '2')",
+                c.execute("INSERT INTO params (trial_id, name, value) VALUES (?, 'z', '1'), (?, 'a', '2')",
                           (trial.id, trial.id))
             old.append_metrics(trial.id, [MetricPoint("val/acc", 0.5, 0), MetricPoint("val/acc", 0.7, 1)])
             old.finalize(trial.id, "completed", exit_code=0)

@@ -30,7 +30,8 @@ from tracker.store.sqlite import SQLiteStore
 
 __all__ = [
     "ACTIVE", "FINISHED", "FORGOTTEN_ON_REQUEUE", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore",
-    "Configuration", "Event", "MetricPoint", "Optimization", "SQLStore", "SQLiteStore", "Trial", "Worker", "now", "open_store", "sources", "stores",
+    "Configuration", "Event", "MetricPoint", "Optimization", "SQLStore", "SQLiteStore", "Trial", "Worker", "now",
+    "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {

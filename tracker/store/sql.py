@@ -191,6 +191,14 @@ class Dialect(ABC):
     def close(self) -> None:
         """Close the connection."""
 
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str], *, update: bool) -> str:
+        """An INSERT of one row that, where a row with the same ``key`` exists, sets its other columns
+        (``update``) or does nothing (then its rowcount is 0)."""
+        rest = [c for c in columns if c not in key]
+        action = f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in rest)}" if update else "DO NOTHING"
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(len(columns))}) "
+                f"ON CONFLICT ({', '.join(key)}) {action}")
+
     def any_of(self, expr: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A condition true where ``expr`` is one of ``values``, and its arguments."""
         return f"{expr} IN ({_marks(len(values))})", list(values)
@@ -260,10 +268,8 @@ class SQLStore(BaseStore):
 
     def save_experiment(self, name: str, config: dict[str, Any], config_hash: str) -> None:
         with self.transaction() as c:
-            c.execute("INSERT INTO experiments (name, config, config_hash, updated) VALUES (?, ?, ?, ?) "
-                      "ON CONFLICT (name) DO UPDATE SET config = excluded.config, "
-                      "config_hash = excluded.config_hash, updated = excluded.updated",
-                      (name, json.dumps(config), config_hash, now()))
+            c.execute(self.dialect.upsert("experiments", ("name", "config", "config_hash", "updated"), ("name",),
+                                          update=True), (name, json.dumps(config), config_hash, now()))
 
     def experiment(self, name: str) -> dict[str, Any] | None:
         rows = self.query("SELECT config FROM experiments WHERE name = ?", (name,))
@@ -271,7 +277,7 @@ class SQLStore(BaseStore):
 
     def save_environment(self, env_id: str, data: dict[str, Any]) -> None:
         with self.transaction() as c:
-            c.execute("INSERT INTO environments (id, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            c.execute(self.dialect.upsert("environments", ("id", "data"), ("id",), update=False),
                       (env_id, json.dumps(data)))
 
     def environment(self, env_id: str) -> dict[str, Any] | None:
@@ -576,7 +582,7 @@ class SQLStore(BaseStore):
 
         sha = hashlib.sha256(data).hexdigest()
         with self.transaction() as c:
-            c.execute("INSERT INTO blobs (sha256, data, size) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            c.execute(self.dialect.upsert("blobs", ("sha256", "data", "size"), ("sha256",), update=False),
                       (sha, data, len(data)))
         return sha
 
@@ -782,17 +788,15 @@ class SQLStore(BaseStore):
             args)]
 
     def save_configuration(self, configuration: Configuration) -> None:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _CONF_COLUMNS[2:])
-        self._insert_configuration(configuration, f"(optimization_id, number) DO UPDATE SET {updates}")
+        self._insert_configuration(configuration, update=True)
 
     def add_configuration(self, configuration: Configuration) -> bool:
-        return self._insert_configuration(configuration, "DO NOTHING")
+        return self._insert_configuration(configuration, update=False)
 
-    def _insert_configuration(self, configuration: Configuration, on_conflict: str) -> bool:
+    def _insert_configuration(self, configuration: Configuration, *, update: bool) -> bool:
         f = configuration
         with self.transaction() as c:
-            return c.execute(f"INSERT INTO configurations ({', '.join(_CONF_COLUMNS)}) VALUES "
-                             f"({_marks(len(_CONF_COLUMNS))}) ON CONFLICT {on_conflict}",
+            return c.execute(self.dialect.upsert("configurations", _CONF_COLUMNS, _CONF_COLUMNS[:2], update=update),
                              (f.optimization, f.number, json.dumps(f.params), f.state, f.created, f.value,
                               json.dumps(f.values), f.step, f.error, f.finished)).rowcount == 1
 

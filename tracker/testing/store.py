@@ -37,6 +37,7 @@ import pytest
 
 from tracker.errors import NotFoundError, StoreError, UsageError
 from tracker.store import (
+    FORGOTTEN_ON_REQUEUE,
     STATUSES,
     TRANSITIONS,
     BaseStore,
@@ -337,6 +338,19 @@ class StoreContract:
         assert not store.requeue(t.id)  # attempt 2 of 2: no more
         assert store.get(t.id).status == "lost" and len(store.get(t.id).errors) == 2
         assert not store.requeue(plain.id)  # not a queue trial
+
+    def test_a_requeued_trial_forgets_every_field_of_its_attempt(self, store: BaseStore) -> None:
+        t = make("queued", queue="q", max_attempts=2, tags=["keep"], note="kept")
+        store.add_trials([t])
+        store.claim("q", {"worker": "w1", "host": "h"}, lease=30)
+        store.request_stop(t.id, "asked")
+        store.update(t.id, handle={"dir": "/x"}, pid=42, duration=3.0, exit_code=1, finished=now())
+        assert store.transition(t.id, "failed", expected=["running"], error="boom")
+        assert store.requeue(t.id, expected=["failed"])
+        back = store.get(t.id)
+        assert {name: getattr(back, name) for name in FORGOTTEN_ON_REQUEUE} == FORGOTTEN_ON_REQUEUE
+        assert (back.params, back.tags, back.note, back.attempts, len(back.errors)) == (t.params, ["keep"], "kept",
+                                                                                        1, 1)
 
     def test_expiry_requeues_a_lost_queue_trial_while_it_has_attempts(self, store: BaseStore) -> None:
         t = make("queued", queue="q", max_attempts=2)
@@ -661,6 +675,19 @@ class StoreContract:
         assert [t.id for t in store.list_trials(limit=2, newest_first=True)] == ids(4, 3)
         assert [t.id for t in store.list_trials(newest_first=True)] == ids(4, 3, 2, 1, 0)
         assert [t.id for t in store.list_trials(experiment="e1", limit=2)] == ids(1, 2)
+
+    def test_every_filter_takes_one_value_or_several(self, store: BaseStore) -> None:
+        a, b, c = make("queued", queue="qa"), make("queued", queue="qb"), make("queued")
+        store.add_trials([a, b, c])
+        assert [t.id for t in store.list_trials(queue="qa")] == [a.id]
+        assert [t.id for t in store.list_trials(queue=["qa"])] == [a.id]
+        assert [t.id for t in store.list_trials(queue=["qa", "qb"])] == [a.id, b.id]
+        assert store.count(queue=["qb", "nope"]) == 1 and store.list_trials(queue=[]) == []
+        many = [make("completed", extra={"fingerprint": f"f{i}"}) for i in range(600)]  # past any argument limit
+        store.add_trials(many)
+        assert store.list_trials(ids=[t.id for t in many]) == many
+        assert store.count(fingerprints=[f"f{i}" for i in range(0, 600, 2)]) == 300
+        assert store.heartbeat([t.id for t in many]) == 0 and store.delete([t.id for t in many]) == 600
 
     def test_fingerprints_filter_finds_trials_by_their_fingerprint(self, store: BaseStore) -> None:
         a, b, c = (make("completed", extra={"fingerprint": f}) for f in ("fa", "fb", "fa"))
