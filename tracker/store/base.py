@@ -47,6 +47,23 @@ def _as_sql(value: Any) -> Any:
     return value
 
 
+def only_match(found: Sequence[Any], ids: Sequence[str], ref: str, what: str, listing: str) -> Any:
+    """The one record ``found`` for ``ref`` (``ids``: theirs), else NotFoundError or an ambiguous id's UsageError."""
+    if not found:
+        raise NotFoundError(f"no {what} {ref.strip()!r}", hint=f"see '{listing}'")
+    if len(found) > 1:
+        raise UsageError(f"{what} id {ref.strip()!r} is ambiguous ({', '.join(ids[:3])}, ...)",
+                         hint="give more characters of the id")
+    return found[0]
+
+
+def _by_prefix(records: Sequence[Any], ref: str, what: str, listing: str) -> Any:
+    """The one record whose id starts with ``ref`` (case aside)."""
+    prefix = ref.strip().lower()
+    found = [r for r in records if prefix and r.id.lower().startswith(prefix)]
+    return only_match(found, [r.id for r in found], ref, what, listing)
+
+
 class BaseStore(ABC):
     """Trials, metrics, experiments and environments, behind one URL (``sqlite:///...``).
 
@@ -204,19 +221,10 @@ class BaseStore(ABC):
 
     def get(self, ref: str) -> Trial:
         """A trial by id or unique id prefix (case aside); NotFoundError or an ambiguous prefix's UsageError."""
-        ref = ref.strip()
-        if not ref:
+        if not ref.strip():
             raise UsageError("empty trial id")
-        exact = self.list_trials(ids=[ref])
-        if exact:
-            return exact[0]
-        found = [t for t in self.list_trials() if t.id.lower().startswith(ref.lower())]
-        if not found:
-            raise NotFoundError(f"no trial {ref!r}", hint="see 'tracker trials list'")
-        if len(found) > 1:
-            raise UsageError(f"trial id {ref!r} is ambiguous ({', '.join(t.id for t in found[:3])}, ...)",
-                             hint="give more characters of the id")
-        return found[0]
+        exact = self.list_trials(ids=[ref.strip()])
+        return exact[0] if exact else _by_prefix(self.list_trials(), ref, "trial", "tracker trials list")
 
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
@@ -309,15 +317,9 @@ class BaseStore(ABC):
 
     def get_optimization(self, ref: str) -> Optimization:
         """An optimization by id or unique id prefix (case aside)."""
-        ref = ref.strip()
         every = self.list_optimizations()
-        found = [o for o in every if o.id == ref] or [o for o in every if ref and o.id.lower().startswith(ref.lower())]
-        if not found:
-            raise NotFoundError(f"no optimization {ref!r}", hint="see 'tracker optimize list'")
-        if len(found) > 1:
-            raise UsageError(f"optimization id {ref!r} is ambiguous ({', '.join(o.id for o in found[:3])}, ...)",
-                             hint="give more characters of the id")
-        return found[0]
+        exact = [o for o in every if o.id == ref.strip()]
+        return exact[0] if exact else _by_prefix(every, ref, "optimization", "tracker optimize list")
 
     @abstractmethod
     def list_optimizations(self, *, experiment: str | None = None) -> list[Optimization]:

@@ -22,17 +22,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tracker.errors import NotFoundError, UsageError
-from tracker.store.base import BaseStore
-from tracker.store.models import (
-    FORGOTTEN_ON_REQUEUE,
-    Configuration,
-    Event,
-    MetricPoint,
-    Optimization,
-    Trial,
-    Worker,
-    sources,
-)
+from tracker.store import models
+from tracker.store.base import BaseStore, only_match
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker
 
 COLUMNS = (
     "id", "run_id", "experiment", "status", "seed", "params", "metrics", "step", "command", "phase",
@@ -350,7 +342,7 @@ class SQLStore(BaseStore):
     def _transition(self, c: Any, trial_id: str, status: str, expected: Iterable[str] | None,
                     event: str | None, fields: dict[str, Any]) -> bool:
         """The compare-and-set: status and fields in one UPDATE that only matches an allowed status."""
-        allowed = sources(status)
+        allowed = models.sources(status)
         if expected is not None:
             allowed = allowed & set(expected)
         if not allowed:
@@ -541,8 +533,8 @@ class SQLStore(BaseStore):
                         f"{self.dialect.for_update}", (trial_id,)).fetchone()
         if row is None or row[0] not in expected or row[1] >= row[2]:
             return False
-        if not self._transition(c, trial_id, "queued", expected,
-                                f"requeued (attempt {row[1]} of {row[2]} did not finish)", dict(FORGOTTEN_ON_REQUEUE)):
+        why = f"requeued (attempt {row[1]} of {row[2]} did not finish)"
+        if not self._transition(c, trial_id, "queued", expected, why, dict(models.FORGOTTEN_ON_REQUEUE)):
             return False
         self._append(c, trial_id, [], True)
         return True
@@ -608,12 +600,7 @@ class SQLStore(BaseStore):
             raise NotFoundError(f"no {what} {ref!r}", hint=f"give the start of a {what} id, see '{listing}'")
         if not rows:
             rows = self.query(f"{select} WHERE {self.dialect.starts_with('id')} ORDER BY created LIMIT 3", (prefix,))
-        if not rows:
-            raise NotFoundError(f"no {what} {ref!r}", hint=f"see '{listing}'")
-        if len(rows) > 1:
-            raise UsageError(f"{what} id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}, ...)",
-                             hint="give more characters of the id")
-        return rows[0]
+        return only_match(rows, [r[0] for r in rows], ref, what, listing)
 
     def where(
         self,
