@@ -11,6 +11,8 @@ import json
 import math
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -448,3 +450,26 @@ def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not sqlite at all " * 100)
     with pytest.raises(StoreError, match="cannot open the store"):
         open_store(f"sqlite:///{path}")
+
+
+def test_the_shipped_contract_stays_out_of_tracker_itself() -> None:
+    code = ("import sys, tracker, tracker.store, tracker.store.sql, tracker.store.postgres; "
+            "print(sorted(m for m in sys.modules if m == 'pytest' or m.startswith('tracker.testing')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert issubclass(TestSQLiteStore, StoreContract) and issubclass(TestPostgresStore, StoreContract)
+
+
+def test_the_sql_stores_are_one_class_over_dialects_without_private_imports() -> None:
+    import ast
+
+    from tracker.store import SQLStore
+
+    assert issubclass(SQLiteStore, SQLStore) and issubclass(PostgresStore, SQLStore)
+    for module in ("sqlite", "postgres"):
+        source = (Path(__file__).resolve().parents[2] / "tracker" / "store" / f"{module}.py").read_text()
+        imported = [(node.module, alias.name) for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tracker.store")
+                    for alias in node.names]
+        assert not [name for _, name in imported if name.startswith("_")], imported
+        assert not [m for m, _ in imported if m in ("tracker.store.sqlite", "tracker.store.postgres")], imported

@@ -97,7 +97,7 @@ def _reason(exc: Exception) -> str:
 
 
 class _Cursor:
-    """A psycopg cursor taking ``?`` placeholders."""
+    """A psycopg cursor taking ``?`` placeholders (always with arguments, so ``%%`` reads as ``%``)."""
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
@@ -150,7 +150,7 @@ class PostgresDialect(Dialect):
         with self._lock:
             try:
                 with self.conn.cursor() as cur:
-                    cur.execute(_placeholders(sql), args)
+                    cur.execute(self.sql(sql), args)
                     return cur.fetchall()
             except psycopg.Error as exc:
                 raise StoreError(f"store query failed: {exc}") from exc
