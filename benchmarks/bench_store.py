@@ -13,7 +13,8 @@ Every command runs the tree's own code (PYTHONPATH=TREE). Both trees must share 
 
 Usage: python benchmarks/bench_store.py --tree before=/path/to/main --tree after=. [--list-size 100000]
            [--claims 2000] [--workers 8] [--repeat 3] [--pg-url postgresql://...] [--skip listing|claims]
-Without --pg-url a server is started with tests/infra/postgres.sh (bench_queue.py's Postgres).
+Without --pg-url a server is started with tests/infra/postgres.sh (bench_queue.py's Postgres) and
+stopped after the run.
 """
 
 from __future__ import annotations
@@ -105,9 +106,8 @@ def claims(trees: dict[str, Path], args: argparse.Namespace) -> list[tuple[str, 
     for _ in range(args.repeat):
         for name, tree in trees.items():
             cmd = [sys.executable, str(tree / "benchmarks" / "bench_queue.py"), "--skip", "tracker", "--skip", "pyexp",
-                   "--stores", "postgresql", "--workers", str(args.workers), "--claims", str(args.claims), "--json"]
-            if args.pg_url:
-                cmd += ["--pg-url", args.pg_url]
+                   "--stores", "postgresql", "--workers", str(args.workers), "--claims", str(args.claims), "--json",
+                   "--pg-url", args.pg_url]
             done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"bench_queue.py of {tree} failed: {done.stdout}{done.stderr}")
@@ -133,11 +133,17 @@ def main() -> None:
     args = ap.parse_args()
     trees = {name: Path(path).resolve() for name, path in (t.split("=", 1) for t in args.tree)}
     rows: list[tuple[str, str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="tracker-bench-store-") as tmp:
-        if "listing" not in args.skip:
-            rows += listing(trees, args, Path(tmp))
-        if "claims" not in args.skip:
-            rows += claims(trees, args)
+    server = None if args.pg_url else Postgres(None)  # one server for the run, stopped after it if started here
+    args.pg_url = args.pg_url or server.url
+    try:
+        with tempfile.TemporaryDirectory(prefix="tracker-bench-store-") as tmp:
+            if "listing" not in args.skip:
+                rows += listing(trees, args, Path(tmp))
+            if "claims" not in args.skip:
+                rows += claims(trees, args)
+    finally:
+        if server:
+            server.drop()
     print_table(rows)
 
 

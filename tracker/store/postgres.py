@@ -170,8 +170,9 @@ class PostgresDialect(Dialect):
     def value(self, raw: Any) -> Any:
         return sql_value(raw)
 
-    def json_keys(self, column: str) -> tuple[str, str, str]:
-        return f"json_object_keys({column}) WITH ORDINALITY AS k(name, place)", "k.name", "k.place"
+    def first_keys(self, rows: str) -> str:
+        return (f"SELECT k.name FROM ({rows}) AS t, json_object_keys(t.c) WITH ORDINALITY AS k(name, place) "
+                "GROUP BY k.name ORDER BY MIN(t.created), MIN(t.o), MIN(k.place)")
 
     def starts_with(self, column: str) -> str:
         return f"starts_with(lower({column}), lower(?))"

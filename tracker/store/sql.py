@@ -209,8 +209,9 @@ class Dialect(ABC):
         return raw
 
     @abstractmethod
-    def json_keys(self, column: str) -> tuple[str, str, str]:
-        """A FROM item listing the keys of a JSON object column, the expression of one key and of its place."""
+    def first_keys(self, rows: str) -> str:
+        """A query of the distinct keys of the JSON objects in column ``c`` of the query ``rows`` (whose rows
+        are in the order ``created``, ``o``), in the order first met: by row, then within each object."""
 
     @abstractmethod
     def starts_with(self, column: str) -> str:
@@ -671,9 +672,7 @@ class SQLStore(BaseStore):
         for column in ("params", "metrics"):
             order = self.dialect.order if limit is None else "rid"
             sql, args = self._select_sql(f"{column} AS c, created, {order} AS o", filters, limit)
-            keys, key, place = self.dialect.json_keys("t.c")
-            rows = self.query(f"SELECT {key} FROM ({sql}) AS t, {keys} GROUP BY {key} "
-                              f"ORDER BY MIN(t.created), MIN(t.o), MIN({place})", args)
+            rows = self.query(self.dialect.first_keys(sql), args)
             found.append([r[0] for r in rows])
         return found[0], found[1]
 

@@ -115,8 +115,9 @@ class SQLiteDialect(Dialect):
     def json_value(self, column: str, key: str) -> str:
         return f"json_extract({column}, {_json_path(key)})"
 
-    def json_keys(self, column: str) -> tuple[str, str, str]:
-        return f"json_each({column}) AS j", "j.key", "j.id"
+    def first_keys(self, rows: str) -> str:
+        """SQLite's DISTINCT emits each key when first met, scanning the rows in their order."""
+        return f"SELECT DISTINCT j.key FROM ({rows}) AS t, json_each(t.c) AS j"
 
     def starts_with(self, column: str) -> str:
         return f"{column} LIKE ? || '%'"
