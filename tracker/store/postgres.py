@@ -158,6 +158,11 @@ class PostgresDialect(Dialect):
     def close(self) -> None:
         self._closer()
 
+    def set_and_note(self, c: Any, update: str, args: Sequence[Any], event: Sequence[Any]) -> bool:
+        """One statement (one round trip): the changed row feeds the history's INSERT."""
+        return bool(c.execute(f"WITH changed AS ({update} RETURNING id) INSERT INTO events (trial_id, ts, kind, "
+                              "message) SELECT id, ?, ?, ? FROM changed", (*args, *event[1:])).rowcount)
+
     def any_of(self, expr: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{expr} = ANY(?)", [list(values)]
 

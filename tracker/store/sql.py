@@ -191,6 +191,14 @@ class Dialect(ABC):
         return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(len(columns))}) "
                 f"ON CONFLICT ({', '.join(key)}) {action}")
 
+    def set_and_note(self, c: Any, update: str, args: Sequence[Any], event: Sequence[Any]) -> bool:
+        """Run ``update`` (a compare-and-set of one row) in transaction ``c`` and, if it changed the row,
+        insert ``event`` (trial_id, ts, kind, message) into the history; whether it changed."""
+        if not c.execute(update, args).rowcount:
+            return False
+        c.execute("INSERT INTO events (trial_id, ts, kind, message) VALUES (?, ?, ?, ?)", event)
+        return True
+
     def any_of(self, expr: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A condition true where ``expr`` is one of ``values``, and its arguments."""
         return f"{expr} IN ({_marks(len(values))})", list(values)
@@ -352,9 +360,10 @@ class SQLStore(BaseStore):
             fields = {"stop_requested": None, **fields}
         columns, values = _assignments(fields)
         among, args = self.dialect.any_of("status", sorted(allowed))
-        cur = c.execute(f"UPDATE trials SET {', '.join(['status = ?', *columns])} WHERE id = ? AND {among}",
-                        (status, *values, trial_id, *args))
-        if cur.rowcount == 0:
+        note = (trial_id, now(), "status", f"{status}: {event}" if event else status)
+        if not self.dialect.set_and_note(
+                c, f"UPDATE trials SET {', '.join(['status = ?', *columns])} WHERE id = ? AND {among}",
+                (status, *values, trial_id, *args), note):
             return False
         if status in _ENDS_ATTEMPT and fields.get("error"):  # a queue trial keeps every attempt's error
             row = c.execute("SELECT errors, attempts, owner FROM trials WHERE id = ? AND queue IS NOT NULL",
@@ -364,7 +373,6 @@ class SQLStore(BaseStore):
                          "worker": json.loads(row[2]).get("worker")}
                 c.execute("UPDATE trials SET errors = ? WHERE id = ?",
                           (json.dumps([*json.loads(row[0]), entry]), trial_id))
-        self._event(c, trial_id, "status", f"{status}: {event}" if event else status)
         return True
 
     @staticmethod
