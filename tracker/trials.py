@@ -14,7 +14,7 @@ from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
-from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial, now
+from tracker.store import FINISHED, FORGOTTEN_ON_REQUEUE, RESETTABLE, STATUSES, Event, MetricPoint, Trial, now
 
 
 @dataclass(frozen=True)
@@ -273,9 +273,7 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
         trials = store.list_trials(experiment=experiment or None, status=sorted(wanted))
     done = []
     for t in trials:
-        if store.transition(t.id, "queued", expected=allowed, started=None, finished=None, duration=None,
-                            exit_code=None, error=None, pid=None, heartbeat=None, host=None, handle={},
-                            owner={}, stop_requested=None):
+        if store.transition(t.id, "queued", expected=allowed, **FORGOTTEN_ON_REQUEUE):
             store.append_metrics(t.id, [], replace=True)
             clear_outputs(project.paths.trial_dir(t.id))
             done.append(store.get(t.id))

@@ -77,10 +77,10 @@ def test_listing_100k_trials_is_one_fast_query(tmp_path: Path) -> None:
     store.add_trials(trial(i, experiment=f"e{i % 4}", status="completed",
                            metrics={"val/acc": i / 1e5}) for i in range(100_000))
     statements: list[str] = []
-    store._conn.set_trace_callback(statements.append)  # timing belongs to benchmarks/ (bench_cli.py)
+    store.dialect.conn.set_trace_callback(statements.append)  # timing belongs to benchmarks/ (bench_cli.py)
     rows = store.list_trials()
     filtered = store.list_trials(experiment="e1", params={"lr": 0.0})
-    store._conn.set_trace_callback(None)
+    store.dialect.conn.set_trace_callback(None)
     assert len(statements) == 2, statements  # one query per listing, however many trials
     assert len(rows) == 100_000
     assert all(t.experiment == "e1" and t.params["lr"] == 0.0 for t in filtered)

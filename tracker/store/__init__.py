@@ -13,6 +13,7 @@ from tracker.store.base import BaseStore
 from tracker.store.models import (
     ACTIVE,
     FINISHED,
+    FORGOTTEN_ON_REQUEUE,
     RESETTABLE,
     STATUSES,
     TRANSITIONS,
@@ -24,12 +25,13 @@ from tracker.store.models import (
     Worker,
     sources,
 )
-from tracker.store.sqlite import SQLiteStore, now
+from tracker.store.sql import SQLStore, now
+from tracker.store.sqlite import SQLiteStore
 
 __all__ = [
-    "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Configuration", "Event",
-    "MetricPoint", "Optimization",
-    "SQLiteStore", "Trial", "Worker", "now", "open_store", "sources", "stores",
+    "ACTIVE", "FINISHED", "FORGOTTEN_ON_REQUEUE", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore",
+    "Configuration", "Event", "MetricPoint", "Optimization", "SQLStore", "SQLiteStore", "Trial", "Worker", "now",
+    "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {

@@ -16,19 +16,61 @@ Who may change what:
   name, so a stop request, a tag or a note and the owner's own writes never
   overwrite each other.
 - Reads (``get``, ``list_trials``, ``summaries_json``, ...) never write.
+
+A new store subclasses :class:`BaseStore` and implements every abstract method (the
+writes, the queue, ``list_trials``, ``metrics``, ``artifacts``, ``events`` and the
+optimization records); the other reads have defaults derived from ``list_trials`` and
+``metrics`` (correct, but one pass over every trial: a store with a query language
+overrides them). ``tracker store migrate`` and ``tracker sql`` need the optional
+:meth:`BaseStore.table_rows`, :meth:`BaseStore.insert_rows` and :meth:`BaseStore.read_sql`,
+which SQL stores provide (:class:`tracker.store.sql.SQLStore`). A store proves itself by
+passing the contract suite, :mod:`tracker.testing.store`.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tracker.errors import NotFoundError, UsageError
 from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker
 
 
+def _as_sql(value: Any) -> Any:
+    """A JSON value as SQL gives it from a JSON column: 1/0 for booleans, objects and arrays as compact JSON."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def only_match(found: Sequence[Any], ids: Sequence[str], ref: str, what: str, listing: str) -> Any:
+    """The one record ``found`` for ``ref`` (``ids``: theirs), else NotFoundError or an ambiguous id's UsageError."""
+    if not found:
+        raise NotFoundError(f"no {what} {ref.strip()!r}", hint=f"see '{listing}'")
+    if len(found) > 1:
+        raise UsageError(f"{what} id {ref.strip()!r} is ambiguous ({', '.join(ids[:3])}, ...)",
+                         hint="give more characters of the id")
+    return found[0]
+
+
+def _by_prefix(records: Sequence[Any], ref: str, what: str, listing: str) -> Any:
+    """The one record whose id starts with ``ref`` (case aside)."""
+    prefix = ref.strip().lower()
+    found = [r for r in records if prefix and r.id.lower().startswith(prefix)]
+    return only_match(found, [r.id for r in found], ref, what, listing)
+
+
 class BaseStore(ABC):
-    """Trials, metrics, experiments and environments, behind one URL (``sqlite:///...``)."""
+    """Trials, metrics, experiments and environments, behind one URL (``sqlite:///...``).
+
+    Implement every abstract method; override the derived reads (``get``, ``count``,
+    ``count_by_status``, ``summaries_json``, ``key_names``, ``table``, ``metric_rows``,
+    ``queue_counts``, ``get_optimization``) when the backend answers them faster.
+    """
 
     url: str
 
@@ -177,9 +219,12 @@ class BaseStore(ABC):
 
     # ------------------------------------------------------------------ reading (never writes)
 
-    @abstractmethod
     def get(self, ref: str) -> Trial:
-        """A trial by id or unique id prefix."""
+        """A trial by id or unique id prefix (case aside); NotFoundError or an ambiguous prefix's UsageError."""
+        if not ref.strip():
+            raise UsageError("empty trial id")
+        exact = self.list_trials(ids=[ref.strip()])
+        return exact[0] if exact else _by_prefix(self.list_trials(), ref, "trial", "tracker trials list")
 
     @abstractmethod
     def list_trials(self, *, limit: int | None = None, newest_first: bool = False,
@@ -191,35 +236,57 @@ class BaseStore(ABC):
         ``extra["fingerprint"]`` (see :func:`tracker.runs.fingerprint`).
         """
 
-    @abstractmethod
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
-        """The ``trials list --json`` array."""
+        """The ``trials list --json`` array (each :meth:`Trial.summary`, oldest first)."""
+        return json.dumps([t.summary() for t in self.list_trials(limit=limit, **filters)])
 
-    @abstractmethod
     def key_names(self, *, limit: int | None = None, **filters: Any) -> tuple[list[str], list[str]]:
-        """Every param name and every metric name among the filtered trials."""
+        """Every param name and every metric name among the filtered trials, in the order first met."""
+        trials = self.list_trials(limit=limit, **filters)
+        return (list(dict.fromkeys(k for t in trials for k in t.params)),
+                list(dict.fromkeys(k for t in trials for k in t.metrics)))
 
-    @abstractmethod
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows for tables and CSV."""
+        """Flat rows for tables and CSV: id, experiment, status, seed, step, commit, dirty (1/0), host, started,
+        finished, duration, exit_code, tags (comma-separated), then each param and each metric (None where a
+        trial lacks it; booleans as 1/0, objects and lists as compact JSON)."""
+        return [(t.id, t.experiment, t.status, t.seed, t.step, t.commit, int(t.dirty), t.host, t.started,
+                 t.finished, t.duration, t.exit_code, ",".join(t.tags),
+                 *(_as_sql(t.params.get(n)) for n in param_names), *(_as_sql(t.metrics.get(n)) for n in metric_names))
+                for t in self.list_trials(limit=limit, **filters)]
 
-    @abstractmethod
     def metric_rows(self, metric: str, *, experiments: Sequence[str], phase: str = "train", goal: str = "max",
                     also: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         """One lean row per completed trial of ``experiments`` in ``phase``, oldest first, for comparisons:
         (id, experiment, seed, params as JSON text, the last value of ``metric``, its best value along the
         trial's curve (the largest for goal "max", else the smallest), the first step it was reached at, then the
-        last value of each metric in ``also``); None where a trial lacks one. One query.
+        last value of each metric in ``also``); None where a trial lacks one.
         """
+        if goal not in ("min", "max"):
+            raise ValueError(f"goal must be 'min' or 'max', not {goal!r}")
+        rows = []
+        for t in self.list_trials(experiment=list(experiments), status="completed"):
+            if t.phase != phase:
+                continue
+            curve = self.metrics(t.id, metric)
+            best = (max if goal == "max" else min)((p.value for p in curve), default=None)
+            steps = [p.step for p in curve if p.value == best]
+            first = None if not steps or None in steps else min(s for s in steps if s is not None)
+            rows.append((t.id, t.experiment, t.seed, json.dumps(t.params), _as_sql(t.metrics.get(metric)), best,
+                         first, *(_as_sql(t.metrics.get(name)) for name in also)))
+        return rows
 
-    @abstractmethod
     def count(self, **filters: Any) -> int:
         """How many trials match the filters."""
+        return len(self.list_trials(**filters))
 
-    @abstractmethod
     def count_by_status(self, **filters: Any) -> dict[str, dict[str, int]]:
         """{experiment: {status: count}} over the trials matching the filters (those of :meth:`count`)."""
+        out: dict[str, dict[str, int]] = {}
+        for t in self.list_trials(**filters):
+            out.setdefault(t.experiment, {})[t.status] = out.get(t.experiment, {}).get(t.status, 0) + 1
+        return out
 
     @abstractmethod
     def metrics(self, trial_id: str, name: str | None = None) -> list[MetricPoint]:
@@ -248,9 +315,11 @@ class BaseStore(ABC):
         """Make ``owner`` the optimization's owner and its status ``running``, only if its owner is
         still ``unless`` (compare-and-set: of two resumes, one wins)."""
 
-    @abstractmethod
     def get_optimization(self, ref: str) -> Optimization:
-        """An optimization by id or unique id prefix."""
+        """An optimization by id or unique id prefix (case aside)."""
+        every = self.list_optimizations()
+        exact = [o for o in every if o.id == ref.strip()]
+        return exact[0] if exact else _by_prefix(every, ref, "optimization", "tracker optimize list")
 
     @abstractmethod
     def list_optimizations(self, *, experiment: str | None = None) -> list[Optimization]:
@@ -269,3 +338,22 @@ class BaseStore(ABC):
     def configurations(self, optimization_id: str) -> list[Configuration]:
         """The configurations of an optimization, by number."""
 
+    # ------------------------------------------------------------------ optional: copying, SQL for users
+
+    def read_sql(self, text: str, *, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only SQL statement (``tracker sql``): its column names and rows (the first ``limit``).
+
+        Refused or failing SQL raises UsageError; a store without SQL refuses every query.
+        """
+        raise UsageError(f"tracker sql needs a SQL store, not {type(self).__name__}")
+
+    def table_rows(self, table: str, columns: str, *, trial_ids: Sequence[str] | None = None,
+                   order: str | None = None) -> list[tuple[Any, ...]]:
+        """Raw rows of ``columns`` (comma-separated) of one of the store's tables, for ``tracker store migrate``:
+        only the rows of ``trial_ids`` (the ``trial_id`` column, ``id`` for trials) when given; ``order``
+        names a column, ``"insertion"`` (the order rows were written) or ``"created"`` (then insertion)."""
+        raise UsageError(f"tracker store migrate copies between SQL stores, not {type(self).__name__}")
+
+    def insert_rows(self, inserts: Iterable[tuple[str, str, Sequence[Sequence[Any]]]]) -> None:
+        """Insert raw rows, each ``(table, columns, rows)`` as :meth:`table_rows` gives them, in one transaction."""
+        raise UsageError(f"tracker store migrate copies between SQL stores, not {type(self).__name__}")

@@ -10,8 +10,7 @@ their owners would keep writing to the source.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ _KEYED = {
     "optimizations": "id, experiment, strategy, settings, status, created, finished, error, owner, commit_sha",
     "blobs": "sha256, data, size",
 }
+_CONFIGURATIONS = "optimization_id, number, params, state, created, value, seed_values, step, error, finished"
 
 
 @dataclass
@@ -48,36 +48,6 @@ class CopyResult:
         return {"target": self.target, "copied": self.copied, "skipped": self.skipped}
 
 
-class _Side:
-    """One store seen as SQL: its placeholder, its insertion-order column, queries and transactions."""
-
-    def __init__(self, store: BaseStore) -> None:
-        from tracker.store.postgres import PostgresStore
-        from tracker.store.sqlite import SQLiteStore
-
-        if not isinstance(store, SQLiteStore | PostgresStore):
-            raise UsageError(f"tracker store migrate copies between SQLite and PostgreSQL stores, not "
-                             f"{type(store).__name__}")
-        self.store = store
-        self.pg = isinstance(store, PostgresStore)
-        self.order = "seq" if self.pg else "rowid"
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.pg else text
-
-    def query(self, text: str, args: Sequence[Any] = ()) -> list[Any]:
-        return self.store._query(self.sql(text), args)  # type: ignore[attr-defined]
-
-    @contextmanager
-    def writing(self) -> Iterator[Callable[[str, Sequence[Sequence[Any]]], None]]:
-        with self.store.transaction() as c:  # type: ignore[attr-defined]
-            yield lambda text, rows: c.executemany(self.sql(text), rows) if rows else None
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
-
-
 def copy_store(source: BaseStore, target: BaseStore, *, batch: int = BATCH,
                progress: Callable[[int, int], None] | None = None) -> CopyResult:
     """Copy every experiment, environment, optimization (with its configurations), blob and trial (with
@@ -86,7 +56,7 @@ def copy_store(source: BaseStore, target: BaseStore, *, batch: int = BATCH,
     ``progress(done, total)`` is called after each batch of trials.
     """
     from tracker.secrets import redact
-    from tracker.store.sqlite import _COLUMNS
+    from tracker.store.sql import COLUMNS
 
     if source.url == target.url:
         raise UsageError("the target is the store itself", hint="give another store's URL to --to")
@@ -96,43 +66,35 @@ def copy_store(source: BaseStore, target: BaseStore, *, batch: int = BATCH,
         raise UsageError(f"the store has {n} queued or running trial(s) ({', '.join(t.id for t in active)}"
                          f"{', ...' if n > len(active) else ''}): their owners would keep writing to it",
                          hint="wait for them to end, or stop them with 'tracker trials stop', then migrate")
-    src, dst = _Side(source), _Side(target)
     result = CopyResult(redact(target.url))
     for table, columns in _KEYED.items():
-        have = {r[0] for r in dst.query(f"SELECT {columns.split(',')[0]} FROM {table}")}
-        every = src.query(f"SELECT {columns} FROM {table} ORDER BY 1")
+        key = columns.split(",")[0]
+        have = {r[0] for r in target.table_rows(table, key)}
+        every = source.table_rows(table, columns, order=key)
         rows = [r for r in every if r[0] not in have]
+        configurations = source.table_rows("configurations", _CONFIGURATIONS, order="optimization_id, number") \
+            if table == "optimizations" and rows else []
         for start in range(0, len(rows), batch):
             chunk = rows[start:start + batch]
-            with dst.writing() as write:
-                write(f"INSERT INTO {table} ({columns}) VALUES ({_marks(len(chunk[0]))})", chunk)
-                if table == "optimizations":
-                    ids = [r[0] for r in chunk]
-                    conf = ("optimization_id, number, params, state, created, value, seed_values, step, error, "
-                            "finished")
-                    write(f"INSERT INTO configurations ({conf}) VALUES ({_marks(10)})",
-                          src.query(f"SELECT {conf} FROM configurations WHERE optimization_id IN "
-                                    f"({_marks(len(ids))}) ORDER BY optimization_id, number", ids))
+            inserts = [(table, columns, chunk)]
+            if table == "optimizations":
+                ids = {r[0] for r in chunk}
+                inserts.append(("configurations", _CONFIGURATIONS, [r for r in configurations if r[0] in ids]))
+            target.insert_rows(inserts)
         result.copied[table], result.skipped[table] = len(rows), len(every) - len(rows)
 
-    ids = [r[0] for r in src.query(f"SELECT id FROM trials ORDER BY created, {src.order}")]
+    ids = [r[0] for r in source.table_rows("trials", "id", order="created")]
     copied = skipped = 0
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
-        have = {r[0] for r in dst.query(f"SELECT id FROM trials WHERE id IN ({_marks(len(chunk))})", chunk)}
+        have = {r[0] for r in target.table_rows("trials", "id", trial_ids=chunk)}
         new = [i for i in chunk if i not in have]
         skipped += len(have)
         if new:
-            marks = _marks(len(new))
-            rows = src.query(f"SELECT {', '.join(_COLUMNS)} FROM trials WHERE id IN ({marks}) "
-                             f"ORDER BY created, {src.order}", new)
-            with dst.writing() as write:
-                write(f"INSERT INTO trials ({', '.join(_COLUMNS)}) VALUES ({_marks(len(_COLUMNS))})", rows)
-                for table, (columns, order) in _CHILDREN.items():
-                    write(f"INSERT INTO {table} ({columns}) VALUES ({_marks(columns.count(',') + 1)})",
-                          src.query(f"SELECT {columns} FROM {table} WHERE trial_id IN ({marks})"
-                                    + (f" ORDER BY {src.order if order == 'insertion' else order}" if order else ""),
-                                    new))
+            trials = source.table_rows("trials", ", ".join(COLUMNS), trial_ids=new, order="created")
+            target.insert_rows([("trials", ", ".join(COLUMNS), trials)] + [
+                (table, columns, source.table_rows(table, columns, trial_ids=new, order=order))
+                for table, (columns, order) in _CHILDREN.items()])
             copied += len(new)
         if progress:
             progress(start + len(chunk), len(ids))

@@ -30,6 +30,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "completed": frozenset(),
 }
 
+FORGOTTEN_ON_REQUEUE: dict[str, object] = {
+    "owner": {}, "handle": {}, "heartbeat": None, "pid": None, "host": None, "started": None, "finished": None,
+    "duration": None, "exit_code": None, "error": None, "stop_requested": None,
+}
+"""What a trial put back in its queue (a requeue, ``trials reset``) forgets of the attempt that ended, as
+:class:`Trial` fields; its metrics go too. Its params, tags, note, attempts and errors stay."""
+
 
 def sources(status: str) -> frozenset[str]:
     """The statuses a trial may move to ``status`` from."""

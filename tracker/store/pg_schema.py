@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tracker.store.schema import apply
+from tracker.store.schema import PARAMS_TABLE, RUN_COLUMNS, apply
 
 LOCK_KEY = 0x7472616B  # pg_advisory_xact_lock key of tracker's migrations ("trak")
 
@@ -42,13 +42,7 @@ def _m0001_initial(cur: Any) -> None:
             metrics JSON NOT NULL DEFAULT '{}',
             step BIGINT,
             command JSON NOT NULL DEFAULT '[]',
-            phase TEXT NOT NULL DEFAULT 'train',
-            commit_sha TEXT,
-            branch TEXT,
-            dirty INTEGER NOT NULL DEFAULT 0,
-            snapshot TEXT,
-            host TEXT,
-            executor TEXT NOT NULL DEFAULT 'local',
+            """ + RUN_COLUMNS + """
             handle JSON NOT NULL DEFAULT '{}',
             owner JSON NOT NULL DEFAULT '{}',
             pid BIGINT,
@@ -72,13 +66,7 @@ def _m0001_initial(cur: Any) -> None:
         CREATE INDEX trials_run ON trials(run_id);
         CREATE INDEX trials_fingerprint ON trials((extra ->> 'fingerprint'));
         CREATE INDEX trials_optimization ON trials((extra ->> 'optimization'));
-        CREATE TABLE params (
-            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-            name TEXT NOT NULL,
-            value TEXT NOT NULL,
-            PRIMARY KEY (trial_id, name)
-        );
-        CREATE INDEX params_name_value ON params(name, value);
+        """ + PARAMS_TABLE + """
         CREATE TABLE metrics (
             seq BIGSERIAL PRIMARY KEY,
             trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,

@@ -12,6 +12,25 @@ from typing import Any
 
 from tracker.errors import StoreError
 
+RUN_COLUMNS = """phase TEXT NOT NULL DEFAULT 'train',
+            commit_sha TEXT,
+            branch TEXT,
+            dirty INTEGER NOT NULL DEFAULT 0,
+            snapshot TEXT,
+            host TEXT,
+            executor TEXT NOT NULL DEFAULT 'local',"""
+"""The columns of ``trials`` typed alike in both dialects' first migration (where and how a trial ran)."""
+PARAMS_TABLE = """
+        CREATE TABLE params (
+            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (trial_id, name)
+        );
+        CREATE INDEX params_name_value ON params(name, value);
+"""
+"""The ``params`` table as both dialects' first migration makes it (the same DDL on SQLite and PostgreSQL)."""
+
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit)."""
@@ -43,13 +62,7 @@ def _m0001_initial(conn: sqlite3.Connection) -> None:
             params TEXT NOT NULL DEFAULT '{}',
             metrics TEXT NOT NULL DEFAULT '{}',
             command TEXT NOT NULL DEFAULT '[]',
-            phase TEXT NOT NULL DEFAULT 'train',
-            commit_sha TEXT,
-            branch TEXT,
-            dirty INTEGER NOT NULL DEFAULT 0,
-            snapshot TEXT,
-            host TEXT,
-            executor TEXT NOT NULL DEFAULT 'local',
+            """ + RUN_COLUMNS + """
             pid INTEGER,
             env_id TEXT REFERENCES environments(id),
             created TEXT NOT NULL,
@@ -65,13 +78,7 @@ def _m0001_initial(conn: sqlite3.Connection) -> None:
         CREATE INDEX trials_status ON trials(status);
         CREATE INDEX trials_created ON trials(created);
         CREATE INDEX trials_run ON trials(run_id);
-        CREATE TABLE params (
-            trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
-            name TEXT NOT NULL,
-            value TEXT NOT NULL,
-            PRIMARY KEY (trial_id, name)
-        );
-        CREATE INDEX params_name_value ON params(name, value);
+        """ + PARAMS_TABLE + """
         CREATE TABLE metrics (
             trial_id TEXT NOT NULL REFERENCES trials(id) ON DELETE CASCADE,
             name TEXT NOT NULL,
