@@ -132,7 +132,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     """
     from tracker import runs
     from tracker.execution.driver import Driver
-    from tracker.execution.lifecycle import reconcile
 
     reporter = reporter or Reporter()
     config = experiments.load(project, name)
@@ -165,7 +164,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     venv = None
     if given is None:
         executor, venv = runs.in_venv(project, options, executor, reporter)
-    reconcile(project)
     env_id = runs.record_environment(project, config.phase("test").argv(config.command), venv)
     project.store.save_experiment(name, config.model_dump(mode="json"), experiments.config_hash(config))
     run_id, _ = runs.create_trials(project, specs, {name: config}, code, {name: env_id}, executor.name,

@@ -277,7 +277,6 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     venv = None
     if given is None:
         executor, venv = in_venv(project, options, executor, reporter)
-    lifecycle.reconcile(project)
     if code.dirty and len(code.patch) > gitinfo.LARGE_PATCH:
         reporter.message(f"warning: uncommitted changes are {len(code.patch) / 2**20:.0f} MiB; "
                          "they are saved with every trial (commit large files or ignore them)")

@@ -56,7 +56,6 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
                 tags: list[str] | None = None, limit: int | None = None,
                 optimization: str | None = None) -> list[Trial]:
     """Trials matching the filters (``tags``: having every one), oldest first (``limit`` keeps the newest N)."""
-    lifecycle.reconcile(project)
     trials = project.store.list_trials(**_filters(project, experiment, status, params, tags, optimization),
                                        limit=limit,
                                        newest_first=limit is not None)
@@ -78,7 +77,6 @@ def list_json(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
               tags: list[str] | None = None, limit: int | None = None, optimization: str | None = None) -> str:
     """``trials list --json``: a JSON array of trial summaries (the documented contract)."""
-    lifecycle.reconcile(project)
     return project.store.summaries_json(limit=limit,
                                         **_filters(project, experiment, status, params, tags, optimization))
 
@@ -88,7 +86,6 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
               tags: list[str] | None = None, limit: int | None = None,
               optimization: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Flat rows for tables and CSV: base columns (tags comma-separated), then ``params.X`` and ``metrics.Y``."""
-    lifecycle.reconcile(project)
     filters = _filters(project, experiment, status, params, tags, optimization)
     param_names, metric_names = project.store.key_names(limit=limit, **filters)
     rows = project.store.table(param_names, metric_names, limit=limit, **filters)
@@ -256,7 +253,6 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
     recorded where it actually runs.
     """
     store = project.store
-    lifecycle.reconcile(project)
     allowed = RESETTABLE | {"pruned"}
     wanted = set(status or RESETTABLE)
     bad = wanted - allowed
@@ -307,7 +303,6 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     from tracker.execution.driver import adopt_and_stop
 
     store = project.store
-    lifecycle.reconcile(project)
     trial = store.get(ref)
     if trial.status == "queued" and trial.queue:
         return _stop_queued(project, trial)
@@ -364,7 +359,6 @@ class Status:
 
 def status(project: Project, recent: int = 5) -> Status:
     """Counts per experiment and status, running trials, the latest trials."""
-    lifecycle.reconcile(project)
     store = project.store
     return Status(project.name, project.root, store.count_by_status(),
                   store.list_trials(status="running"),

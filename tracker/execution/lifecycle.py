@@ -25,7 +25,7 @@ from tracker.config import ExperimentConfig
 from tracker.execution import outputs
 from tracker.execution.launch import Launch, phases_of
 from tracker.project import Project
-from tracker.store import MetricPoint, Trial, now
+from tracker.store import BaseStore, MetricPoint, Trial, now
 
 RECORD_FILE = "trial.json"
 PATCH_FILE = "code.patch"
@@ -156,15 +156,15 @@ def io_fault(exc: OSError, path: object = None) -> str:
 # ---------------------------------------------------------------------------- expiry
 
 
-def reconcile(project: Project) -> tuple[list[str], list[str]]:
-    """Expire what nobody runs any more: the one write read commands make.
+def reconcile(store: BaseStore) -> tuple[list[str], list[str]]:
+    """Expire what nobody runs any more: the one write reading the store makes.
 
-    Running trials whose heartbeat is older than their lease become ``lost``, queued
-    ones of a dead run ``cancelled``. A trial whose owner is a process of this machine
-    that is provably gone is expired at once instead of after its lease. Nothing is
-    signalled: a trial's runner stops its script by itself when its owner dies.
+    Run once by :attr:`tracker.project.Project.store` when a command opens its store, never
+    by hand. Running trials whose heartbeat is older than their lease become ``lost``, queued
+    ones of a dead run ``cancelled``. A trial whose owner is a process of this machine that is
+    provably gone is expired at once instead of after its lease. Nothing is signalled: a
+    trial's runner stops its script by itself when its owner dies.
     """
-    store = project.store
     lost, cancelled = store.expire()
     # a detached trial (an SSH runner) outlives its client: only its lease says when it is lost
     dead = [t.id for t in store.list_trials(status=["queued", "running"], owned=True)

@@ -183,7 +183,6 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     settings = _settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
     executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
-    lifecycle.reconcile(project)
     record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner=lifecycle.owner(), commit=code.commit)
     project.store.add_optimization(record)
@@ -202,7 +201,6 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     reporter = reporter or Reporter()
     store = project.store
     record = store.get_optimization(ref)
-    lifecycle.reconcile(project)
     if record.settings.get("queue"):
         from tracker.search import distributed
 
