@@ -362,8 +362,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
     try:
         executor, venv = in_venv(project, options, executor, reporter)
     except TrackerError as exc:
-        for t in trials:
-            store.transition(t.id, "cancelled", expected=["queued"], finished=now(), error=f"not started: {exc}")
+        lifecycle.cancel_unstarted(store, [t.id for t in trials], f"not started: {exc}")
         raise
     env_ids: dict[tuple[str, ...], str] = {}
     configs: dict[str, ExperimentConfig] = {}

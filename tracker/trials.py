@@ -14,7 +14,7 @@ from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
-from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial, now
+from tracker.store import FINISHED, RESETTABLE, STATUSES, Event, MetricPoint, Trial
 
 
 @dataclass(frozen=True)
@@ -327,8 +327,7 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
 
 def _stop_queued(project: Project, trial: Trial) -> Trial:
     """A waiting queue trial ends cancelled; SLURM tasks no waiting trial needs are cancelled."""
-    if not project.store.transition(trial.id, "cancelled", expected=["queued"], finished=now(),
-                                    error="cancelled by the user"):
+    if not lifecycle.cancel_unstarted(project.store, [trial.id], "cancelled by the user"):
         return stop(project, trial.id)  # a worker claimed it meanwhile: stop it where it runs
     from tracker.slurm import control
 

@@ -244,3 +244,16 @@ def test_show_and_export_report_a_dead_running_trial_as_lost(project_dir: Path) 
     assert json.loads(cli("trials", "show", tid, "--json")[1])["status"] == "lost"
     assert cli("export", "base", "--to", "out.csv")[0] == 0
     assert ",lost," in (project_dir / "out.csv").read_text()
+
+
+def test_cancelling_what_never_started_leaves_a_claimed_trial_running(project_dir: Path) -> None:
+    from tracker.execution import lifecycle
+    from tracker.store import Trial, now
+
+    store = Project.find().store
+    store.add_trials([Trial(id=i, experiment="base", status="queued", seed=1, params={}, created=now())
+                      for i in ("waiting", "claimed")])
+    store.transition("claimed", "running", expected=["queued"])
+    assert lifecycle.cancel_unstarted(store, ["waiting", "claimed"], "not started: no host") == ["waiting"]
+    assert store.get("waiting").status == "cancelled" and store.get("waiting").error == "not started: no host"
+    assert store.get("claimed").status == "running"

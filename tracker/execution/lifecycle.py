@@ -16,7 +16,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,14 @@ def reconcile(store: BaseStore) -> tuple[list[str], list[str]]:
         lost += more_lost
         cancelled += more_cancelled
     return lost, cancelled
+
+
+def cancel_unstarted(store: BaseStore, trial_ids: Iterable[str], reason: str) -> list[str]:
+    """End the trials of ``trial_ids`` that are still queued (they never started) ``cancelled``
+    with ``reason`` as their error; return those it ended. One a worker claimed meanwhile is
+    left alone (it runs, and stops the way a running trial does)."""
+    return [i for i in trial_ids
+            if store.transition(i, "cancelled", expected=["queued"], finished=now(), error=reason)]
 
 
 # ---------------------------------------------------------------------------- the end of a trial

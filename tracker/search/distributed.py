@@ -27,6 +27,7 @@ from typing import Any
 from tracker import experiments, gitinfo, runs
 from tracker.config import ExperimentConfig
 from tracker.errors import UsageError
+from tracker.execution import lifecycle
 from tracker.experiments import TrialSpec
 from tracker.project import Project
 from tracker.search import space as spacelib
@@ -212,10 +213,8 @@ def settle_all(project: Project, record: Optimization, known: list[Configuration
         elif bad is not None:
             error = f"trial {bad.id} {bad.status}: {(bad.error or 'see its logs').splitlines()[0]}"
         if error:
-            for t in trials:  # its other seeds need not run
-                if t.status == "queued":
-                    store.transition(t.id, "cancelled", expected=["queued"], finished=now(),
-                                     error="cancelled: another seed of its configuration did not complete")
+            lifecycle.cancel_unstarted(store, [t.id for t in trials if t.status == "queued"],  # its other seeds
+                                       "cancelled: another seed of its configuration did not complete")
             _save(project, conf, "failed", values, error=error)
         elif all(seed in values for seed in seeds):
             value = AGGREGATES[s["aggregate"]]([values[seed] for seed in seeds])
