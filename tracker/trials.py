@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
     return trials[::-1] if limit is not None else trials
 
 
-BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started",
+BASE_COLUMNS = ["id", "experiment", "status", "phase", "seed", "step", "commit", "dirty", "host", "started",
                 "finished", "duration", "exit_code", "tags"]
 
 
@@ -93,7 +93,7 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
     return columns, rows
 
 
-FIELDS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "dirty", "host",
+FIELDS = ["id", "experiment", "status", "phase", "seed", "params", "metrics", "step", "commit", "dirty", "host",
           "started", "finished", "duration", "exit_code", "tags", "note"]  # a trial's fields in `trials list --json`
 
 
@@ -142,6 +142,19 @@ def resolve_columns(project: Project, names: list[str]) -> list[Column]:
             known = [*FIELDS, *param_names, *metric_names]
             raise UsageError(f"unknown column {name!r}", hint="one of: " + ", ".join(known))
     return columns
+
+
+def params_varying_first(trials: Sequence[Trial]) -> list[str]:
+    """Every param name of ``trials``: those whose value differs between them (or that some
+    lack) first, then those all share, each group in the order first met.
+
+    Example: ``[lr=0.1 epochs=3, lr=0.5 epochs=3]`` gives ``["lr", "epochs"]``.
+    """
+    import json
+
+    names = list(dict.fromkeys(k for t in trials for k in t.params))
+    seen = {k: {json.dumps(t.params.get(k, ...), sort_keys=True, default=str) for t in trials} for k in names}
+    return sorted(names, key=lambda k: len(seen[k]) == 1)
 
 
 def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,

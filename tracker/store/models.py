@@ -86,6 +86,7 @@ class Trial:
             "id": self.id,
             "experiment": self.experiment,
             "status": self.status,
+            "phase": self.phase,
             "seed": self.seed,
             "params": self.params,
             "metrics": self.metrics,

@@ -636,7 +636,7 @@ class PostgresStore(BaseStore):
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
         """The ``trials list --json`` array: the server writes each summary (``row_to_json``: compact, the
         json columns as they are), in index order; Python only joins them."""
-        summary = ("row_to_json((SELECT s FROM (SELECT id, experiment, status, seed, params, metrics, step, "
+        summary = ("row_to_json((SELECT s FROM (SELECT id, experiment, status, phase, seed, params, metrics, step, "
                    "commit_sha AS commit, dirty <> 0 AS dirty, host, started, finished, duration, exit_code, tags, "
                    "note) AS s))::text")
         return "[" + ",\n".join(r[0] for r in self._select(summary, filters, limit)) + "]"
@@ -675,10 +675,11 @@ class PostgresStore(BaseStore):
 
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
+        """Flat rows: id, experiment, status, phase, seed, step, commit, dirty, host, started, finished,
         duration, exit_code, tags (comma-separated), then each param and each metric (as SQLite gives them)."""
-        fixed = ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
-                 "duration", "exit_code", "array_to_string(ARRAY(SELECT json_array_elements_text(tags)), ',')"]
+        fixed = ["id", "experiment", "status", "phase", "seed", "step", "commit_sha", "dirty", "host", "started",
+                 "finished", "duration", "exit_code",
+                 "array_to_string(ARRAY(SELECT json_array_elements_text(tags)), ',')"]
         keyed = [f"(params -> {_literal(n)})::text" for n in param_names]
         keyed += [f"(metrics -> {_literal(n)})::text" for n in metric_names]
         rows = self._select(", ".join(fixed + keyed), filters, limit)

@@ -651,7 +651,7 @@ class SQLiteStore(BaseStore):
 
     def summaries_json(self, *, limit: int | None = None, **filters: Any) -> str:
         """The ``trials list --json`` array, built by SQLite (100k trials in ~0.25 s)."""
-        columns = ("json_object('id', id, 'experiment', experiment, 'status', status, 'seed', seed, "
+        columns = ("json_object('id', id, 'experiment', experiment, 'status', status, 'phase', phase, 'seed', seed, "
                    "'params', json(params), 'metrics', json(metrics), 'step', step, 'commit', commit_sha, "
                    "'dirty', json(CASE WHEN dirty THEN 'true' ELSE 'false' END), 'host', host, "
                    "'started', started, 'finished', finished, 'duration', duration, "
@@ -697,11 +697,11 @@ class SQLiteStore(BaseStore):
 
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
+        """Flat rows: id, experiment, status, phase, seed, step, commit, dirty, host, started, finished,
         duration, exit_code, tags (comma-separated), then each param and each metric (extracted by SQLite)."""
         columns = ", ".join(
-            ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
-             "duration", "exit_code",
+            ["id", "experiment", "status", "phase", "seed", "step", "commit_sha", "dirty", "host", "started",
+             "finished", "duration", "exit_code",
              "CASE tags WHEN '[]' THEN '' ELSE (SELECT group_concat(value, ',') FROM json_each(tags)) END"]
             + [f"json_extract(params, {_json_path(n)})" for n in param_names]
             + [f"json_extract(metrics, {_json_path(n)})" for n in metric_names])
