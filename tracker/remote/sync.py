@@ -20,6 +20,7 @@ import shutil
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,12 +118,20 @@ def _number(text: bytes | str) -> int:
 
 
 def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None,
-           progress: Callable[[int], None] | None = None) -> int:
+           progress: Callable[[int], None] | None = None, finish: tuple[str, str, list[str]] | None = None) -> int:
     """Run rsync over SSH; return the bytes of file data it sent or received.
 
-    With ``progress``, rsync's ``--info=progress2`` totals are passed on as they come.
+    With ``progress``, rsync's ``--info=progress2`` totals are passed on as they come. With
+    ``finish=(dest, tmp, stale)`` the remote side first deletes ``stale`` (paths under ``tmp``),
+    and once rsync is done puts ``tmp`` in place as ``dest`` (see ``_FINISH``).
     """
     extra = ["--info=progress2", "--no-inc-recursive"] if progress else []
+    if finish:
+        dest, tmp, stale = finish
+        remove = f"(cd {shlex.quote(tmp)} && rm -f -- {shlex.join(stale)}) && " if stale else ""
+        if len(remove) > MAX_STALE:  # too long a command line: copy afresh instead of from the spare
+            remove = f"rm -rf {shlex.quote(tmp)} && "
+        extra.append(f"--rsync-path={remove}sh -c {shlex.quote(_FINISH)} sh {shlex.quote(dest)} {shlex.quote(tmp)}")
     output = bytearray()
     with subprocess.Popen(["rsync", "-s", "--stats", *extra, "-e", shlex.join(ssh_command(host)), *args],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
@@ -148,19 +157,57 @@ def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None,
 
 
 LARGE_SYNC = (10_000_000, 500)  # bytes, files: above either, progress is reported
+SPARE = ".spare"  # under code/: a hard-linked copy of the latest code directory, made in the background
+MAX_STALE = 100_000  # bytes of names to delete from the spare that fit the remote command line
+
+# One round trip before the copy: is the directory there already, is rsync there, and what to copy
+# against: the spare (moved into place at once) or the latest code directory (for --link-dest or SFTP)
+_BEGIN = rf"""
+d=$1 t=$2 r=$(dirname "$1")
+if [ -f "$d/{SYNCED}" ]; then echo unchanged; exit 0; fi
+command -v rsync >/dev/null 2>&1 && have=rsync || have=none
+mkdir -p "$r" || exit 1
+if [ "$3" = spare ] && [ $have = rsync ] && mv "$r/{SPARE}" "$t" 2>/dev/null; then
+  echo "spare $have"; cd "$t" && find . ! -type d ! -name {SYNCED} -print0
+else
+  mkdir -p "$t" && echo "link $have" && ls -1t "$r" | grep -v '[.]tmp' | head -1
+fi
+"""
+
+# After the copy, as the same remote command (no extra round trip): mark the directory complete, put it
+# in place, then make the next spare off the critical path (hard links cost more than the copy itself)
+_FINISH = rf"""
+d=$1 t=$2 r=$(dirname "$1"); shift 2
+rsync "$@" || exit $?
+touch "$t/{SYNCED}" || exit 1
+if [ -f "$d/{SYNCED}" ]; then rm -rf "$t"; exit 0; fi  # another sync of the same code finished first
+find "$t" -depth -mindepth 1 -type d -empty -delete 2>/dev/null  # left by files deleted from the spare
+rm -rf "$d" && mv "$t" "$d" && touch "$d" || exit 1  # the newest directory is the next one's basis
+s="$r/{SPARE}.$$"
+nohup sh -c 'cp -al "$1" "$2" && {{ [ -e "$3" ] && rm -rf "$2" || mv "$2" "$3"; }}' sh "$d" "$s" "$r/{SPARE}" \
+  </dev/null >/dev/null 2>&1 &
+"""
 
 
 def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None = None,
               progress: Callable[[int, int], None] | None = None) -> SyncResult:
     """Make ``<project>/code/<code_id>`` on the remote hold the project's files.
 
-    ``progress(done, total)`` is called with bytes for large syncs.
+    With rsync this is one command over the open connection and one rsync: the copy starts
+    from a spare hard-linked copy of the latest code directory when one is ready (rsync then
+    sends and writes only what changed, deleting what is gone) or else from ``--link-dest``
+    to it, and the same rsync command puts the directory in place and makes the next spare
+    in the background. ``progress(done, total)`` is called with bytes for large syncs.
     """
     start = time.monotonic()
     dest = ws.code_dir(code_id)
-    q = shlex.quote
-    if ws.conn.run(f"test -f {q(posixpath.join(dest, SYNCED))}", check=False).code == 0:
+    tmp = f"{dest}.tmp{uuid.uuid4().hex[:8]}"  # one per sync: two syncs of one commit never share it
+    want_rsync = use_rsync is not False and shutil.which("rsync") is not None
+    begin = ws.conn.run(["sh", "-c", _BEGIN, "sh", dest, tmp, "spare" if want_rsync else "link"]).out
+    head, _, rest = begin.partition("\n")
+    if head == "unchanged":
         return SyncResult(dest, "unchanged", 0, 0, round(time.monotonic() - start, 3))
+    how, have = head.split()
     files = file_list(root)
     total = sum((root / f).stat().st_size for f in files)
     report = None
@@ -168,23 +215,24 @@ def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None
         def report(done: int) -> None:
             progress(min(done, total), total)
     code_root = posixpath.dirname(dest)
-    previous = ws.conn.run(f"ls -1t {q(code_root)} 2>/dev/null | grep -v '[.]tmp$' | head -1",
-                           check=False).out.strip()
-    tmp = dest + ".tmp"
-    ws.conn.run(f"mkdir -p {q(tmp)}")
     if use_rsync is None:
-        use_rsync = shutil.which("rsync") is not None and ws.has_rsync
+        use_rsync = want_rsync and have == "rsync"
     if use_rsync:
+        stale = sorted(set(n[2:] for n in rest.split("\0") if n.startswith("./")) - set(files)) \
+            if how == "spare" else []
+        previous = rest.strip() if how == "link" else ""
         link = [f"--link-dest={posixpath.join(code_root, previous)}"] if previous else []
-        sent = _rsync(ws.host, ["-a", "--delete", "--from0", "--files-from=-", *link, f"{root}/",
-                                f"{ws.host.hostname}:{tmp}/"], files, report)
+        sent = _rsync(ws.host, ["-a", "--from0", "--files-from=-", *link, f"{root}/", f"{ws.host.hostname}:{tmp}/"],
+                      files, report, finish=(dest, tmp, stale))
         method = "rsync"
     else:
+        previous = rest.strip()
         sent = _sftp_delta(ws, root, files, posixpath.join(code_root, previous) if previous else None, tmp, report)
+        q = shlex.quote
+        ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
         method = "sftp"
     if progress and report:
         progress(total, total)
-    ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
     return SyncResult(dest, method, len(files), sent, round(time.monotonic() - start, 3))
 
 
