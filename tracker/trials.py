@@ -62,8 +62,8 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
     return trials[::-1] if limit is not None else trials
 
 
-BASE_COLUMNS = ["id", "experiment", "status", "phase", "seed", "step", "commit", "dirty", "host", "started",
-                "finished", "duration", "exit_code", "tags"]
+BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started",
+                "finished", "duration", "exit_code", "tags", "phase"]
 
 
 def _filters(project: Project, experiment: list[str] | None, status: list[str] | None,

@@ -675,11 +675,11 @@ class PostgresStore(BaseStore):
 
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows: id, experiment, status, phase, seed, step, commit, dirty, host, started, finished,
-        duration, exit_code, tags (comma-separated), then each param and each metric (as SQLite gives them)."""
-        fixed = ["id", "experiment", "status", "phase", "seed", "step", "commit_sha", "dirty", "host", "started",
-                 "finished", "duration", "exit_code",
-                 "array_to_string(ARRAY(SELECT json_array_elements_text(tags)), ',')"]
+        """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
+        duration, exit_code, tags (comma-separated), phase, then each param and each metric (as SQLite gives them)."""
+        fixed = ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
+                 "duration", "exit_code", "array_to_string(ARRAY(SELECT json_array_elements_text(tags)), ',')",
+                 "phase"]
         keyed = [f"(params -> {_literal(n)})::text" for n in param_names]
         keyed += [f"(metrics -> {_literal(n)})::text" for n in metric_names]
         rows = self._select(", ".join(fixed + keyed), filters, limit)

@@ -697,12 +697,12 @@ class SQLiteStore(BaseStore):
 
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
-        """Flat rows: id, experiment, status, phase, seed, step, commit, dirty, host, started, finished,
-        duration, exit_code, tags (comma-separated), then each param and each metric (extracted by SQLite)."""
+        """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
+        duration, exit_code, tags (comma-separated), phase, then each param and each metric (extracted by SQLite)."""
         columns = ", ".join(
-            ["id", "experiment", "status", "phase", "seed", "step", "commit_sha", "dirty", "host", "started",
-             "finished", "duration", "exit_code",
-             "CASE tags WHEN '[]' THEN '' ELSE (SELECT group_concat(value, ',') FROM json_each(tags)) END"]
+            ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
+             "duration", "exit_code",
+             "CASE tags WHEN '[]' THEN '' ELSE (SELECT group_concat(value, ',') FROM json_each(tags)) END", "phase"]
             + [f"json_extract(params, {_json_path(n)})" for n in param_names]
             + [f"json_extract(metrics, {_json_path(n)})" for n in metric_names])
         return self._select(columns, filters, limit)
