@@ -10,7 +10,7 @@ project of ~2,000 small files, then measures:
      vs plain rsync updating one directory in place; and the SFTP fallback;
   3. per-trial remote overhead: `tracker run --remote` vs `ssh host python train.py`.
 
-Usage: python benchmarks/bench_remote.py [--files 2000] [--trials 5]
+Usage: python benchmarks/bench_remote.py [--files 2000] [--trials 5] [--sync-only]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--sync-only", action="store_true", help="Measure the syncs, not the per-trial overhead.")
     args = ap.parse_args()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="tracker-bench-remote-") as tmp:
@@ -72,6 +73,7 @@ def main() -> None:
             from tracker.remote import connection as hosts_conn
             from tracker.remote import hosts, sync
             from tracker.remote.executor import workspace
+            from tracker.remote.workspace import Workspace
 
             proj = Project.load(project)
             for i in (1, 2):
@@ -89,13 +91,16 @@ def main() -> None:
             rsync = ["rsync", "-a", "-e", env["RSYNC_RSH"], f"{project}/", f"gpu2:{plain_dest}"]
             # the same rsync over an already open OpenSSH connection (a ControlMaster), for tracker's open one
             control = f"-o ControlPath={tmpdir}/cm-%r@%h:%p"
-            master = subprocess.Popen(["ssh", "-F", env["SSH_CONFIG"], "-M", "-N", *control.split(), "gpu2"])
+            master = subprocess.Popen(["ssh", "-F", env["SSH_CONFIG"], "-M", "-N", *control.split(), "gpu2"],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rsync_open = ["rsync", "-a", "-e", f"{env['RSYNC_RSH']} {control}", f"{project}/", f"gpu2:{plain_dest}"]
             sh("ssh", "-F", env["SSH_CONFIG"], "gpu2", f"mkdir -p {plain_dest}")
 
-            def fresh() -> object:  # tracker as a new command sees it: connect, then sync
-                hosts_conn.drop(ws.host)
-                return workspace(proj, ws.host)
+            opened: list[Workspace] = []
+
+            def fresh() -> Workspace:  # tracker as a new command sees it: connect, then sync
+                opened.append(Workspace(hosts_conn.Connection.open(ws.host), ws.host, ws.project_name))
+                return opened[-1]
 
             def settle() -> None:  # a commit is seconds after the last sync: its spare is ready by then
                 time.sleep(1.0)
@@ -157,7 +162,12 @@ def main() -> None:
             rows.append(("new commit, one file changed: tracker (SFTP fallback, sha256 manifest)",
                          f"{t_sftp:.2f} s", f"{sftp.bytes_sent:,} bytes"))
             master.terminate()
+            for w in opened:
+                w.conn.close()
 
+            if args.sync_only:
+                print_table(rows)
+                return
             # per-trial overhead
             code_dir = first.path
             bare = statistics.median(timed(lambda: sh(

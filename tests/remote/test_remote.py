@@ -457,3 +457,4 @@ def test_a_new_commit_synced_from_the_spare_drops_deleted_files_and_keeps_the_ol
     assert (old / "pkg/gone.py").exists() and (old / "olddir/only.py").exists()
     assert (new / "pkg/keep.py").stat().st_ino == (old / "pkg/keep.py").stat().st_ino  # a hard link, no copy
     assert sorted(p.name for p in new.parent.iterdir() if ".tmp" in p.name) == []
+    assert not (new / sync.LISTING).exists() and (new / sync.SYNCED).exists()
