@@ -3,10 +3,13 @@
 Code goes to ``<project>/code/<code id>`` (one directory per commit or dirty
 snapshot). The file list is ``git ls-files`` (tracked + untracked, minus
 .gitignore and .trackerignore); ``.git`` is never copied. With rsync on both
-ends it is rsync over SSH with ``--link-dest`` to the previous code directory,
-so unchanged files are hard links and move no data; otherwise an SFTP delta
-against a sha256 manifest. A code directory that is already complete is not
-touched at all: an unchanged re-sync moves 0 bytes.
+ends a sync is a few SFTP requests (is the directory there, what to copy against)
+and one rsync over SSH, whose remote command also puts the new directory in place.
+It copies into a spare hard-linked copy of the latest code directory, made in the
+background after each sync, or else uses ``--link-dest`` to it: unchanged files
+are hard links and move no data either way. Otherwise an SFTP delta runs against
+a sha256 manifest. A code directory that is already complete is not touched at
+all: an unchanged re-sync moves 0 bytes.
 """
 
 from __future__ import annotations
