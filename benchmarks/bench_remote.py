@@ -3,11 +3,14 @@
 
 Starts two test sshd hosts on loopback (tests/infra/sshd-hosts.sh), makes a
 project of ~2,000 small files, then measures:
-  1. first sync and unchanged re-sync: tracker's sync vs `rsync -a` over the same SSH;
-  2. a sync after a one-file change (rsync --link-dest) and the SFTP fallback;
+  1. first sync and unchanged re-sync: tracker's sync vs `rsync -a` over the same SSH, a new
+     connection against a new one and an open one (tracker's pooled paramiko connection)
+     against an open one (an OpenSSH ControlMaster);
+  2. a sync after a new commit changing one file: tracker (a new code directory per commit)
+     vs plain rsync updating one directory in place; and the SFTP fallback;
   3. per-trial remote overhead: `tracker run --remote` vs `ssh host python train.py`.
 
-Usage: python benchmarks/bench_remote.py [--files 2000] [--trials 5]
+Usage: python benchmarks/bench_remote.py [--files 2000] [--trials 5] [--sync-only]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--sync-only", action="store_true", help="Measure the syncs, not the per-trial overhead.")
     args = ap.parse_args()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="tracker-bench-remote-") as tmp:
@@ -66,8 +70,10 @@ def main() -> None:
                 sh("git", "-c", "user.name=b", "-c", "user.email=b@b", *cmd, cwd=project)
             os.chdir(project)
             from tracker.project import Project
+            from tracker.remote import connection as hosts_conn
             from tracker.remote import hosts, sync
             from tracker.remote.executor import workspace
+            from tracker.remote.workspace import Workspace
 
             proj = Project.load(project)
             for i in (1, 2):
@@ -83,40 +89,85 @@ def main() -> None:
 
             plain_dest = f"{env['SSH_GPU2_BASE']}/plain/"
             rsync = ["rsync", "-a", "-e", env["RSYNC_RSH"], f"{project}/", f"gpu2:{plain_dest}"]
+            # the same rsync over an already open OpenSSH connection (a ControlMaster), for tracker's open one
+            control = f"-o ControlPath={tmpdir}/cm-%r@%h:%p"
+            master = subprocess.Popen(["ssh", "-F", env["SSH_CONFIG"], "-M", "-N", *control.split(), "gpu2"],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            rsync_open = ["rsync", "-a", "-e", f"{env['RSYNC_RSH']} {control}", f"{project}/", f"gpu2:{plain_dest}"]
             sh("ssh", "-F", env["SSH_CONFIG"], "gpu2", f"mkdir -p {plain_dest}")
+
+            opened: list[Workspace] = []
+
+            def fresh() -> Workspace:  # tracker as a new command sees it: connect, then sync
+                opened.append(Workspace(hosts_conn.Connection.open(ws.host), ws.host, ws.project_name))
+                return opened[-1]
+
+            def settle() -> None:  # a commit is seconds after the last sync: its spare is ready by then
+                time.sleep(1.0)
+
             t_plain1, _ = timed(lambda: sh(*rsync))
             t_ours1, first = timed(lambda: sync.sync_code(ws, project, head))
             t_plain2 = statistics.median(timed(lambda: sh(*rsync))[0] for _ in range(5))
+            t_plain2_open = statistics.median(timed(lambda: sh(*rsync_open))[0] for _ in range(5))
             t_ours2 = statistics.median(timed(lambda: sync.sync_code(ws, project, head))[0] for _ in range(5))
+            t_ours2_new = statistics.median(timed(lambda: sync.sync_code(fresh(), project, head))[0]
+                                            for _ in range(5))
             again = sync.sync_code(ws, project, head)
-            # the same files into a new code directory (e.g. a dirty tree's new snapshot id): a full rsync
-            # comparison against the previous directory, with --link-dest instead of copies
-            ids = iter(range(100))
-            t_same = statistics.median(timed(lambda: sync.sync_code(ws, project, f"same{next(ids)}"))[0]
-                                       for _ in range(5))
-            same = sync.sync_code(ws, project, "same-last")
             rows += [
                 (f"first sync, {len(files)} files ({size / 1e6:.1f} MB): plain rsync -a", f"{t_plain1:.2f} s", ""),
                 ("first sync: tracker", f"{t_ours1:.2f} s", f"{first.bytes_sent:,} bytes ({first.method})"),
-                ("unchanged re-sync: plain rsync -a", f"{t_plain2:.2f} s", ""),
-                ("unchanged re-sync: tracker", f"{t_ours2:.2f} s",
-                 f"{again.bytes_sent} bytes moved; {t_ours2 / t_plain2:.2f}x plain rsync (target <= 1.5x)"),
-                ("same files, new code dir: tracker (rsync --link-dest)", f"{t_same:.2f} s",
-                 f"{same.bytes_sent} bytes of file data; {t_same / t_plain2:.2f}x plain rsync"),
+                ("unchanged re-sync, new connection: plain rsync -a", f"{t_plain2:.2f} s", ""),
+                ("unchanged re-sync, new connection: tracker (connect + check)", f"{t_ours2_new:.2f} s",
+                 f"{t_ours2_new / t_plain2:.2f}x plain rsync"),
+                ("unchanged re-sync, open connection: plain rsync -a (ControlMaster)", f"{t_plain2_open:.2f} s", ""),
+                ("unchanged re-sync, open connection: tracker", f"{t_ours2:.2f} s",
+                 f"{again.bytes_sent} bytes moved; {t_ours2 / t_plain2_open:.2f}x plain rsync"),
             ]
-            (project / "src/m0000.py").write_text("VALUE_0 = 'changed'\n")
-            sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "one", cwd=project)
-            head2 = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
-            t_delta, delta = timed(lambda: sync.sync_code(ws, project, head2))
-            rows.append(("new commit, one file changed: tracker (rsync --link-dest)", f"{t_delta:.2f} s",
-                         f"{delta.bytes_sent:,} bytes"))
+            # a new commit changing one file, six times (three each way): tracker's code dir per commit vs plain rsync
+            # updating one directory in place (both over a new OpenSSH connection for the copy)
+            t_commit, t_commit_new, t_plain_commit, sent = [], [], [], 0
+            for i in range(6):
+                (project / "src/m0000.py").write_text(f"VALUE_0 = 'changed {i}'\n")
+                sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", f"c{i}", cwd=project)
+                commit = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
+                settle()
+                t_plain_commit.append(timed(lambda: sh(*rsync))[0])
+                if i % 2:
+                    t, result = timed(lambda c=commit: sync.sync_code(fresh(), project, c))
+                    t_commit_new.append(t)
+                else:
+                    t, result = timed(lambda c=commit: sync.sync_code(ws, project, c))
+                    t_commit.append(t)
+                sent = result.bytes_sent
+            plain_commit = statistics.median(t_plain_commit)
+            rows += [
+                ("new commit, one file changed: plain rsync -a into one directory", f"{plain_commit:.2f} s", ""),
+                ("new commit, one file changed: tracker, open connection", f"{statistics.median(t_commit):.2f} s",
+                 f"{sent:,} bytes; {statistics.median(t_commit) / plain_commit:.2f}x plain rsync (target <= 1.3x)"),
+                ("new commit, one file changed: tracker, new connection",
+                 f"{statistics.median(t_commit_new):.2f} s",
+                 f"{statistics.median(t_commit_new) / plain_commit:.2f}x plain rsync"),
+            ]
+            t_same_all = []
+            for i in range(3):  # the same files into a new code directory (a new snapshot of an unchanged tree)
+                settle()
+                t_same_all.append(timed(lambda n=i: sync.sync_code(ws, project, f"same{n}"))[0])
+            t_same = statistics.median(t_same_all)
+            rows.append(("same files, new code dir: tracker", f"{t_same:.2f} s",
+                         f"{t_same / t_plain2:.2f}x plain rsync (unchanged, new connection)"))
             (project / "src/m0001.py").write_text("VALUE_1 = 'changed'\n")
             sh("git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "two", cwd=project)
             head3 = sh("git", "rev-parse", "HEAD", cwd=project).strip()[:12]
             t_sftp, sftp = timed(lambda: sync.sync_code(ws, project, head3, use_rsync=False))
             rows.append(("new commit, one file changed: tracker (SFTP fallback, sha256 manifest)",
                          f"{t_sftp:.2f} s", f"{sftp.bytes_sent:,} bytes"))
+            master.terminate()
+            for w in opened:
+                w.conn.close()
 
+            if args.sync_only:
+                print_table(rows)
+                return
             # per-trial overhead
             code_dir = first.path
             bare = statistics.median(timed(lambda: sh(

@@ -135,7 +135,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     before, ``reporter`` gets a warning saying so and the run is numbered accordingly.
     """
     from tracker import runs
-    from tracker.execution.lifecycle import reconcile
 
     reporter = reporter or Reporter()
     config = experiments.load(project, name)
@@ -164,7 +163,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
              for t in selection.sources]
     start = runs.launcher(project, runs.RunOptions(parallel=parallel, target=target), reporter, executor)
     start.prepare()
-    reconcile(project)
     env_ids = start.record({name: config}, phase="test")
     trials = start.create(specs, {name: config}, code, env_ids, ["test"])
     final = start.drive(trials, start.driver(max_failures=0))

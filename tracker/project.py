@@ -80,9 +80,15 @@ class Project:
 
     @cached_property
     def store(self):  # -> BaseStore (imported lazily: sqlite3 is not needed for --help)
+        """The project's store, opened on first use. Opening it expires what nobody runs any more
+        (:func:`tracker.execution.lifecycle.reconcile`), so every command sees trial states as they
+        are; that is the one write reading the store makes, and when nothing is due it is one query."""
+        from tracker.execution.lifecycle import reconcile
         from tracker.store import open_store
 
-        return open_store(self.store_url()[0])
+        store = open_store(self.store_url()[0])
+        reconcile(store)
+        return store
 
     def reload(self) -> None:
         """Read tracker.yaml again (another process may have changed it)."""

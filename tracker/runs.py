@@ -28,7 +28,7 @@ from tracker.experiments import TrialSpec
 from tracker.launch import Launcher, fingerprint, spec_fingerprints
 from tracker.launch import create_trials as create_trials  # re-exported: tests and plug-ins make trials by hand
 from tracker.project import Project
-from tracker.store import Trial, now
+from tracker.store import Trial
 
 if TYPE_CHECKING:
     from tracker.execution.targets import Target
@@ -212,7 +212,6 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     code = planned.code
     start = launcher(project, options, reporter, executor)
     start.prepare()
-    lifecycle.reconcile(project)
     _warn_code(code, reporter)
     env_ids = start.record(planned.configs)
     trials = start.create(planned.specs, planned.configs, code, env_ids, options.tags, prints=planned.prints)
@@ -278,8 +277,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
             raise UsageError(f"trial {t.id} is {t.status}, not queued")
 
     def cancel(exc: TrackerError) -> None:
-        for t in trials:
-            store.transition(t.id, "cancelled", expected=["queued"], finished=now(), error=f"not started: {exc}")
+        lifecycle.cancel_unstarted(store, [t.id for t in trials], f"not started: {exc}")
 
     start = launcher(project, options, reporter)
     start.prepare(on_venv_error=cancel)

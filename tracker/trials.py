@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from tracker.config import check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle, outputs
 from tracker.project import Project
-from tracker.store import FINISHED, FORGOTTEN_ON_REQUEUE, RESETTABLE, STATUSES, Event, MetricPoint, Trial, now
+from tracker.store import FINISHED, FORGOTTEN_ON_REQUEUE, RESETTABLE, STATUSES, Event, MetricPoint, Trial
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,6 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
                 tags: list[str] | None = None, limit: int | None = None,
                 optimization: str | None = None) -> list[Trial]:
     """Trials matching the filters (``tags``: having every one), oldest first (``limit`` keeps the newest N)."""
-    lifecycle.reconcile(project)
     trials = project.store.list_trials(**_filters(project, experiment, status, params, tags, optimization),
                                        limit=limit,
                                        newest_first=limit is not None)
@@ -67,7 +66,7 @@ def list_trials(project: Project, *, experiment: list[str] | None = None,
 
 
 BASE_COLUMNS = ["id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started",
-                "finished", "duration", "exit_code", "tags"]
+                "finished", "duration", "exit_code", "tags", "phase"]
 
 
 def _filters(project: Project, experiment: list[str] | None, status: list[str] | None,
@@ -81,7 +80,6 @@ def list_json(project: Project, *, experiment: list[str] | None = None,
               status: list[str] | None = None, params: dict[str, Any] | None = None,
               tags: list[str] | None = None, limit: int | None = None, optimization: str | None = None) -> str:
     """``trials list --json``: a JSON array of trial summaries (the documented contract)."""
-    lifecycle.reconcile(project)
     return project.store.summaries_json(limit=limit,
                                         **_filters(project, experiment, status, params, tags, optimization))
 
@@ -91,7 +89,6 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
               tags: list[str] | None = None, limit: int | None = None,
               optimization: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Flat rows for tables and CSV: base columns (tags comma-separated), then ``params.X`` and ``metrics.Y``."""
-    lifecycle.reconcile(project)
     filters = _filters(project, experiment, status, params, tags, optimization)
     param_names, metric_names = project.store.key_names(limit=limit, **filters)
     rows = project.store.table(param_names, metric_names, limit=limit, **filters)
@@ -99,7 +96,7 @@ def list_rows(project: Project, *, experiment: list[str] | None = None,
     return columns, rows
 
 
-FIELDS = ["id", "experiment", "status", "seed", "params", "metrics", "step", "commit", "dirty", "host",
+FIELDS = ["id", "experiment", "status", "phase", "seed", "params", "metrics", "step", "commit", "dirty", "host",
           "started", "finished", "duration", "exit_code", "tags", "note"]  # a trial's fields in `trials list --json`
 
 
@@ -148,6 +145,19 @@ def resolve_columns(project: Project, names: list[str]) -> list[Column]:
             known = [*FIELDS, *param_names, *metric_names]
             raise UsageError(f"unknown column {name!r}", hint="one of: " + ", ".join(known))
     return columns
+
+
+def params_varying_first(trials: Sequence[Trial]) -> list[str]:
+    """Every param name of ``trials``: those whose value differs between them (or that some
+    lack) first, then those all share, each group in the order first met.
+
+    Example: ``[lr=0.1 epochs=3, lr=0.5 epochs=3]`` gives ``["lr", "epochs"]``.
+    """
+    import json
+
+    names = list(dict.fromkeys(k for t in trials for k in t.params))
+    seen = {k: {json.dumps(t.params.get(k, ...), sort_keys=True, default=str) for t in trials} for k in names}
+    return sorted(names, key=lambda k: len(seen[k]) == 1)
 
 
 def count(project: Project, *, experiment: list[str] | None = None, status: list[str] | None = None,
@@ -256,7 +266,6 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
     recorded where it actually runs.
     """
     store = project.store
-    lifecycle.reconcile(project)
     allowed = RESETTABLE | {"pruned"}
     wanted = set(status or RESETTABLE)
     bad = wanted - allowed
@@ -306,7 +315,6 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     from tracker.execution.targets import backend_of
 
     store = project.store
-    lifecycle.reconcile(project)
     trial = store.get(ref)
     if trial.status == "queued" and trial.queue:
         return _stop_queued(project, trial)
@@ -332,8 +340,7 @@ def _stop_queued(project: Project, trial: Trial) -> Trial:
     """A waiting queue trial ends cancelled; its launcher drops the jobs no waiting trial needs."""
     from tracker.execution.targets import backend_of
 
-    if not project.store.transition(trial.id, "cancelled", expected=["queued"], finished=now(),
-                                    error="cancelled by the user"):
+    if not lifecycle.cancel_unstarted(project.store, [trial.id], "cancelled by the user"):
         return stop(project, trial.id)  # a worker claimed it meanwhile: stop it where it runs
     backend = backend_of(project, trial)
     if backend is not None:
@@ -363,7 +370,6 @@ class Status:
 
 def status(project: Project, recent: int = 5) -> Status:
     """Counts per experiment and status, running trials, the latest trials."""
-    lifecycle.reconcile(project)
     store = project.store
     return Status(project.name, project.root, store.count_by_status(),
                   store.list_trials(status="running"),

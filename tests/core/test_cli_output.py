@@ -162,7 +162,8 @@ def test_terminal_table_at_80_columns_fits_and_leads_with_the_objective(project_
     rows = [line for line in lines if line[:12] in ran]
     assert all(re.search(r"\s(val/acc=[\d.]+)\s", line) for line in rows), out  # the objective leads
     assert out.count("test/acc=") == 4, out  # every metric is shown, wrapped
-    assert all(re.search(r"\sepochs=3 note=\S*…\s", line) for line in rows), out  # params cut, on one line
+    # params cut, on one line, the one that varies (lr) first: on the old code "epochs=3 note=…" hid it
+    assert all(re.search(r"\slr=0\.[15] epochs=3 \S*…\s", line) for line in rows), out
     assert "left out to fit the terminal" in err and "--columns" in err
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,10 @@ def test_store_must_be_a_url(project_dir: Path) -> None:
 
 
 def test_read_commands_do_not_write_when_nothing_expires(project_dir: Path) -> None:
+    import gc
+
     run_experiment(Project.find(), "base", RunOptions(seeds=[1], params={"lr": 0.1}))
+    gc.collect()  # the run's connection closes (SQLite checkpoints its WAL then): not a read's write
     db = project_dir / ".tracker/tracker.db"
     before = (db.stat().st_mtime_ns, os.path.getsize(str(db) + "-wal") if Path(str(db) + "-wal").exists() else 0)
     from tracker import trials
@@ -186,3 +190,70 @@ def test_two_venvs_on_one_base_python_keep_their_own_packages(tmp_path: Path) ->
         found[name] = environment.capture([str(venv / "bin" / "python"), "train.py"], cache)["packages"]
     assert "only-in-a" in found["a"] and "only-in-a" not in found["b"]
     assert "only-in-b" in found["b"]
+
+
+def _dead_running_trial(project: Project) -> str:
+    """A completed trial turned back into "running", owned by a process of this machine that is gone."""
+    from tracker.execution import lifecycle
+    from tracker.store import open_store
+
+    run_experiment(project, "base", RunOptions(seeds=[1], params={"lr": 0.1}))
+    proc = subprocess.Popen(["sleep", "30"])
+    dead = {**lifecycle.owner(), "pid": proc.pid, "start": lifecycle.proc_start(proc.pid)}
+    proc.kill()
+    proc.wait()
+    store = open_store(project.store_url()[0])  # a bare store: opening it expires nothing
+    trial = store.list_trials()[0]
+    store.delete([trial.id])
+    store.add_trials([replace(trial, status="running", owner=dead, heartbeat=time.time(), lease=3600,
+                              finished=None, exit_code=None)])
+    assert store.get(trial.id).status == "running"
+    return trial.id
+
+
+@pytest.mark.parametrize("command", [["trials", "show", "{id}", "--json"], ["trials", "logs", "{id}"],
+                                     ["trials", "tag", "{id}", "x"], ["trials", "note", "{id}", "n"],
+                                     ["compare", "base"], ["export", "base", "--to", "out.csv"],
+                                     ["sql", "SELECT 1"]])
+def test_every_command_that_opens_the_store_sees_a_dead_running_trial_as_lost(
+        project_dir: Path, command: list[str]) -> None:
+    # on the old code only some commands expired trials: these left it "running" for good
+    from tests.conftest import cli
+    from tracker.store import open_store
+
+    tid = _dead_running_trial(Project.find())
+    cli(*[part.format(id=tid) for part in command])
+    trial = open_store(Project.find().store_url()[0]).get(tid)
+    assert trial.status == "lost" and "died" in (trial.error or "")
+
+
+def test_trials_delete_removes_a_dead_running_trial_without_force(project_dir: Path) -> None:
+    # on the old code: "trial ... is running (stop it first or pass --force)"
+    from tests.conftest import cli
+
+    tid = _dead_running_trial(Project.find())
+    code, _, err = cli("trials", "delete", tid, "--yes")
+    assert code == 0, err
+    assert cli("trials", "show", tid)[0] == 2
+
+
+def test_show_and_export_report_a_dead_running_trial_as_lost(project_dir: Path) -> None:
+    from tests.conftest import cli
+
+    tid = _dead_running_trial(Project.find())
+    assert json.loads(cli("trials", "show", tid, "--json")[1])["status"] == "lost"
+    assert cli("export", "base", "--to", "out.csv")[0] == 0
+    assert ",lost," in (project_dir / "out.csv").read_text()
+
+
+def test_cancelling_what_never_started_leaves_a_claimed_trial_running(project_dir: Path) -> None:
+    from tracker.execution import lifecycle
+    from tracker.store import Trial, now
+
+    store = Project.find().store
+    store.add_trials([Trial(id=i, experiment="base", status="queued", seed=1, params={}, created=now())
+                      for i in ("waiting", "claimed")])
+    store.transition("claimed", "running", expected=["queued"])
+    assert lifecycle.cancel_unstarted(store, ["waiting", "claimed"], "not started: no host") == ["waiting"]
+    assert store.get("waiting").status == "cancelled" and store.get("waiting").error == "not started: no host"
+    assert store.get("claimed").status == "running"

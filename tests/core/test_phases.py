@@ -266,3 +266,24 @@ def test_params_files_per_phase(project_dir: Path) -> None:
     validate = json.loads((directory / "params.validate.json").read_text())
     assert validate["eval_seeds"] == trial.extra["eval_seeds"]["validate"] and validate["seed"] == trial.seed
     assert "eval_seeds" not in json.loads((directory / "params.json").read_text())
+
+
+def test_export_and_trials_list_have_a_phase_column(phased: Project, tmp_path: Path) -> None:
+    # on the old code neither said which rows were test runs
+    import csv
+
+    assert cli("run", "phased", "-q")[0] == 0
+    assert cli("test", "phased", "--best", "val/acc", "-q")[0] == 0
+    assert cli("export", "phased", "--to", str(tmp_path / "all.csv"))[0] == 0
+    with (tmp_path / "all.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({r["phase"] for r in rows}) == ["test", "train"] and len(rows) == 6
+    header, *lines = [line.split("\t") for line in cli("trials", "list")[1].splitlines()]
+    phase = header.index("phase")
+    assert sorted(line[phase] for line in lines) == ["test"] * 2 + ["train"] * 4
+    assert {t["phase"] for t in json.loads(cli("trials", "list", "--json")[1])} == {"train", "test"}
+    assert cli("trials", "list", "--columns", "id,phase")[1].splitlines()[0] == "id\tphase"
+    from tests.core.test_cli_output import run_tty
+
+    code, out, err = run_tty("trials", "list", cwd=phased.root, columns=250)
+    assert code == 0 and out.splitlines()[0].split()[:5] == ["id", "experiment", "status", "phase", "seed"], err

@@ -426,3 +426,35 @@ def test_large_sync_reports_progress(remote_project: Project) -> None:
     calls.clear()
     sync.sync_code(ws, root, "sftp-copy", use_rsync=False, progress=lambda d, t: calls.append((d, t)))
     assert len(calls) >= 2 and calls[-1] == (total, total)  # linked bytes count as done
+
+
+def test_a_new_commit_synced_from_the_spare_drops_deleted_files_and_keeps_the_old_directory(
+        remote_project: Project) -> None:
+    root = remote_project.root
+    (root / "pkg").mkdir()
+    for name in ("keep.py", "edit.py", "gone.py"):
+        (root / "pkg" / name).write_text(f"# {name}\n")
+    (root / "olddir").mkdir()
+    (root / "olddir" / "only.py").write_text("x = 1\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "three files")
+    ws = workspace(remote_project, hosts.resolve(remote_project, "gpu1"))
+    first = sync.sync_code(ws, root, git(root, "rev-parse", "HEAD").strip()[:12])
+    spare = Path(first.path).parent / sync.SPARE
+    deadline = time.monotonic() + 30
+    while not spare.is_dir() and time.monotonic() < deadline:  # made in the background after a sync
+        time.sleep(0.05)
+    spare_inode = spare.stat().st_ino
+    (root / "pkg" / "edit.py").write_text("# edited\n")
+    git(root, "rm", "-rq", "pkg/gone.py", "olddir")
+    git(root, "commit", "-qam", "edit one, delete two")
+    second = sync.sync_code(ws, root, git(root, "rev-parse", "HEAD").strip()[:12])
+    assert Path(second.path).stat().st_ino == spare_inode  # the spare became the new code directory
+    assert second.bytes_sent == len("# edited\n")
+    new, old = Path(second.path), Path(first.path)
+    assert (new / "pkg/edit.py").read_text() == "# edited\n" and (old / "pkg/edit.py").read_text() == "# edit.py\n"
+    assert not (new / "pkg/gone.py").exists() and not (new / "olddir").exists()
+    assert (old / "pkg/gone.py").exists() and (old / "olddir/only.py").exists()
+    assert (new / "pkg/keep.py").stat().st_ino == (old / "pkg/keep.py").stat().st_ino  # a hard link, no copy
+    assert sorted(p.name for p in new.parent.iterdir() if ".tmp" in p.name) == []
+    assert not (new / sync.LISTING).exists() and (new / sync.SYNCED).exists()

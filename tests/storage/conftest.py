@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -45,10 +43,3 @@ def b2_sim() -> object:
 
     return make_b2_api()[1]
 
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def path_of(tmp: Path, name: str) -> str:
-    return str(tmp / name)

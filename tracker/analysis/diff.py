@@ -352,7 +352,6 @@ def diff(project: Project, a: str, b: str, *, code: bool = True, stat: bool = Fa
         d = diff(project, "3f2a", "9bc1")          # TrialDiff
         d = diff(project, "baseline", "wide")      # ExperimentDiff
     """
-    lifecycle.reconcile(project)
     (exp_a, trial_a), (exp_b, trial_b) = _lookup(project, a), _lookup(project, b)
     if exp_a and exp_b:
         if stat or not code:

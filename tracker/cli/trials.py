@@ -34,7 +34,7 @@ TTY_COLUMNS = ["id", "experiment", "status", "seed", "params", "metrics", "step"
                "duration"]
 # left out, in this order, while the table is wider than the terminal
 OPTIONAL = ["tags", "host", "step", "started", "commit", "duration", "experiment"]
-WHOLE = {"id", "experiment", "status", "seed", "step", "commit", "dirty", "host", "started", "finished",
+WHOLE = {"id", "experiment", "status", "phase", "seed", "step", "commit", "dirty", "host", "started", "finished",
          "duration", "exit_code"}  # never wrapped
 
 
@@ -91,8 +91,10 @@ def list_(
 
     goals = objectives(proj)
     tagged = ["tags"] if any(t.tags for t in found) else []
-    chosen = chosen or trials.resolve_columns(proj, TTY_COLUMNS + tagged)
-    hidden = emit_table([[_cell(c, t, goals.get(t.experiment)) for c in chosen] for t in found],
+    phased = ["phase"] if any(t.phase != "train" for t in found) else []
+    chosen = chosen or trials.resolve_columns(proj, TTY_COLUMNS[:3] + phased + TTY_COLUMNS[3:] + tagged)
+    order = trials.params_varying_first(found)  # a long params cell is cut: what tells rows apart comes first
+    hidden = emit_table([[_cell(c, t, goals.get(t.experiment), order) for c in chosen] for t in found],
                         [c.name for c in chosen], keep=WHOLE & {c.name for c in chosen}, truncate={"params"},
                         optional=[] if columns else OPTIONAL)
     if hidden:
@@ -102,14 +104,14 @@ def list_(
         info(f"showing the newest {len(found)} of {total} trials (--all or --limit N for more)")
 
 
-def _cell(column: Column, trial: Trial, objective: str | None) -> str:
-    """One cell of the terminal table, formatted for people."""
+def _cell(column: Column, trial: Trial, objective: str | None, order: list[str]) -> str:
+    """One cell of the terminal table, formatted for people (params in ``order``)."""
     if column.kind != "field":
         value = column.value(trial)
         return "" if value is None else fmt_value(value)
     key = column.key
     if key == "params":
-        return fmt_params(trial.params)
+        return fmt_params({k: trial.params[k] for k in order if k in trial.params})
     if key == "metrics":
         return fmt_metrics(trial.metrics, first=objective)
     if key == "commit":

@@ -156,7 +156,7 @@ class Driver:
             self._stop_all(self.interrupt_reason)
             raise
         finally:
-            self.end_queued("cancelled", f"not started: {self.stopped}" if self.stopped
+            self.end_queued(f"not started: {self.stopped}" if self.stopped
                             else "cancelled before it started")
             self.executor.close()
 
@@ -181,11 +181,11 @@ class Driver:
             with self.heartbeats():
                 self.executor.prepare([Job(t, self.config(t), self.grace) for t in trials], self.reporter)
         except TrackerError as exc:
-            self.end_queued("cancelled", f"not started: {exc}")
+            self.end_queued(f"not started: {exc}")
             self.executor.close()
             raise
         except BaseException:
-            self.end_queued("cancelled", "cancelled before it started")
+            self.end_queued("cancelled before it started")
             self.executor.close()
             raise
 
@@ -387,10 +387,9 @@ class Driver:
             self.executor.release(run.trial)
             del self.running[run.trial.id]
 
-    def end_queued(self, status: str, reason: str) -> None:
-        """Give the owned trials that never started ``status`` (cancelled or failed) with ``reason``."""
-        for trial_id in sorted(self.owned - set(self.running)):
-            self.store.transition(trial_id, status, expected=["queued"], finished=now(), error=reason)
+    def end_queued(self, reason: str) -> None:
+        """Cancel the owned trials that never started, with ``reason``."""
+        lifecycle.cancel_unstarted(self.store, sorted(self.owned - set(self.running)), reason)
         self.owned -= self.owned - set(self.running)
 
     def _fail_rest(self, source: Iterator[Trial | None], reason: str) -> None:

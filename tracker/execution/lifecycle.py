@@ -16,16 +16,18 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.config import ExperimentConfig
 from tracker.execution import outputs
 from tracker.execution.launch import Launch, phases_of
-from tracker.project import Project
-from tracker.store import MetricPoint, Trial, now
+from tracker.store import BaseStore, MetricPoint, Trial, now
+
+if TYPE_CHECKING:
+    from tracker.project import Project
 
 RECORD_FILE = "trial.json"
 PATCH_FILE = "code.patch"
@@ -156,15 +158,15 @@ def io_fault(exc: OSError, path: object = None) -> str:
 # ---------------------------------------------------------------------------- expiry
 
 
-def reconcile(project: Project) -> tuple[list[str], list[str]]:
-    """Expire what nobody runs any more: the one write read commands make.
+def reconcile(store: BaseStore) -> tuple[list[str], list[str]]:
+    """Expire what nobody runs any more: the one write reading the store makes.
 
-    Running trials whose heartbeat is older than their lease become ``lost``, queued
-    ones of a dead run ``cancelled``. A trial whose owner is a process of this machine
-    that is provably gone is expired at once instead of after its lease. Nothing is
-    signalled: a trial's runner stops its script by itself when its owner dies.
+    Run once by :attr:`tracker.project.Project.store` when a command opens its store, never
+    by hand. Running trials whose heartbeat is older than their lease become ``lost``, queued
+    ones of a dead run ``cancelled``. A trial whose owner is a process of this machine that is
+    provably gone is expired at once instead of after its lease. Nothing is signalled: a
+    trial's runner stops its script by itself when its owner dies.
     """
-    store = project.store
     lost, cancelled = store.expire()
     # a detached trial (an SSH runner) outlives its client: only its lease says when it is lost
     dead = [t.id for t in store.list_trials(status=["queued", "running"], owned=True)
@@ -175,6 +177,14 @@ def reconcile(project: Project) -> tuple[list[str], list[str]]:
         lost += more_lost
         cancelled += more_cancelled
     return lost, cancelled
+
+
+def cancel_unstarted(store: BaseStore, trial_ids: Iterable[str], reason: str) -> list[str]:
+    """End the trials of ``trial_ids`` that are still queued (they never started) ``cancelled``
+    with ``reason`` as their error; return those it ended. One a worker claimed meanwhile is
+    left alone (it runs, and stops the way a running trial does)."""
+    return [i for i in trial_ids
+            if store.transition(i, "cancelled", expected=["queued"], finished=now(), error=reason)]
 
 
 # ---------------------------------------------------------------------------- the end of a trial

@@ -28,11 +28,10 @@ class QueueStatus:
 def queue_status(project: Project, queue: str | None = None, *, everyone: bool = False) -> QueueStatus:
     """Counts and workers of ``queue`` (default: every queue).
 
-    Like every read command it first expires what nobody runs any more, so a trial of a
-    dead worker shows as queued again (or lost, once out of attempts).
+    Opening the store expires what nobody runs any more, so a trial of a dead worker
+    shows as queued again (or lost, once out of attempts).
     """
     store = project.store
-    store.expire()
     at = time.time()
     counts = store.queue_counts()
     if queue is not None:

@@ -3,14 +3,18 @@
 Code goes to ``<project>/code/<code id>`` (one directory per commit or dirty
 snapshot). The file list is ``git ls-files`` (tracked + untracked, minus
 .gitignore and .trackerignore); ``.git`` is never copied. With rsync on both
-ends it is rsync over SSH with ``--link-dest`` to the previous code directory,
-so unchanged files are hard links and move no data; otherwise an SFTP delta
-against a sha256 manifest. A code directory that is already complete is not
-touched at all: an unchanged re-sync moves 0 bytes.
+ends a sync is a few SFTP requests (is the directory there, what to copy against)
+and one rsync over SSH, whose remote command also puts the new directory in place.
+It copies into a spare hard-linked copy of the latest code directory, made in the
+background after each sync, or else uses ``--link-dest`` to it: unchanged files
+are hard links and move no data either way. Otherwise an SFTP delta runs against
+a sha256 manifest. A code directory that is already complete is not touched at
+all: an unchanged re-sync moves 0 bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import posixpath
@@ -20,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,12 +122,20 @@ def _number(text: bytes | str) -> int:
 
 
 def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None,
-           progress: Callable[[int], None] | None = None) -> int:
+           progress: Callable[[int], None] | None = None,
+           finish: tuple[str, str, list[str] | None] | None = None) -> int:
     """Run rsync over SSH; return the bytes of file data it sent or received.
 
-    With ``progress``, rsync's ``--info=progress2`` totals are passed on as they come.
+    With ``progress``, rsync's ``--info=progress2`` totals are passed on as they come. With
+    ``finish=(dest, tmp, stale)`` the remote side first deletes ``stale`` (paths under ``tmp``; all
+    of ``tmp`` when None), and once rsync is done puts ``tmp`` in place as ``dest`` (see ``_FINISH``).
     """
     extra = ["--info=progress2", "--no-inc-recursive"] if progress else []
+    if finish:
+        dest, tmp, stale = finish
+        remove = f"rm -rf {shlex.quote(tmp)} && " if stale is None else \
+            f"(cd {shlex.quote(tmp)} && rm -f -- {shlex.join(stale)}) && " if stale else ""
+        extra.append(f"--rsync-path={remove}sh -c {shlex.quote(_FINISH)} sh {shlex.quote(dest)} {shlex.quote(tmp)}")
     output = bytearray()
     with subprocess.Popen(["rsync", "-s", "--stats", *extra, "-e", shlex.join(ssh_command(host)), *args],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
@@ -148,18 +161,83 @@ def _rsync(host: RemoteHost, args: list[str], files: list[str] | None = None,
 
 
 LARGE_SYNC = (10_000_000, 500)  # bytes, files: above either, progress is reported
+SPARE = ".spare"  # under code/: a hard-linked copy of the latest code directory, made in the background
+LISTING = ".tracker-files"  # in the spare: its files, NUL-separated (what to delete from it)
+MAX_STALE = 100_000  # bytes of names to delete from the spare that fit the remote command line
+NO_RSYNC = "tracker: no rsync on this host"
+
+# Run by rsync's remote shell in place of rsync (no extra round trip): delete what the spare has and
+# the new code lacks (given before it), run rsync, put the directory in place, then make the next spare
+# off the critical path (hard links cost more than the copy itself)
+_FINISH = rf"""
+d=$1 t=$2 r=$(dirname "$1"); shift 2
+command -v rsync >/dev/null 2>&1 || {{ echo "{NO_RSYNC}" >&2; exit 127; }}
+rsync "$@" || exit $?
+rm -f "$t/{LISTING}"; touch "$t/{SYNCED}" || exit 1
+if [ -f "$d/{SYNCED}" ]; then rm -rf "$t"; exit 0; fi  # another sync of the same code finished first
+find "$t" -depth -mindepth 1 -type d -empty -delete 2>/dev/null  # left by files deleted from the spare
+rm -rf "$d" && mv "$t" "$d" && touch "$d" || exit 1  # the newest directory is the next one's basis
+s="$r/{SPARE}.$$"
+nohup sh -c 'cp -al "$1" "$2" && cd "$2" && find . ! -type d ! -name {SYNCED} ! -name {LISTING} -print0 > {LISTING} &&
+  {{ [ -e "$3" ] && rm -rf "$2" || mv "$2" "$3"; }}' sh "$d" "$s" "$r/{SPARE}" </dev/null >/dev/null 2>&1 &
+"""
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What a sync copies against, found over SFTP (no remote shell): nothing when the directory is
+    complete already, else the spare moved into place (with its files) and the latest directory."""
+
+    unchanged: bool
+    previous: str = ""  # the newest code directory's name ("" if none)
+    spare: list[str] | None = None  # the files of the spare now at the temporary path, if it took one
+    wipe: bool = False  # the temporary path holds a spare whose files are unknown: start afresh
+
+
+def _basis(ws: Workspace, dest: str, tmp: str, take_spare: bool) -> _Basis:
+    root = posixpath.dirname(dest)
+    sftp = ws.conn.sftp()
+    with translated(ws.host, "preparing the code directory"):
+        try:
+            with contextlib.suppress(OSError):
+                sftp.stat(posixpath.join(dest, SYNCED))
+                return _Basis(True)
+            makedirs(sftp, root)
+            spare, taken = None, False
+            if take_spare:
+                with contextlib.suppress(OSError):
+                    sftp.rename(posixpath.join(root, SPARE), tmp)
+                    taken = True
+                    with sftp.open(posixpath.join(tmp, LISTING)) as f:
+                        raw = f.read().decode(errors="surrogateescape")
+                    spare = [n[2:] for n in raw.split("\0") if n.startswith("./")]
+            if not taken:
+                sftp.mkdir(tmp)
+            dirs = [e for e in sftp.listdir_attr(root) if stat.S_ISDIR(e.st_mode or 0)
+                    and not e.filename.startswith(".") and ".tmp" not in e.filename]
+            previous = max(dirs, key=lambda e: e.st_mtime or 0).filename if dirs else ""
+            return _Basis(False, previous, spare, wipe=taken and spare is None)
+        finally:
+            sftp.close()
 
 
 def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None = None,
               progress: Callable[[int, int], None] | None = None) -> SyncResult:
     """Make ``<project>/code/<code_id>`` on the remote hold the project's files.
 
-    ``progress(done, total)`` is called with bytes for large syncs.
+    With rsync this is a few SFTP requests and one rsync: the copy starts from a spare
+    hard-linked copy of the latest code directory when one is ready (rsync then sends and
+    writes only what changed, and what is gone is deleted first) or else from ``--link-dest``
+    to it, and rsync's remote command puts the directory in place and makes the next spare in
+    the background. ``progress(done, total)`` is called with bytes for large syncs.
     """
     start = time.monotonic()
     dest = ws.code_dir(code_id)
-    q = shlex.quote
-    if ws.conn.run(f"test -f {q(posixpath.join(dest, SYNCED))}", check=False).code == 0:
+    tmp = f"{dest}.tmp{uuid.uuid4().hex[:8]}"  # one per sync: two syncs of one commit never share it
+    if use_rsync is not False and shutil.which("rsync") is None:
+        use_rsync = False
+    basis = _basis(ws, dest, tmp, take_spare=use_rsync is not False)
+    if basis.unchanged:
         return SyncResult(dest, "unchanged", 0, 0, round(time.monotonic() - start, 3))
     files = file_list(root)
     total = sum((root / f).stat().st_size for f in files)
@@ -168,23 +246,28 @@ def sync_code(ws: Workspace, root: Path, code_id: str, *, use_rsync: bool | None
         def report(done: int) -> None:
             progress(min(done, total), total)
     code_root = posixpath.dirname(dest)
-    previous = ws.conn.run(f"ls -1t {q(code_root)} 2>/dev/null | grep -v '[.]tmp$' | head -1",
-                           check=False).out.strip()
-    tmp = dest + ".tmp"
-    ws.conn.run(f"mkdir -p {q(tmp)}")
-    if use_rsync is None:
-        use_rsync = shutil.which("rsync") is not None and ws.has_rsync
-    if use_rsync:
-        link = [f"--link-dest={posixpath.join(code_root, previous)}"] if previous else []
-        sent = _rsync(ws.host, ["-a", "--delete", "--from0", "--files-from=-", *link, f"{root}/",
-                                f"{ws.host.hostname}:{tmp}/"], files, report)
-        method = "rsync"
-    else:
-        sent = _sftp_delta(ws, root, files, posixpath.join(code_root, previous) if previous else None, tmp, report)
+    previous = posixpath.join(code_root, basis.previous) if basis.previous else None
+    method = "rsync"
+    if use_rsync is not False:
+        stale = sorted(set(basis.spare) - set(files)) if basis.spare is not None else []
+        wipe = basis.wipe or len(shlex.join(stale)) > MAX_STALE  # then a fresh copy, linked to the latest
+        link = [f"--link-dest={previous}"] if previous and (basis.spare is None or wipe) else []
+        try:
+            sent = _rsync(ws.host, ["-a", "--from0", "--files-from=-", *link, f"{root}/",
+                                    f"{ws.host.hostname}:{tmp}/"], files, report,
+                          finish=(dest, tmp, None if wipe else stale))
+        except RemoteError as exc:
+            if use_rsync or NO_RSYNC not in str(exc):
+                raise
+            ws.conn.run(f"rm -rf {shlex.quote(tmp)} && mkdir -p {shlex.quote(tmp)}")  # the spare may be there
+            use_rsync = False
+    if use_rsync is False:
+        sent = _sftp_delta(ws, root, files, previous, tmp, report)
+        q = shlex.quote
+        ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
         method = "sftp"
     if progress and report:
         progress(total, total)
-    ws.conn.run(f"touch {q(posixpath.join(tmp, SYNCED))} && rm -rf {q(dest)} && mv {q(tmp)} {q(dest)}")
     return SyncResult(dest, method, len(files), sent, round(time.monotonic() - start, 3))
 
 

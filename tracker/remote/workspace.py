@@ -80,10 +80,6 @@ class Workspace:
         except (ValueError, IndexError) as exc:
             raise RemoteError(f"unexpected answer from the runner on {self.host.name}: {result.out[-200:]!r}") from exc
 
-    @cached_property
-    def has_rsync(self) -> bool:
-        return self.conn.run("command -v rsync", check=False).code == 0
-
     def ensure_env(self, project_root: Path, code_dir: str, log: Any = None) -> RemoteEnv:
         """The venv for this project's requirements, built on first need and then reused."""
         python = self.host.config.python

@@ -26,6 +26,7 @@ from typing import Any
 from tracker import experiments, gitinfo
 from tracker.config import ExperimentConfig
 from tracker.errors import UsageError
+from tracker.execution import lifecycle
 from tracker.experiments import TrialSpec
 from tracker.launch import Launcher, new_id
 from tracker.project import Project
@@ -195,10 +196,8 @@ def settle_all(project: Project, record: Optimization, known: list[Configuration
             if end.kind == "missing":
                 fatal = end.error
         if verdict is not None:
-            for t in trials:  # its other seeds need not run
-                if t.status == "queued":
-                    store.transition(t.id, "cancelled", expected=["queued"], finished=now(),
-                                     error="cancelled: another seed of its configuration did not complete")
+            lifecycle.cancel_unstarted(store, [t.id for t in trials if t.status == "queued"],  # its other seeds
+                                       "cancelled: another seed of its configuration did not complete")
             _save(project, conf, verdict[0], values, error=verdict[1])
         elif all(seed in values for seed in seeds):
             _save(project, conf, "complete", values,

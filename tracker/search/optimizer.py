@@ -117,7 +117,6 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     settings = rules.settings(project, name, config, options, where)
     code = gitinfo.capture(project.root)  # outside git: refused before anything is written
     start = _launcher(project, options.parallel, options.remote, reporter, executor, options.target)
-    lifecycle.reconcile(project)
     settings["deadline"] = rules.deadline(options.timeout)  # the clock starts once the executor is ready
     record = Optimization(id=new_id(), experiment=name, strategy=options.strategy, settings=settings,
                           status="running", created=now(), owner=lifecycle.owner(), commit=code.commit)
@@ -139,7 +138,6 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
     reporter = reporter or Reporter()
     store = project.store
     record = store.get_optimization(ref)
-    lifecycle.reconcile(project)
     if record.settings.get("queue"):
         from tracker.search import distributed
 

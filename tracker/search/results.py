@@ -69,7 +69,6 @@ class Status:
 
 def status(project: Project, ref: str) -> Status:
     """Where optimization ``ref`` stands (after expiring what nobody runs any more)."""
-    lifecycle.reconcile(project)
     return _status(project, project.store.get_optimization(ref))
 
 
@@ -88,7 +87,6 @@ def _status(project: Project, record: Optimization) -> Status:
 
 def list_optimizations(project: Project, experiment: str | None = None) -> list[Status]:
     """Every optimization (of ``experiment``) with where it stands, oldest first."""
-    lifecycle.reconcile(project)
     return [_status(project, o) for o in project.store.list_optimizations(experiment=experiment)]
 
 

@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import field_validator
 
 from tracker.errors import TrackerError, TrackerWarning, UsageError
+from tracker.execution import lifecycle
 from tracker.execution.base import Reporter
 from tracker.execution.targets import TargetOptions
 from tracker.project import Project
 from tracker.slurm import cluster
-from tracker.store import Trial, now
+from tracker.store import Trial
 
 if TYPE_CHECKING:
     from tracker.experiments import TrialSpec
@@ -179,9 +180,7 @@ def submit_run(project: Project, names: Sequence[str], options: RunOptions, slur
     try:
         arrays = submit_arrays(script, arranged, slurm.array_parallel)
     except TrackerError as exc:
-        for t in result.trials:
-            project.store.transition(t.id, "cancelled", expected=["queued"], finished=now(),
-                                     error=f"not submitted to SLURM: {exc}")
+        lifecycle.cancel_unstarted(project.store, [t.id for t in result.trials], f"not submitted to SLURM: {exc}")
         raise
     record = {"run_id": result.run_id, "queue": queue, "script": str(script),
               "trials_per_task": arranged.trials_per_task,

@@ -249,10 +249,10 @@ class BaseStore(ABC):
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
         """Flat rows for tables and CSV: id, experiment, status, seed, step, commit, dirty (1/0), host, started,
-        finished, duration, exit_code, tags (comma-separated), then each param and each metric (None where a
+        finished, duration, exit_code, tags (comma-separated), phase, then each param and each metric (None where a
         trial lacks it; booleans as 1/0, objects and lists as compact JSON)."""
         return [(t.id, t.experiment, t.status, t.seed, t.step, t.commit, int(t.dirty), t.host, t.started,
-                 t.finished, t.duration, t.exit_code, ",".join(t.tags),
+                 t.finished, t.duration, t.exit_code, ",".join(t.tags), t.phase,
                  *(_as_sql(t.params.get(n)) for n in param_names), *(_as_sql(t.metrics.get(n)) for n in metric_names))
                 for t in self.list_trials(limit=limit, **filters)]
 

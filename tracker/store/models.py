@@ -93,6 +93,7 @@ class Trial:
             "id": self.id,
             "experiment": self.experiment,
             "status": self.status,
+            "phase": self.phase,
             "seed": self.seed,
             "params": self.params,
             "metrics": self.metrics,

@@ -116,7 +116,7 @@ class PostgresDialect(Dialect):
     for_update = " FOR UPDATE"
     nulls_first = " NULLS FIRST"
     byte_order = ' COLLATE "C"'
-    summary = ("row_to_json((SELECT s FROM (SELECT id, experiment, status, seed, params, metrics, step, "
+    summary = ("row_to_json((SELECT s FROM (SELECT id, experiment, status, phase, seed, params, metrics, step, "
                "commit_sha AS commit, dirty <> 0 AS dirty, host, started, finished, duration, exit_code, tags, "
                "note) AS s))::text")
     tags_text = "array_to_string(ARRAY(SELECT json_array_elements_text(tags)), ',')"

@@ -710,10 +710,10 @@ class SQLStore(BaseStore):
     def table(self, param_names: Sequence[str], metric_names: Sequence[str], *,
               limit: int | None = None, **filters: Any) -> list[tuple[Any, ...]]:
         """Flat rows: id, experiment, status, seed, step, commit, dirty, host, started, finished,
-        duration, exit_code, tags (comma-separated), then each param and each metric."""
+        duration, exit_code, tags (comma-separated), phase, then each param and each metric."""
         d = self.dialect
         fixed = ["id", "experiment", "status", "seed", "step", "commit_sha", "dirty", "host", "started", "finished",
-                 "duration", "exit_code", d.tags_text]
+                 "duration", "exit_code", d.tags_text, "phase"]
         keyed = [d.json_value("params", n) for n in param_names] + [d.json_value("metrics", n) for n in metric_names]
         rows = self._select(", ".join(fixed + keyed), filters, limit)
         if type(d).value is Dialect.value:  # the database gives the values as they are

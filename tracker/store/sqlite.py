@@ -58,7 +58,7 @@ def _authorize(action: int, arg1: str | None, *_: object) -> int:
 class SQLiteDialect(Dialect):
     """One SQLite connection (shared by threads behind a lock) and SQLite's SQL."""
 
-    summary = ("json_object('id', id, 'experiment', experiment, 'status', status, 'seed', seed, "
+    summary = ("json_object('id', id, 'experiment', experiment, 'status', status, 'phase', phase, 'seed', seed, "
                "'params', json(params), 'metrics', json(metrics), 'step', step, 'commit', commit_sha, "
                "'dirty', json(CASE WHEN dirty THEN 'true' ELSE 'false' END), 'host', host, "
                "'started', started, 'finished', finished, 'duration', duration, "
