@@ -127,7 +127,7 @@ def test_a_repeated_test_run_is_not_pooled_silently(project: Project) -> None:
     for n in (0, 1):  # the test ran twice on the same seeds
         add(project, 0.1, 11, 0.88 + n / 100, phase="test", n=n)
         add(project, 0.1, 22, 0.89, phase="test", n=n)
-    code, out, err = cli("compare", "base", "--phase", "test")
+    code, _, err = cli("compare", "base", "--phase", "test")
     assert code == 0, err
     assert "note: 2 configuration seed(s) have more than one test trial" in err
     assert compare(project, ["base"], phase="test").repeated == 2
