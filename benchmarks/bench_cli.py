@@ -5,8 +5,8 @@ Measures (median of repeated runs, wall clock):
   1. start-up: `tracker --help` vs `python -c pass`, a bare two-command Typer app's
      `--help`, and `guild --help` (when Guild is installed);
   2. per-trial overhead: the same tiny training script run bare N times, as one
-     `tracker run` of N trials, as N separate `tracker run` calls, and as N
-     `guild run` calls;
+     `tracker run` of N trials against one `guild run` batch of N trials (like with like), and
+     as separate `tracker run` calls against separate `guild run` calls (at most 10 of each);
   3. listing: `tracker trials list --json` over a store of 100k trials; with --postgres URL (an
      empty database) also `tracker store migrate --to URL` of that store and the same listings
      from PostgreSQL (`tracker --store URL trials list ...`).
@@ -129,7 +129,7 @@ def main() -> None:
         rows += [("python -c pass", f"{py_pass * 1000:.0f} ms", ""),
                  ("bare Typer app --help", f"{typer_help * 1000:.0f} ms", ""),
                  ("tracker --help", f"{tracker_help * 1000:.0f} ms",
-                  f"{tracker_help / typer_help:.2f}x bare Typer (target <= 1.3x)")]
+                  f"{tracker_help / typer_help:.2f}x bare Typer (target <= 1.1x)")]
         if guild:
             guild_help = median([guild, "--help"], args.repeat)
             rows.append(("guild --help", f"{guild_help * 1000:.0f} ms", ""))
@@ -154,9 +154,15 @@ def main() -> None:
             guild_run = statistics.median(
                 clock([guild, "run", "-y", "-q", "train.py", f"seed={i}", "lr=0.1"], cwd=project, env=env)
                 for i in range(min(n, 10)))
-            rows.append(("guild run, one trial per call", f"{guild_run * 1000:.0f} ms",
-                         f"overhead {(guild_run - bare) * 1000:.0f} ms/trial; tracker's is "
-                         f"{(single - bare) / (guild_run - bare):.2f}x of it"))
+            batch = [guild, "run", "-y", "-q", "train.py", f"seed=[{','.join(str(100 + i) for i in range(n))}]",
+                     "lr=0.1"]
+            guild_batch = clock(batch, cwd=project, env=env) / n
+            rows += [(f"guild run of {n} trials as one batch, per trial", f"{guild_batch * 1000:.0f} ms",
+                      f"overhead {(guild_batch - bare) * 1000:.0f} ms/trial; tracker's many-trial overhead is "
+                      f"1/{(guild_batch - bare) / max(many - bare, 1e-9):.0f} of it"),
+                     ("guild run, one trial per call", f"{guild_run * 1000:.0f} ms",
+                      f"overhead {(guild_run - bare) * 1000:.0f} ms/trial; tracker's one-call overhead is "
+                      f"{(single - bare) / (guild_run - bare):.2f}x of it (target <= 0.2x)")]
 
         # 3. listing at scale
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's tracker, installed or not
