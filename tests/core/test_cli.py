@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import cli
 from tracker.cli import app
+from tracker.errors import NotFoundError
 
 runner = CliRunner()
 
@@ -263,6 +264,10 @@ def test_global_options_work_after_the_command(project_dir: Path, tmp_path: Path
         assert code == 0, (args, err)
         assert json.loads(out) == [], args  # the other store, empty
     assert json.loads(cli("trials", "list", "--json", "--debug")[1]) == here
+    with pytest.raises(NotFoundError):  # --debug after the command: the traceback, not the one-line error
+        cli("trials", "show", "nope", "--debug")
+    code, _, err = cli("trials", "show", "nope")  # for that command only
+    assert code != 0 and err.startswith("error: no trial 'nope'")
     code, _, err = cli("trials", "list", "--store", "nowhere")
     assert code == 2 and "Invalid value for '--store'" in err
     code, _, err = cli("trials", "list", "--help")

@@ -23,6 +23,7 @@ from tracker.cli._help import conventional_help
 from tracker.cli._lazy import Lazy, LazyGroup
 
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for `git log | head -1`'s git
+DEBUG = "tracker.debug"  # in a command's ctx.meta: --debug was given
 
 
 def _reader_gone() -> bool:
@@ -138,7 +139,7 @@ class _TrackerGroup(LazyGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except TrackerError as exc:
-            if os.environ.get("TRACKER_DEBUG"):
+            if os.environ.get("TRACKER_DEBUG") or ctx.meta.get(DEBUG):
                 raise
             typer.echo(f"error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
@@ -149,7 +150,7 @@ class _TrackerGroup(LazyGroup):
         except Exception as exc:
             if isinstance(exc, BrokenPipeError) and _reader_gone():
                 raise _quit_quietly() from None
-            if os.environ.get("TRACKER_DEBUG"):
+            if os.environ.get("TRACKER_DEBUG") or ctx.meta.get(DEBUG):
                 raise
             typer.echo(f"error: unexpected {type(exc).__name__}: {redact(str(exc))} "
                        "(re-run with --debug for the traceback and report it)", err=True)
@@ -176,9 +177,10 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _use_debug(value: bool) -> None:
+def _use_debug(ctx: typer.Context, value: bool) -> None:
+    """``--debug``: tracebacks for this command's errors (the contexts of one command share ``meta``)."""
     if value:
-        os.environ["TRACKER_DEBUG"] = "1"
+        ctx.meta[DEBUG] = True
 
 
 def _use_store(ctx: typer.Context, store: str | None) -> None:
