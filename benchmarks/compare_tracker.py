@@ -7,12 +7,18 @@ library call `tracker.analysis.compare.compare`, wall and CPU time (user + sys: 
 the honest proxy for an idle one). Another benchmark imports `make_project`, `fill` and
 `time_compare` to set the same data beside other tools.
 
+With --before TREE, the CLI of another checkout (PYTHONPATH=TREE) is timed on the same store too,
+alternating with this one (before, after, after, before, ...), so a busy moment hits both alike.
+With --project DIR, a project filled by an earlier run (kept there) is used as it is.
+
 Usage: python benchmarks/compare_tracker.py [--configs 10000] [--seeds 10] [--steps 10] [--repeat 5]
+                                            [--before /work/main] [--project /tmp/bench-compare]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -60,14 +66,16 @@ def fill(root: Path, configs: int, seeds: int, steps: int, experiment: str = EXP
     return n
 
 
-def clock_compare(project_dir: Path, experiment: str = EXPERIMENT) -> tuple[float, float]:
+def clock_compare(project_dir: Path, experiment: str = EXPERIMENT, tree: Path | None = None) -> tuple[float, float]:
     """Wall and CPU seconds (user + sys of the subprocess) of one `tracker compare EXPERIMENT --json`
-    in ``project_dir``. On a shared machine the CPU time is the honest proxy for an idle one."""
+    in ``project_dir`` (with the code of ``tree`` when given). On a shared machine the CPU time is
+    the honest proxy for an idle one."""
     tracker = shutil.which("tracker", path=str(Path(sys.executable).parent)) or "tracker"
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([tracker, "compare", experiment, "--json"], cwd=project_dir, check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -95,25 +103,37 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--before", type=Path, help="another checkout whose CLI is timed alongside, interleaved")
+    ap.add_argument("--project", type=Path, help="fill a project here and keep it; reuse it when it exists")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tracker-bench-compare-") as tmp:
-        root = make_project(Path(tmp) / "proj")
-        start = time.perf_counter()
-        n = fill(root, args.configs, args.seeds, args.steps)
-        filled = time.perf_counter() - start
+        root = args.project or Path(tmp) / "proj"
+        n, filled = 0, None
+        if not (root / "tracker.yaml").exists():
+            make_project(root)
+            start = time.perf_counter()
+            n = fill(root, args.configs, args.seeds, args.steps)
+            filled = time.perf_counter() - start
         time_compare(root)  # warm the page cache
-        cli = [clock_compare(root) for _ in range(args.repeat)]
+        cli, old = [], []
+        for i in range(args.repeat):
+            for tree in ([None, args.before] if i % 2 else [args.before, None]) if args.before else [None]:
+                (cli if tree is None else old).append(clock_compare(root, tree=tree))
         lib = [clock_library(root) for _ in range(args.repeat)]
     shape = f"{args.configs:,} configurations x {args.seeds} seeds, {args.steps} steps each"
 
     def ms(runs: list[tuple[float, float]], i: int) -> str:
         return f"{statistics.median(r[i] for r in runs) * 1000:.0f} ms"
 
-    print_table([(f"fill the store ({n:,} trials)", f"{filled:.0f} s", shape),
-                 ("tracker compare --json (CLI), wall", ms(cli, 0), f"median of {args.repeat}; target < 1 s"),
-                 ("tracker compare --json (CLI), CPU", ms(cli, 1), "user + sys of the subprocess"),
-                 ("compare() (library), wall", ms(lib, 0), f"median of {args.repeat}"),
-                 ("compare() (library), CPU", ms(lib, 1), "")])
+    rows = [(f"fill the store ({n:,} trials)", f"{filled:.0f} s", shape)] if filled is not None else []
+    if args.before:
+        rows += [(f"before ({args.before}): tracker compare --json, wall", ms(old, 0), f"median of {args.repeat}"),
+                 (f"before ({args.before}): tracker compare --json, CPU", ms(old, 1), "interleaved with this tree")]
+    rows += [("tracker compare --json (CLI), wall", ms(cli, 0), f"median of {args.repeat}; target < 1 s"),
+             ("tracker compare --json (CLI), CPU", ms(cli, 1), "user + sys of the subprocess"),
+             ("compare() (library), wall", ms(lib, 0), f"median of {args.repeat}"),
+             ("compare() (library), CPU", ms(lib, 1), "")]
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,8 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     planned = plan(project, names, options, reporter)
     if options.dry_run:
         return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True)
+    if planned.skipped and options.tags:  # so a tagged study holds every trial it consists of
+        project.store.tag([t.id for t in planned.skipped], add=options.tags)
     if planned.skipped and planned.specs:  # with nothing left to run, the result says it
         reporter.message(f"skipped {len(planned.skipped)} trial(s) already completed with the same params, seed, "
                          "code and experiment settings (--rerun runs them again)")

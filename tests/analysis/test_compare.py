@@ -305,8 +305,8 @@ def test_cli_table_fits_the_terminal_then_the_sentences(project: Project, monkey
         code, out, err = cli("compare", "grid", "shifted", "disjoint")
         assert code == 0, err
         lines = out.splitlines()
-        assert lines[0] == "val/acc: higher is better (objective of grid); mean over seeds"[:width - 1] + (
-            "…" if width < 62 else "")
+        head = "val/acc: higher is better (objective of grid); mean over seeds, ranked by its 95% CI's lower bound"
+        assert lines[0] == (head if len(head) <= width else head[:width - 1] + "…")
         assert lines[2] == "(1 trial(s) without a finite val/acc left out)"[:width - 1] + ("…" if width < 47 else "")
         blank = lines.index("")
         table = lines[3:blank]
@@ -355,7 +355,8 @@ def test_one_seed_has_no_interval_and_no_test(project: Project) -> None:
     result = compare(project, ["grid"], where="seed == 11")
     assert all(r.n == 1 and r.std is None and r.ci_low is None and r.ci_high is None for r in result.rows)
     assert all(p.p_value is None and not p.significant for p in result.pairs)
-    assert result.pairs[0].sentence.endswith("over 1 seed each: too few seeds for a test")
+    assert result.pairs[0].sentence.endswith("over 1 shared seed: too few seeds for a test")  # was "1 seed each"
+    assert result.pairs[0].shared == 1 and not any(r.ranked for r in result.rows)
     data = Comparison.as_dict(result)
     assert all(math.isfinite(v) for r in data["rows"] for v in r["values"])
 

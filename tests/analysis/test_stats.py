@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -211,3 +212,35 @@ def test_no_heavy_import_until_a_test_runs_and_never_statsmodels() -> None:
             "print([m for m in heavy if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["[]", "[]"]
+
+
+@pytest.mark.parametrize("decimals", [10, 6, 2])  # 10: no ties (computed here); 2: ties (scipy runs)
+def test_the_tests_equal_scipys_to_the_last_bit(decimals: int) -> None:
+    rng = np.random.default_rng(decimals)
+    big, size = (30, 14) if decimals > 2 else (3, 9)  # ties: scipy's permutation test is slow
+    for _ in range(40 if decimals > 2 else 10):
+        rows, n, m = int(rng.integers(1, big)), int(rng.integers(2, size)), int(rng.integers(2, 14))
+        a = np.round(rng.normal(0.8, 0.02, (rows, n)), decimals)
+        b = np.round(rng.normal(0.81, 0.02, (rows, n)), decimals)
+        c = np.round(rng.normal(0.81, 0.02, (rows, m)), decimals)
+        p_t, p_w = stats.paired_tests(a, b)
+        q_t, q_u = stats.unpaired_tests(a, c)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            paired = stats._constant(b - a, a, b)
+            unpaired = stats._constant(a, a, c) & stats._constant(c, a, c)
+            expected = [np.where(paired, np.nan, sps.ttest_rel(b, a, axis=-1).pvalue),
+                        np.where(paired, np.nan, stats._quiet(sps.wilcoxon, b - a)),
+                        np.where(unpaired, np.nan, sps.ttest_ind(c, a, equal_var=False, axis=-1).pvalue),
+                        np.where(unpaired, np.nan, sps.mannwhitneyu(c, a, axis=-1).pvalue)]
+        for got, want in zip((p_t, p_w, q_t, q_u), expected, strict=True):
+            assert np.array_equal(got, want, equal_nan=True), (got, want)
+
+
+def test_a_comparison_without_ties_does_not_import_scipy_stats() -> None:
+    code = ("import sys, numpy as np\nfrom tracker.analysis import stats\n"
+            "rng = np.random.default_rng(0)\na, b = rng.normal(size=(2, 50, 10))\n"
+            "stats.paired_tests(a, b); stats.unpaired_tests(a, b); stats.bootstrap_ci([a, b], paired=True)\n"
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # 0.6-1.0 s saved

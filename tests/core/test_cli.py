@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import cli
 from tracker.cli import app
+from tracker.errors import NotFoundError
 
 runner = CliRunner()
 
@@ -222,3 +223,63 @@ def test_cli_startup_imports_no_heavy_modules() -> None:
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_imports_no_command_module_and_lists_every_command() -> None:
+    import subprocess
+
+    code = ("import sys; from tracker.cli import main; sys.argv = ['tracker', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('tracker.cli.')\n"
+            "             and not m.startswith('tracker.cli._')), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == "[]"  # no command module imported, no command's options built
+    from tracker.cli import COMMANDS
+
+    assert all(f" {name} " in out.stdout for name in COMMANDS)
+
+
+def test_every_commands_summary_is_its_helps_first_paragraph() -> None:
+    import inspect
+
+    import typer.main
+
+    from tracker.cli import COMMANDS
+
+    root = typer.main.get_command(app)
+    assert list(root.list_commands(None)) == list(COMMANDS)
+    for name, lazy in COMMANDS.items():
+        built = root.commands[name]  # imported and built now
+        assert inspect.cleandoc(built.help or "").split("\n\n")[0].replace("\\[", "[") == lazy.summary, name
+
+
+def test_global_options_work_after_the_command(project_dir: Path, tmp_path: Path) -> None:
+    assert cli("run", "base", "--seed", "1", "-p", "lr=0.1", "-q")[0] == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    here = json.loads(cli("trials", "list", "--json")[1])
+    assert len(here) == 1
+    for args in (("--store", other, "trials", "list", "--json"), ("trials", "list", "--json", "--store", other),
+                 ("trials", "--store", other, "list", "--json"), ("trials", "list", f"--store={other}", "--json")):
+        code, out, err = cli(*args)
+        assert code == 0, (args, err)
+        assert json.loads(out) == [], args  # the other store, empty
+    assert json.loads(cli("trials", "list", "--json", "--debug")[1]) == here
+    with pytest.raises(NotFoundError):  # --debug after the command: the traceback, not the one-line error
+        cli("trials", "show", "nope", "--debug")
+    code, _, err = cli("trials", "show", "nope")  # for that command only
+    assert code != 0 and err.startswith("error: no trial 'nope'")
+    code, _, err = cli("trials", "list", "--store", "nowhere")
+    assert code == 2 and "Invalid value for '--store'" in err
+    code, _, err = cli("trials", "list", "--help")
+    assert code == 0 and "--store" not in cli("trials", "list", "--help")[1]  # shown once, in tracker --help
+    assert "--store" in cli("--help")[1] and "--store" in cli("worker", "--help")[1]  # worker's own
+
+
+def test_run_tag_tags_the_trials_it_skipped(project_dir: Path) -> None:
+    code, out, err = cli("run", "base", "-p", "lr=0.1", "--seed", "1", "--json", "-q")
+    assert code == 0, err
+    done = json.loads(out)[0]["id"]
+    code, out, err = cli("run", "base", "-p", "lr=0.1", "--seed", "1", "--seed", "2", "--tag", "study", "--json", "-q")
+    assert code == 0, err
+    tagged = json.loads(cli("trials", "list", "--tag", "study", "--json")[1])
+    assert done in [t["id"] for t in tagged] and len(tagged) == 2  # the skipped trial belongs to the study

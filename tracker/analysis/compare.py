@@ -2,8 +2,12 @@
 
 A *row* is one configuration (an experiment and its params; with ``by`` only those params, the
 others and the experiments aggregated over) and its values of one metric on each seed: the trial's
-last value, averaged over the trials of the row that ran that seed. Rows are sorted by the chosen
-statistic (mean, median or IQM), best first. Every other row is then compared with the best:
+last value, averaged over the trials of the row that ran that seed. Rows are ranked by what the
+chosen statistic (mean, median or IQM) is at least worth with 95% confidence: the lower bound of
+its bootstrap interval when higher is better, the upper bound when lower is better. So one lucky
+seed does not outrank ten good ones. Rows with fewer than ``min_seeds`` seeds (default 2: no
+interval) are not ranked: they follow the ranked rows, by their statistic. Every other row is
+then compared with the best:
 
 - **paired** when the two rows share at least 2 seeds (only the shared seeds count): the paired
   t-test, and Wilcoxon's signed-rank test; effect size Cohen's d_z;
@@ -44,6 +48,7 @@ class Row:
     ``std`` is None for one seed; ``ci_low``/``ci_high`` bound the chosen statistic (``value``)
     with 95% confidence (bootstrap), None for fewer than 2 seeds. ``best_step_value`` is the mean
     over trials of each trial's best value along its curve, ``best_step`` the mean step of it.
+    ``ranked`` is False for a row with fewer seeds than the comparison's ``min_seeds``.
     """
 
     experiment: str
@@ -64,6 +69,7 @@ class Row:
     best_step_value: float | None
     best_step: float | None
     experiments: list[str] = field(default_factory=list)  # every experiment the row's trials belong to
+    ranked: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,8 @@ class Pair:
     ``p_adjusted`` Holm's over every pair, ``p_rank`` the rank test's (Wilcoxon or Mann-Whitney).
     ``effect_size`` is Cohen's d_z (paired) or Hedges' g of b - a. ``prob_improvement`` is
     P(a better than b). ``needed_seeds``: seeds per configuration a t-test would need to detect
-    an effect this large 80% of the time, when this one is not significant."""
+    an effect this large 80% of the time, when this one is not significant. ``shared``: the seeds
+    both rows ran (a pair is paired from 2 on)."""
 
     a: int
     b: int
@@ -96,6 +103,7 @@ class Pair:
     prob_improvement: float | None = None
     n_a: int = 0
     n_b: int = 0
+    shared: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,9 @@ class Comparison:
     goal_source: str = "default"  # "objective of EXP", "--goal" or "default"
     trials: int = 0  # completed trials compared
     missing: int = 0  # completed trials (that passed --where) without a finite value of the metric
+    min_seeds: int = 2  # rows with fewer seeds are not ranked
+    tags: list[str] = field(default_factory=list)  # only trials with every one of these tags
+    repeated: int = 0  # (row, seed) units with more than one trial, whose values were averaged
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, as plain JSON values (what ``tracker compare --json`` prints)."""
@@ -217,12 +228,14 @@ def _canonical(params: dict[str, Any]) -> Any:
 
 
 def _collect(project: Project, experiments: list[str], metric: str, goal: str, phase: str,
-             by: list[str] | None, where: str | None) -> tuple[list[_Group], int, int]:
-    """Read the trials (one query) and group them into rows; also how many were read and how
-    many lacked the metric."""
+             by: list[str] | None, where: str | None, tags: list[str]) -> tuple[list[_Group], int, int]:
+    """Read the trials (one query; one more for ``tags``) and group them into rows; also how many
+    were read and how many lacked the metric."""
     from tracker.analysis import where as where_lang
 
     store = project.store
+    tagged = ({row[0] for row in store.table([], [], experiment=experiments, status="completed", tags=tags)}
+              if tags else None)
     condition = where_lang.parse(where) if where is not None else None
     params_known: list[str] | None = None
     metrics_known: list[str] | None = None
@@ -238,11 +251,12 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
     also = [n for n in (condition.names if condition else []) if n not in (params_known or [])
             and n in (metrics_known or [])]
     rows = store.metric_rows(metric, experiments=experiments, phase=phase, goal=goal, also=also)
-    if not rows:
+    if not rows or tagged == set():
         how = (f"tracker test {experiments[0]} --best {metric}" if phase == "test" else
                f"tracker run {' '.join(experiments)}")
-        raise UsageError(f"no completed {phase} trials of {', '.join(experiments)} to compare",
-                         hint=f"make some with '{how}'")
+        tagged_with = f" tagged {', '.join(tags)}" if tagged == set() else ""
+        raise UsageError(f"no completed {phase} trials of {', '.join(experiments)}{tagged_with} to compare",
+                         hint=f"make some with '{how}{' --tag ' + ' --tag '.join(tags) if tagged_with else ''}'")
     # per distinct params text (a few thousand at most): the params, the row key they give, the params shown
     seen: dict[str, tuple[dict[str, Any], Any, dict[str, Any]]] = {}
     per_experiment = by is None or "experiment" in by
@@ -262,6 +276,8 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
                 hit = (params, tuple(json.dumps(v, sort_keys=True) for v in shown.values()), shown)
             seen[params_text] = hit
         params, key, shown = hit
+        if tagged is not None and trial_id not in tagged:
+            continue
         if condition is not None:
             metric_values = dict(zip(also, extra, strict=True))
 
@@ -304,8 +320,9 @@ def _collect(project: Project, experiments: list[str], metric: str, goal: str, p
     return list(groups.values()), kept, missing
 
 
-def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple[Row, _Group]]:
-    """Summaries of every group (vectorised per number of seeds) with their groups, best first."""
+def _rows(groups: list[_Group], stat: str, goal: str, trials: int, min_seeds: int) -> list[tuple[Row, _Group]]:
+    """Summaries of every group (vectorised per number of seeds) with their groups, best first: the
+    rows with ``min_seeds`` or more by their interval's worse bound, then the others by ``stat``."""
     import numpy as np
 
     from tracker.analysis import stats
@@ -332,10 +349,16 @@ def _rows(groups: list[_Group], stat: str, goal: str, trials: int) -> list[tuple
             value=s[stat], min=s["min"], max=s["max"], ci_low=s["ci"][0], ci_high=s["ci"][1],
             best_step_value=math.fsum(g.best) / len(g.best) if g.best else None,
             best_step=math.fsum(g.steps) / len(g.steps) if g.steps else None,
-            experiments=list(g.experiment_order)))
+            experiments=list(g.experiment_order), ranked=s["n"] >= min_seeds))
     sign = -1.0 if goal == "max" else 1.0
-    # ties: more seeds first, then the order the configurations were first run in (a stable sort)
-    return sorted(zip(rows, groups, strict=True), key=lambda rg: (sign * rg[0].value, -rg[0].n))
+
+    def rank(row: Row) -> tuple[bool, float, float, int]:
+        bound = row.ci_low if goal == "max" else row.ci_high
+        worst = row.value if bound is None or not row.ranked else bound  # NaN interval (inf values): its value
+        # ties: the better value, more seeds, then the order the configurations were first run in (a stable sort)
+        return not row.ranked, sign * worst, sign * row.value, -row.n
+
+    return sorted(zip(rows, groups, strict=True), key=lambda rg: rank(rg[0]))
 
 
 # ---------------------------------------------------------------------------------------------- pairs
@@ -383,8 +406,13 @@ def _sentence(rows: list[Row], pair: dict[str, Any], goal: str) -> str:
         low, high = (None, None) if low is None or high is None else (-high, -low)
     ci = f" (95% CI {_fmt(low)}..{_fmt(high)})" if low is not None and high is not None else ""
     head = f"{first} and {second} are equal" if gain == 0 else f"{first} is better than {second} by {_fmt(gain)}{ci}"
-    over = (f"over {n} shared seeds" if pair["paired"] else
-            f"over {n_a} and {n_b} seeds (no shared seeds)" if n_a != n_b or n_a > 1 else "over 1 seed each")
+    shared = pair["shared"]
+    if pair["paired"]:
+        over = f"over {n} shared seeds"
+    elif n_a == n_b == 1:
+        over = "over 1 shared seed" if shared else "over 1 seed each (no shared seeds)"
+    else:
+        over = f"over {n_a} and {n_b} seeds ({'1 shared seed, too few to pair' if shared else 'no shared seeds'})"
     if p_adj is None:
         why = ("too few seeds for a test" if min(n_a, n_b) < 2 or n < 2 else
                "no test possible: the values do not vary")
@@ -435,8 +463,10 @@ def _pairs(rows: list[Row], groups: dict[int, _Group], stat: str, goal: str, tri
     best = rows[0]
     best_at = {s: v for s, v in zip(best.seeds, best.values, strict=True) if s is not None}
     plans: dict[tuple[bool, int, int], list[tuple[int, list[float], list[float]]]] = defaultdict(list)
+    common: dict[int, int] = {}  # row -> seeds it shares with the best
     for i, row in enumerate(rows[1:], start=1):
         shared = [(best_at[s], v) for s, v in zip(row.seeds, row.values, strict=True) if s is not None and s in best_at]
+        common[i] = len(shared)
         if len(shared) >= 2:
             plans[(True, len(shared), len(shared))].append((i, [x for x, _ in shared], [y for _, y in shared]))
         else:
@@ -483,7 +513,7 @@ def _pairs(rows: list[Row], groups: dict[int, _Group], stat: str, goal: str, tri
             effect_size=f["effect"], effect=stats.effect_label(f["effect"]),
             significant=p_adj is not None and p_adj < stats.ALPHA, needed_seeds=f.get("needed"),
             rank_test="Wilcoxon signed-rank" if f["paired"] else "Mann-Whitney U", p_rank=f["p_rank"],
-            prob_improvement=improvement[i], n_a=f["n_a"], n_b=f["n_b"])
+            prob_improvement=improvement[i], n_a=f["n_a"], n_b=f["n_b"], shared=common[i])
         pairs.append(Pair(**pair, sentence=_sentence(rows, pair, goal)))
     return pairs
 
@@ -507,12 +537,14 @@ def _gc_paused() -> Iterator[None]:
 
 def compare(project: Project, experiments: Sequence[str], *, metric: str | None = None,
             by: Sequence[str] | None = None, where: str | None = None, stat: str = "mean",
-            goal: str | None = None, phase: str = "train") -> Comparison:
+            goal: str | None = None, phase: str = "train", tags: Sequence[str] = (),
+            min_seeds: int = 2) -> Comparison:
     """Compare the configurations of ``experiments`` on ``metric`` over seeds (see the module docstring).
 
-    Completed trials of ``phase`` count (pruned and failed ones do not). ``metric`` defaults to the
-    experiments' objective (in test trials its test twin: val/acc is compared as test/acc); ``goal``
-    to the objective's when the metric is the objective's, else max.
+    Completed trials of ``phase`` count (pruned and failed ones do not), only those with every one
+    of ``tags`` when given. ``metric`` defaults to the experiments' objective (in test trials its
+    test twin: val/acc is compared as test/acc); ``goal`` to the objective's when the metric is the
+    objective's, else max. Rows with fewer than ``min_seeds`` seeds are listed after the ranked ones.
 
     Example::
 
@@ -522,6 +554,9 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     """
     experiments = list(dict.fromkeys(experiments))
     _check(experiments, stat, goal, phase)
+    if min_seeds < 1:
+        raise UsageError(f"--min-seeds must be 1 or more, got {min_seeds}")
+    tags = list(dict.fromkeys(tags))
     from tracker import experiments as exps
 
     known = set(exps.names(project)) | set(project.store.count_by_status())
@@ -536,9 +571,11 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "scipy", "analysis") from exc
     with _gc_paused():
-        groups, trials, missing = _collect(project, experiments, metric, goal, phase, by_list, where)
-        ranked = _rows(groups, stat, goal, trials)
+        groups, trials, missing = _collect(project, experiments, metric, goal, phase, by_list, where, tags)
+        ranked = _rows(groups, stat, goal, trials, min_seeds)
         rows = [row for row, _ in ranked]
         pairs = _pairs(rows, {i: g for i, (_, g) in enumerate(ranked)}, stat, goal, trials)
+        repeated = sum(len(values) > 1 for g in groups for values in g.by_seed.values())
     return Comparison(metric=metric, goal=goal, stat=stat, rows=rows, pairs=pairs, experiments=experiments,
-                      phase=phase, by=by_list, where=where, goal_source=source, trials=trials, missing=missing)
+                      phase=phase, by=by_list, where=where, goal_source=source, trials=trials, missing=missing,
+                      min_seeds=min_seeds, tags=tags, repeated=repeated)

@@ -54,9 +54,10 @@ LEGEND = {"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}  # below the
 def write_report(project: Project, experiments: Sequence[str], out: Path, **compare_options: Any) -> Path:
     """Write the HTML report of ``experiments`` (empty: every experiment with trials) to ``out``; return ``out``.
 
-    ``compare_options`` (``metric``, ``by``, ``where``, ``stat``, ``goal``) go to
-    :func:`tracker.analysis.compare.compare` for the validation sections, which compare
-    training trials only. A ``test/`` metric there (as ``metric`` or in ``where``) is refused:
+    ``compare_options`` (``metric``, ``by``, ``where``, ``stat``, ``goal``, ``tags``, ``min_seeds``) go
+    to :func:`tracker.analysis.compare.compare` for the validation sections, which compare
+    training trials only; with ``tags`` the report holds only trials with every one of them. A
+    ``test/`` metric there (as ``metric`` or in ``where``) is refused:
     test results have their own section and must not steer the comparison. Raises
     NotFoundError for an unknown experiment, MissingDependencyError without the ``analysis``
     extra, TrackerError when ``out`` cannot be written.
@@ -72,7 +73,7 @@ def write_report(project: Project, experiments: Sequence[str], out: Path, **comp
     store = project.store
     names = _experiments(project, experiments)
     comparison = compare(project, names, phase="train", **compare_options)
-    trials = store.list_trials(experiment=names)
+    trials = store.list_trials(experiment=names, **({"tags": comparison.tags} if comparison.tags else {}))
     train = [t for t in trials if t.phase != "test"]
     tests = [t for t in trials if t.phase == "test"]
     points = {tid: store.metrics(tid) for row in comparison.rows for tid in row.trial_ids}
@@ -191,6 +192,10 @@ def _compare_table(c: Comparison, labels: list[str]) -> str:
             for i, r in enumerate(c.rows)]
     attrs = [f' id="row-{i + 1}"' for i in range(len(rows))]
     text = table(headers, rows, cls="compare", row_attrs=attrs, numeric=(0, 3, 4, 6, 7, 8, 9, 10))
+    bound = "lower" if c.goal == "max" else "upper"
+    text += note(f"Ranked by the {bound} bound of each configuration's 95% CI of the {c.stat}"
+                 + (f"; those on fewer than {c.min_seeds} seeds (#{sum(r.ranked for r in c.rows) + 1} on) "
+                    "are listed after them, unranked." if not all(r.ranked for r in c.rows) else "."))
     if c.pairs:
         items = "\n".join(f'<li class="{"significant" if p.significant else "not-significant"}">'
                           f"{escape(p.sentence)}</li>" for p in c.pairs)

@@ -8,8 +8,12 @@ check them on published examples and against direct scipy / statsmodels calls.
 scipy and numpy come with the ``analysis`` extra (``pip install 'tracker[analysis]'``); statsmodels
 too, but only the tests use it (to check Holm and the power computation here against it):
 importing it pulls in pandas, 0.3-0.8 s, more than the statistics of a comparison of 10,000
-configurations. scipy.stats (0.8-1.0 s to import on a busy 2-core machine) is imported by the
-functions that run a test or a bootstrap other than the mean's, not by this module.
+configurations. scipy.stats (0.6-1.0 s to import on a busy 2-core machine, a third of a comparison
+of 100,000 trials) is imported only where its arithmetic is not repeated here: a bootstrap other
+than the mean's, and the rank tests' cases with ties or zeros (or small unpaired samples). The
+t-tests, Wilcoxon's exact test and Mann-Whitney's normal approximation are computed here with
+scipy.special, by scipy.stats' own steps (same functions, same order: the same numbers; the tests
+check it on many samples).
 """
 
 from __future__ import annotations
@@ -195,24 +199,120 @@ def _constant(x: Any, *scale: Any) -> Any:
 
 def paired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of the paired t-test and the Wilcoxon signed-rank test of b against a (two-sided);
-    NaN where the differences do not vary (the tests assume they do)."""
-    from scipy import stats as sps
-
+    NaN where the differences do not vary (the tests assume they do). Equal to
+    ``scipy.stats.ttest_rel(b, a)`` and ``scipy.stats.wilcoxon(b - a)`` over the same batch."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     constant = _constant(b - a, a, b)
-    return (np.where(constant, np.nan, _quiet(sps.ttest_rel, b, a)),
-            np.where(constant, np.nan, _quiet(sps.wilcoxon, b - a)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_t = _ttest_rel(a, b)
+    return np.where(constant, np.nan, p_t), np.where(constant, np.nan, _wilcoxon(b - a))
 
 
 def unpaired_tests(a: Any, b: Any) -> tuple[Any, Any]:
     """p-values of Welch's t-test and the Mann-Whitney U test of b against a (two-sided); NaN where
-    neither sample varies."""
-    from scipy import stats as sps
-
+    neither sample varies. Equal to ``scipy.stats.ttest_ind(b, a, equal_var=False)`` and
+    ``scipy.stats.mannwhitneyu(b, a)`` over the same batch."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     constant = _constant(a, a, b) & _constant(b, a, b)
-    return (np.where(constant, np.nan, _quiet(sps.ttest_ind, b, a, equal_var=False)),
-            np.where(constant, np.nan, _quiet(sps.mannwhitneyu, b, a)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_t = _welch(a, b)
+    return np.where(constant, np.nan, p_t), np.where(constant, np.nan, _mann_whitney(b, a))
+
+
+def _var(x: Any, n: int) -> Any:
+    """The sample variance (ddof=1) as scipy.stats computes it: the mean squared deviation, times n / (n - 1)."""
+    deviation = x - np.mean(x, axis=-1, keepdims=True)
+    return np.mean(deviation**2, axis=-1) * (n / (n - 1))
+
+
+def _t_pvalue(t: Any, df: Any) -> Any:
+    """Two-sided p-value of Student's t (scipy.stats' ``2 * stdtr(df, -|t|)``)."""
+    from scipy import special
+
+    return 2 * special.stdtr(df, -np.abs(t))
+
+
+def _ttest_rel(a: Any, b: Any) -> Any:
+    """``scipy.stats.ttest_rel(b, a).pvalue``: a one-sample t-test of b - a."""
+    d = b - a
+    n = d.shape[-1]
+    return _t_pvalue(np.mean(d, axis=-1) / np.sqrt(_var(d, n) / n), n - 1)
+
+
+def _welch(a: Any, b: Any) -> Any:
+    """``scipy.stats.ttest_ind(b, a, equal_var=False).pvalue``."""
+    n1, n2 = b.shape[-1], a.shape[-1]
+    vn1, vn2 = _var(b, n1) / n1, _var(a, n2) / n2
+    df = (vn1 + vn2) ** 2 / (vn1**2 / (n1 - 1) + vn2**2 / (n2 - 1))
+    df = np.where(np.isnan(df), 1.0, df)
+    return _t_pvalue((np.mean(b, axis=-1) - np.mean(a, axis=-1)) / np.sqrt(vn1 + vn2), df)
+
+
+def _distinct(x: Any) -> bool:
+    """Whether every row of ``x`` holds distinct values (no ties)."""
+    ordered = np.sort(x, axis=-1)
+    return bool(np.all(np.diff(ordered, axis=-1) != 0))
+
+
+def _ranks(x: Any) -> Any:
+    """Ranks 1..n along the last axis of rows without ties."""
+    return np.argsort(np.argsort(x, axis=-1), axis=-1) + 1.0
+
+
+def _wilcoxon(d: Any) -> Any:
+    """``scipy.stats.wilcoxon(d).pvalue`` (two-sided, zeros dropped). scipy takes its exact null
+    distribution when no row has a tie and the batch no zero (n <= 50), as computed here; otherwise
+    (a permutation test or the normal approximation, chosen over the whole batch) scipy runs."""
+    n = d.shape[-1]
+    if n > 50 or np.any(d == 0) or not _distinct(np.abs(d)):
+        from scipy import stats as sps
+
+        return _quiet(sps.wilcoxon, d)
+    r_plus = np.sum((d > 0) * _ranks(np.abs(d)), axis=-1)
+    pmf = _wilcoxon_pmf(n)
+    mean = n * (n + 1) / 4
+
+    def cdf(k: int) -> float:
+        return pmf[:k + 1].sum() if k <= mean else 1 - pmf[k + 1:].sum()
+
+    def sf(k: int) -> float:
+        return pmf[k:].sum() if k <= mean else 1 - pmf[:k].sum()
+
+    p = [2 * min(sf(int(np.floor(r))), cdf(int(np.ceil(r)))) for r in np.ravel(r_plus)]
+    return np.clip(np.reshape(np.array(p, dtype=float), np.shape(r_plus)), 0, 1)
+
+
+def _wilcoxon_pmf(n: int) -> Any:
+    """The null distribution of Wilcoxon's signed-rank sum over n values (scipy's recursion)."""
+    c = np.ones(1, dtype=np.float64)
+    for k in range(1, n + 1):
+        prev = c
+        c = np.zeros(k * (k + 1) // 2 + 1, dtype=np.float64)
+        m = len(prev)
+        c[:m] = prev * 0.5
+        c[-m:] += prev * 0.5
+    return c
+
+
+def _mann_whitney(x: Any, y: Any) -> Any:
+    """``scipy.stats.mannwhitneyu(x, y).pvalue`` (two-sided). scipy takes the normal approximation with
+    continuity correction when both samples have more than 8 values, computed here when no row
+    has a tie; otherwise (ties, or its exact distribution for small samples) scipy runs."""
+    n1, n2 = x.shape[-1], y.shape[-1]
+    xy = np.concatenate(np.broadcast_arrays(x, y) if x.shape == y.shape else
+                        (x, np.broadcast_to(y, (*x.shape[:-1], n2))), axis=-1)
+    if n1 <= 8 or n2 <= 8 or not _distinct(xy):
+        from scipy import stats as sps
+
+        return _quiet(sps.mannwhitneyu, x, y)
+    from scipy import special
+
+    u1 = np.sum(_ranks(xy)[..., :n1], axis=-1) - n1 * (n1 + 1) / 2
+    u = np.maximum(u1, n1 * n2 - u1)
+    n = n1 + n2
+    tie_term = np.zeros(np.shape(u))
+    s = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
+    return np.clip(special.ndtr(-((u - n1 * n2 / 2 - 0.5) / s)) * 2, 0.0, 1.0)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -18,6 +18,9 @@ from typing import Any
 import typer
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+TAG_FILTER_OPTION = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them).")
+MIN_SEEDS_OPTION = typer.Option(2, "--min-seeds", metavar="N", help="Rank only configurations run on at least N seeds; "
+                                "the others are listed after them, unranked.")
 COMMIT_OPTION = typer.Option(False, "--commit", help="Commit the file tracker writes, and only it "
                              "(changes you have staged stay staged).")
 

@@ -47,8 +47,8 @@ def _placeholder(option: TyperOption) -> str:
     return _TYPE_WORDS.get(bare, bare.upper())
 
 
-def conventional_help(command: Any, help_names: list[str]) -> None:
-    """Give ``command`` and its subcommands conventional placeholders and literal help text.
+def conventional_help(command: Any, help_names: list[str], *, deep: bool = True) -> None:
+    """Give ``command`` and (``deep``) its subcommands conventional placeholders and literal help text.
 
     ``help_names`` are the root's help option names (``-h``, ``--help``): the help
     option is made here, with them, so it gets its placeholder too.
@@ -71,5 +71,5 @@ def conventional_help(command: Any, help_names: list[str]) -> None:
         command.help = _literal(command.help)
         command.short_help = _literal(command.short_help)
         command.epilog = _literal(command.epilog)
-    for sub in getattr(command, "commands", {}).values():
+    for sub in getattr(command, "commands", {}).values() if deep else ():
         conventional_help(sub, help_names)

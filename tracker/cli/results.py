@@ -11,6 +11,8 @@ import typer
 
 from tracker.cli._common import (
     JSON_OPTION,
+    MIN_SEEDS_OPTION,
+    TAG_FILTER_OPTION,
     emit_json,
     emit_table,
     escape_control,
@@ -229,22 +231,30 @@ def compare(
     stat: str = typer.Option("mean", "--stat", "-s", help="Rank rows by: mean, median or iqm."),
     goal: str = typer.Option(None, "--goal", help="min or max (default: the objective's goal, else max)."),
     phase: str = typer.Option("train", "--phase", help="Trials of this phase: train or test."),
+    tag: list[str] = TAG_FILTER_OPTION,
+    min_seeds: int = MIN_SEEDS_OPTION,
     as_json: bool = JSON_OPTION,
     csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV."),
 ) -> None:
     """Compare configurations over seeds: mean, std, median, IQM and a 95% CI per row, best first,
     then every row against the best (paired t-test on shared seeds, else Welch; Holm-corrected).
 
-    See docs/compare.md for how to read it. Examples:
+    Rows are ranked by the worse end of their 95% CI (its lower bound when higher is better), so
+    a configuration run on few seeds does not win by luck; those under --min-seeds come last,
+    unranked. See docs/compare.md for how to read it. Examples:
 
         tracker compare baseline
         tracker compare baseline --by lr --where "layers>=2" --stat iqm
         tracker compare small large --metric val/loss --goal min --json
+        tracker compare baseline --tag study1 --min-seeds 5
     """
     from tracker.analysis.compare import compare as run_compare
 
     result = run_compare(project(), experiments, metric=metric, by=by, where=where, stat=stat, goal=goal,
-                         phase=phase)
+                         phase=phase, tags=tag or [], min_seeds=min_seeds)
+    if result.phase == "test" and result.repeated:
+        info(f"note: {result.repeated} configuration seed(s) have more than one test trial (the test ran more "
+             "than once); their values are averaged. Compare one test run with --tag, or delete the extra trials")
     if as_json:
         emit_json(result.as_dict())
     elif csv:
@@ -265,6 +275,8 @@ def report(
     where: str = typer.Option(None, "--where", "-w", metavar="EXPR", help="Only trials where EXPR holds."),
     stat: str = typer.Option("mean", "--stat", "-s", help="Rank configurations by: mean, median or iqm."),
     goal: str = typer.Option(None, "--goal", help="min or max (default: the objective's goal, else max)."),
+    tag: list[str] = TAG_FILTER_OPTION,
+    min_seeds: int = MIN_SEEDS_OPTION,
 ) -> None:
     """One self-contained HTML page (opens offline, safe to send): summary, the comparison over seeds,
     learning curves, comparison plots, every trial's code version, and the test results apart.
@@ -276,9 +288,10 @@ def report(
     """
     from tracker.analysis.report import write_report
 
+    existed = out.exists()
     path = write_report(project(), list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
-                        goal=goal)
-    info(f"wrote {path}")
+                        goal=goal, tags=tag or [], min_seeds=min_seeds)
+    info(f"wrote {path}" + (" (it replaced the file that was there)" if existed else ""))
 
 
 # ------------------------------------------------------------------------------------------ compare's table
@@ -303,12 +316,13 @@ def _cut(text: str, width: int) -> str:
 
 
 def csv_rows(result: Comparison) -> tuple[list[list[Any]], list[str]]:
-    """compare's rows for --csv: rank, experiment, params.NAME..., n, the chosen stat's name and value
-    with its CI, then every statistic."""
+    """compare's rows for --csv: rank (empty for an unranked row), experiment, params.NAME..., n, the
+    chosen stat's name and value with its CI, then every statistic."""
     names = list(dict.fromkeys(k for row in result.rows for k in row.params))
     columns = ["rank", "experiment", *(f"params.{k}" for k in names), "n", "stat", "value", "ci_low", "ci_high",
                *_STAT_COLUMNS, "best_step_value", "best_step"]
-    rows = [[i, r.experiment, *(r.params.get(k) for k in names), r.n, result.stat, r.value, r.ci_low, r.ci_high,
+    rows = [[i if r.ranked else None, r.experiment, *(r.params.get(k) for k in names), r.n, result.stat, r.value,
+             r.ci_low, r.ci_high,
              *(getattr(r, k) for k in _STAT_COLUMNS), r.best_step_value, r.best_step]
             for i, r in enumerate(result.rows, start=1)]
     return rows, columns
@@ -322,10 +336,15 @@ def render(result: Comparison, width: int) -> str:
     wrapped (cut as a last resort).
     Params that are the same in every row are named once above the table.
     """
-    better = "higher" if result.goal == "max" else "lower"
-    lines = [_cut(f"{result.metric}: {better} is better ({result.goal_source}); {result.stat} over seeds", width),
+    better, bound = ("higher", "lower") if result.goal == "max" else ("lower", "upper")
+    unranked = sum(not r.ranked for r in result.rows)
+    lines = [_cut(f"{result.metric}: {better} is better ({result.goal_source}); {result.stat} over seeds, "
+                  f"ranked by its 95% CI's {bound} bound", width),
              _cut(f"{len(result.rows)} configuration(s) from {result.trials} completed {result.phase} trial(s)"
-                  + (f" where {result.where}" if result.where else ""), width)]
+                  + (f" tagged {', '.join(result.tags)}" if result.tags else "")
+                  + (f" where {result.where}" if result.where else "")
+                  + (f"; {unranked} on fewer than {result.min_seeds} seeds listed last, unranked" if unranked
+                     else ""), width)]
     if result.missing:
         lines.append(_cut(f"({result.missing} trial(s) without a finite {result.metric} left out)", width))
     if not result.rows:
