@@ -88,6 +88,7 @@ class Driver:
         self._failures: dict[tuple[int | None, str], int] = {}
         self._completed = False
         self.stopped: str | None = None  # why the run started no more trials (too many identical failures)
+        self._told_missing: set[str] = set()  # experiments whose missing objective was reported
 
     # ------------------------------------------------------------------ feeding
 
@@ -244,7 +245,8 @@ class Driver:
             self.owned.discard(trial.id)
             return
         current = self.store.get(trial.id)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases),
+                          config.output_scalars)
         self.running[trial.id] = _Running(current, config, live)
         self.reporter.started(current)
 
@@ -257,7 +259,8 @@ class Driver:
             self.claim([trial])
             trial = self.store.get(trial.id)
         config = self.config(trial)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases),
+                          config.output_scalars)
         self.running[trial.id] = _Running(trial, config, live, fresh=True)
 
     # ------------------------------------------------------------------ every poll
@@ -324,6 +327,7 @@ class Driver:
             self.reporter.message(f"{trial.id}: could not bring all outputs home: {exc}")
         try:
             points = self._stream(run, final=True)
+            points += self._event_files(run, {p.name for p in points})
         except OSError as exc:
             points, run.fault = [], run.fault or lifecycle.io_fault(exc)
         outcome = lifecycle.Outcome(poll.exit_code, run.fault or poll.reason,
@@ -336,7 +340,37 @@ class Driver:
         del self.running[trial.id]
         self.owned.discard(trial.id)
         self.reporter.finished(final)
+        self._missing_objective(final, run.config)
         self._count(final)
+
+    def _event_files(self, run: _Running, printed: set[str]) -> list[MetricPoint]:
+        """The scalars of the TensorBoard event files the trial wrote (``tensorboard:`` in its experiment)."""
+        setting = run.config.tensorboard
+        if setting is False:
+            return []
+        from tracker.execution import tensorboard
+
+        root = self.project.paths.trial_dir(run.trial.id)
+        root = root / setting if isinstance(setting, str) else root
+        if not tensorboard.event_dirs(root):
+            return []
+        seen = printed | set(self.store.get(run.trial.id).metrics)  # what its output reported wins
+        try:
+            return tensorboard.scalars(root, run.trial.phase, bool(run.config.phases), seen)
+        except TrackerError as exc:
+            self.reporter.message(f"{run.trial.id}: its TensorBoard event files were not read: {exc}")
+            return []
+
+    def _missing_objective(self, trial: Trial, config: ExperimentConfig) -> None:
+        """Say once per experiment when a completed trial never reported the objective."""
+        metric = config.objective.metric if config.objective else None
+        if (metric is None or trial.status != "completed" or trial.phase == "test" or metric in trial.metrics
+                or trial.experiment in self._told_missing):
+            return
+        self._told_missing.add(trial.experiment)
+        seen = ", ".join(sorted(trial.metrics)) or "none"
+        self.reporter.message(f"{trial.id}: the objective {metric} never appeared in its output (metrics seen: "
+                              f"{seen}); docs/guide.md, 'How tracker captures metrics', lists what is read")
 
     def _count(self, trial: Trial) -> None:
         """Tell ``on_end``; count an ended trial towards ``max_failures``, stop starting trials when it is reached."""
