@@ -21,7 +21,11 @@ so the script's own CPU differs between the two and each ratio uses its own run'
 
 Targets (issue 19): stored within 0.5 s of exit, CPU at most 3x the script's.
 
+With --before DIR, tracker from another checkout (PYTHONPATH=DIR, e.g. a worktree of main)
+runs interleaved with this one, in its own project, as "tracker (before)".
+
 Usage: python benchmarks/bench_metrics.py [--lines 300000] [--repeat 3] [--guild PATH] [--no-guild]
+                                          [--before DIR]
 Needs tracker on PATH. With Guild it takes a few minutes (Guild is slow at this).
 """
 
@@ -115,8 +119,9 @@ def measured(cmd: list[str], cwd: Path, out: Path, env: dict[str, str] | None = 
     return {"cpu": total - script_cpu, "script_cpu": script_cpu, "exited": exited, "end": end}
 
 
-def tracker_run(project: Path, out: Path, lines: int, seed: int) -> dict[str, float]:
-    r = measured(["tracker", "run", "flood", "--seed", str(seed), "-p", f"lines={lines}", "-q"], project, out)
+def tracker_run(project: Path, out: Path, lines: int, seed: int, tree: str | None = None) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": tree} if tree else None
+    r = measured(["tracker", "run", "flood", "--seed", str(seed), "-p", f"lines={lines}", "-q"], project, out, env)
     with sqlite3.connect(project / ".tracker/tracker.db") as conn:
         trial_id, finished = conn.execute("SELECT id, finished FROM trials WHERE experiment = 'flood' AND seed = ? "
                                           "ORDER BY created DESC LIMIT 1", (seed,)).fetchone()
@@ -154,6 +159,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--guild")
     ap.add_argument("--no-guild", action="store_true")
+    ap.add_argument("--before", help="another tracker checkout to run interleaved (PYTHONPATH)")
     args = ap.parse_args()
     guild = None if args.no_guild else find_guild(args.guild)
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
@@ -161,17 +167,22 @@ def main() -> None:
         out = tmpdir / "flood.out"
         project = tmpdir / "project"
         git_project(project, out)
-        results: dict[str, dict[int, list[dict[str, float]]]] = {"tracker": {}, "guild": {}}
+        if args.before:
+            git_project(tmpdir / "before", out)
+        results: dict[str, dict[int, list[dict[str, float]]]] = {"tracker": {}, "tracker (before)": {}, "guild": {}}
         seed = 0
-        for _ in range(args.repeat):  # interleaved, so a noisy moment hits both tools alike
+        for _ in range(args.repeat):  # interleaved, so a noisy moment hits every variant alike
             for lines in (args.lines, 0):
                 seed += 1
                 results["tracker"].setdefault(lines, []).append(tracker_run(project, out, lines, seed))
+                if args.before:
+                    results["tracker (before)"].setdefault(lines, []).append(
+                        tracker_run(tmpdir / "before", out, lines, seed, args.before))
                 if guild:
                     results["guild"].setdefault(lines, []).append(
                         guild_run(guild, project, tmpdir / "guild-home", out, lines))
     rows = []
-    for tool in ("tracker", "guild"):
+    for tool in results:
         if not results[tool]:
             continue
         s = summary(results[tool][args.lines], results[tool][0])
@@ -184,7 +195,8 @@ def main() -> None:
             (f"{tool}: the same, ingestion only (less a 0-line run)", f"{s['ingest'] / s['script']:.1f}x",
              f"{s['ingest']:.2f} s; start-up and the rest of a run {s['start']:.2f} s"),
         ]
-    print(json.dumps({"lines": args.lines, "repeat": args.repeat, "guild": guild}))
+    print(json.dumps({"lines": args.lines, "repeat": args.repeat, "guild": guild, "before": args.before,
+                      "load": os.getloadavg()[0]}))
     print_table(rows)
 
 

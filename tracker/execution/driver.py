@@ -36,7 +36,7 @@ from tracker.config import ExperimentConfig
 from tracker.errors import NotFoundError, TrackerError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
-from tracker.execution.live import LiveOutput
+from tracker.execution.live import LiveOutput, gc_paused
 from tracker.project import Project
 from tracker.store import MetricPoint, Trial, now
 
@@ -289,14 +289,15 @@ class Driver:
             self._end(run, poll)
 
     def _stream(self, run: _Running, final: bool = False) -> list[MetricPoint]:
-        printed, points = run.live.read(final)
-        for stream, line in printed:
-            self.reporter.output(run.trial, stream, line)
-        if final:
-            return points
-        if points or run.fresh:
-            self.store.append_metrics(run.trial.id, points, replace=run.fresh)
-            run.fresh = False
+        with gc_paused():  # a burst of output is many small objects and no cycles
+            printed, points = run.live.read(final)
+            for stream, line in printed:
+                self.reporter.output(run.trial, stream, line)
+            if final:
+                return points
+            if points or run.fresh:
+                self.store.append_metrics(run.trial.id, points, replace=run.fresh)
+                run.fresh = False
         if self.pruner and not run.stopping:
             for point in points:
                 if point.step is not None and self.pruner(run.trial, point):
@@ -333,9 +334,10 @@ class Driver:
         outcome = lifecycle.Outcome(poll.exit_code, run.fault or poll.reason,
                                     poll.detail if poll.state == "gone" and not run.fault else None,
                                     run.config.timeout)
-        final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
-                                   duration=poll.duration if poll.duration is not None else
-                                   lifecycle.elapsed(run.started), pid=poll.pid or run.pid)
+        with gc_paused():  # the last burst of points, stored in one transaction
+            final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
+                                       duration=poll.duration if poll.duration is not None else
+                                       lifecycle.elapsed(run.started), pid=poll.pid or run.pid)
         self.executor.release(trial)
         del self.running[trial.id]
         self.owned.discard(trial.id)

@@ -10,7 +10,10 @@ so a trial's live metrics and its final ones are the same points.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from tracker.api import METRICS_FILE
@@ -20,6 +23,24 @@ from tracker.execution.capture import Capture, compile_pattern
 from tracker.store import MetricPoint, now
 
 _STREAMS = (("stdout", outputs.STDOUT), ("stderr", outputs.STDERR), ("metrics", METRICS_FILE))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the block runs.
+
+    Reading a burst of output makes hundreds of thousands of small objects (points, rows) that
+    are never cyclic garbage, yet each few hundred of them start a collection that walks them
+    all again: half the CPU of parsing 300,000 lines. They are freed by reference counting.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class LiveOutput:
