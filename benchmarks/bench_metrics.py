@@ -133,14 +133,15 @@ def tracker_run(project: Path, out: Path, lines: int, seed: int, tree: str | Non
 
 
 def guild_run(guild: str, project: Path, home: Path, out: Path, lines: int) -> dict[str, float]:
+    home.mkdir(exist_ok=True)
     env = {**os.environ, "GUILD_HOME": str(home), "NO_IMPORT_FLAGS_PROGRESS": "1"}
     r = measured([guild, "run", "-y", "-q", "flood", f"lines={lines}"], project, out, env)
     r["stored"] = r["end"]
     if lines:
-        text = subprocess.run([guild, "runs", "info", "--all-scalars", "--json"], cwd=project, env=env,
+        text = subprocess.run([guild, "runs", "info", "--all-scalars"], cwd=project, env=env,
                               capture_output=True, text=True).stdout
-        if text.strip().startswith("{") and '"loss"' not in text:
-            raise RuntimeError("guild stored no loss scalars")
+        if f"(step {lines - 1})" not in text:
+            raise RuntimeError(f"guild did not store the last step {lines - 1}:\n{text[-500:]}")
     return r
 
 

@@ -350,6 +350,14 @@ class ExperimentConfig(_Strict):
     output_scalars: OutputScalars = Field(default_factory=OutputScalars)
     tensorboard: bool | str = True
 
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_dir(cls, v: bool | str) -> bool | str:
+        if isinstance(v, str) and (not v.strip() or Path(v).is_absolute() or ".." in Path(v).parts):
+            raise ValueError(f"{v!r} must be a directory inside the trial directory (e.g. tb), "
+                             "or true/false")
+        return v
+
     @field_validator("output_scalars", mode="before")
     @classmethod
     def _scalars_short_forms(cls, v: Any) -> Any:

@@ -87,16 +87,16 @@ def compile_pattern(item: str | dict[str, str]) -> Pattern:
     else:
         key, text = None, item
     if not isinstance(text, str):
-        raise ValueError(f"output_scalars: expected a regex string, got {text!r}")
+        raise ValueError(f"expected a regex string, got {text!r}")
     try:
         regex = re.compile(text)
     except re.error as exc:
-        raise ValueError(f"output_scalars: invalid regex {text!r}: {exc}") from None
+        raise ValueError(f"invalid regex {text!r}: {exc}") from None
     if key is not None and regex.groups != 1:
-        raise ValueError(f"output_scalars: the regex for {key!r} needs exactly one group (the value), "
+        raise ValueError(f"the regex for {key!r} needs exactly one group (the value), "
                          f"got {regex.groups}: {text!r}")
     if key is None and not {"value", "step"} & set(regex.groupindex):
-        raise ValueError(f"output_scalars: {text!r} has no (?P<value>...) or (?P<step>...) group; "
+        raise ValueError(f"{text!r} has no (?P<value>...) or (?P<step>...) group; "
                          "name the groups, or write 'name: regex' with one group")
     return Pattern(regex, key)
 
