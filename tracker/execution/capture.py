@@ -193,6 +193,10 @@ class Capture:
             line = line.rstrip("\r").rsplit("\r", 1)[-1]
         if self.table and not line.lstrip().startswith("|"):
             self._close_table(out, ts)
+        started = marker(line)
+        if started:  # the next phase's command: its own names and steps
+            self.phase, self._names, self.step = started, {}, None
+            return None
         if (self.patterns and self._patterns(line, out, ts)) or not self.defaults:
             return None  # a line an experiment's pattern read is not read again by the defaults
         text = line.strip()
@@ -270,10 +274,6 @@ class Capture:
 
     def _other(self, text: str, out: list[MetricPoint], ts: str | None) -> None:
         """Every default format but plain pairs."""
-        started = marker(text)
-        if started:  # the next phase's command: its own names and steps
-            self.phase, self._names, self.step = started, {}, None
-            return
         first = text[0]
         if first == "|":
             self._table_row(text)
