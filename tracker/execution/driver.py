@@ -328,9 +328,9 @@ class Driver:
             self.reporter.message(f"{trial.id}: could not bring all outputs home: {exc}")
         try:
             points = self._stream(run, final=True)
-            points += self._event_files(run, {p.name for p in points})
         except OSError as exc:
             points, run.fault = [], run.fault or lifecycle.io_fault(exc)
+        points += self._event_files(run, {p.name for p in points})
         outcome = lifecycle.Outcome(poll.exit_code, run.fault or poll.reason,
                                     poll.detail if poll.state == "gone" and not run.fault else None,
                                     run.config.timeout)
@@ -359,7 +359,7 @@ class Driver:
         seen = printed | set(self.store.get(run.trial.id).metrics)  # what its output reported wins
         try:
             return tensorboard.scalars(root, run.trial.phase, bool(run.config.phases), seen)
-        except TrackerError as exc:
+        except (TrackerError, OSError) as exc:  # the trial's result stands without them
             self.reporter.message(f"{run.trial.id}: its TensorBoard event files were not read: {exc}")
             return []
 
