@@ -30,16 +30,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, islice, repeat
 
 from tracker.execution.outputs import metric_name
 from tracker.execution.phases import marker
 from tracker.store import MetricPoint
 
-NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:[nN][aA][nN]|[iI][nN][fF])"
 _NAME = r"[A-Za-z_][\w./-]*"
-_PAIR = re.compile(rf"({_NAME})\s*[:=]\s*({NUMBER})(?=[\s,;|]|$)", re.IGNORECASE)
-_PAIRS = re.compile(rf"(?:{_NAME}\s*[:=]\s*(?:{NUMBER})(?:[\s,;|]+|$))+", re.IGNORECASE)
+_PAIR = re.compile(rf"({_NAME})\s*[:=]\s*({NUMBER})(?=[\s,;|]|$)")
+_PAIRS = re.compile(rf"(?:{_NAME}\s*[:=]\s*(?:{NUMBER})(?:[\s,;|]+|$))+")
 _LOG_PREFIX = re.compile(
     r"(?:[\[(]?\d{4}-\d\d-\d\d[T ][\d:.,]+\S*[\])]?\s*(?:[-|:]\s*)?)?"  # a timestamp
     r"(?:[\w.]+\s+-\s+)?"  # a logger name (%(name)s - %(levelname)s)
@@ -47,9 +47,9 @@ _LOG_PREFIX = re.compile(
     r"(?::[\w.<>-]*:|\s*[-:|]\s*|\s+)")
 _EPOCH = re.compile(r"Epoch\s+(\d+)\s*/\s*\d+", re.IGNORECASE)
 _KERAS_BAR = re.compile(r"\d+/\d+\s*(?:\[[=>.]*\]|[━─]+)?(?=\s|$)")
-_KERAS_PART = re.compile(rf"({_NAME}):\s*({NUMBER})", re.IGNORECASE)
+_KERAS_PART = re.compile(rf"({_NAME}):\s*({NUMBER})")
 _TABLE_ROW = re.compile(r"\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|")
-_SENTENCE = re.compile(rf"([A-Za-z][\w./-]*(?: [A-Za-z][\w./-]*){{0,4}})\s*:\s*({NUMBER})\s*%?", re.IGNORECASE)
+_SENTENCE = re.compile(rf"([A-Za-z][\w./-]*(?: [A-Za-z][\w./-]*){{0,4}})\s*:\s*({NUMBER})\s*%?")
 _TIMESTEPS = ("time/total_timesteps", "total_timesteps")
 
 
@@ -135,7 +135,7 @@ class _Shape:
 @lru_cache(maxsize=256)
 def _shape(names: tuple[str, ...]) -> _Shape:
     def line(group: str) -> str:
-        number = rf"{group}[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:[nN][aA][nN]|[iI][nN][fF]))"
+        number = f"{group}{NUMBER})"
         body = r"[ \t,;|]+".join(rf"{re.escape(name)}[ \t]*[:=][ \t]*{number}" for name in names)
         return rf"[ \t]*{body}[ \t,;|]*(?:\n|\Z)"
 
@@ -209,7 +209,7 @@ class Capture:
         return None if self.patterns else _shape(tuple(name for name, _ in pairs))
 
     def _read_run(self, shape: _Shape, run: str, out: list[MetricPoint], ts: str | None) -> None:
-        """Points of consecutive lines that all have ``shape``'s names, a metric at a time."""
+        """Points of consecutive lines that all have ``shape``'s names, converted a metric at a time."""
         rows = shape.line.findall(run)
         columns = list(zip(*rows, strict=True)) if len(shape.names) > 1 else [rows]
         steps: Iterable[int | None] = repeat(self.step)
@@ -221,10 +221,15 @@ class Capture:
                     current = int(value)
                 steps.append(current)
             self.step = current
+        if not isinstance(steps, list):
+            steps = list(islice(steps, len(rows)))
+        metrics = []
         for i, name in enumerate(shape.names):
             if i != shape.step:
                 stored, phase = self._stored(name)
-                out.extend(map(MetricPoint, repeat(stored), map(float, columns[i]), steps, repeat(phase), repeat(ts)))
+                metrics.append(map(MetricPoint, repeat(stored), map(float, columns[i]), steps, repeat(phase),
+                                   repeat(ts)))
+        out.extend(chain.from_iterable(zip(*metrics, strict=True)))  # in the order they were printed
 
     def flush(self, ts: str | None = None) -> list[MetricPoint]:
         """What is still pending at the end of the stream (an SB3 table cut short)."""
