@@ -162,7 +162,7 @@ def test_a_bad_pattern_is_refused_with_file_and_line(project_dir: Path) -> None:
     (project_dir / "experiments" / "bad.yaml").write_text(
         "command: [python, s.py]\noutput_scalars:\n  - 'loss (\\S+)'\n")
     code, _, stderr = cli("experiments", "show", "bad")
-    assert code == 2 and "(?P<value>...)" in stderr and "Traceback" not in stderr
+    assert code == 2 and "needs (?P<name>...) and (?P<value>...)" in stderr and "Traceback" not in stderr
 
 
 def test_tensorboard_event_files_are_read(project_dir: Path) -> None:

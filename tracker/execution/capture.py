@@ -73,8 +73,6 @@ class Pattern:
                 out.append(("step", groups["step"]))
             if groups.get("name") is not None and groups.get("value") is not None:
                 out.append((groups["name"], groups["value"]))
-            elif groups.get("value") is not None:
-                out.append(("value", groups["value"]))
         return out
 
 
@@ -95,9 +93,10 @@ def compile_pattern(item: str | dict[str, str]) -> Pattern:
     if key is not None and regex.groups != 1:
         raise ValueError(f"the regex for {key!r} needs exactly one group (the value), "
                          f"got {regex.groups}: {text!r}")
-    if key is None and not {"value", "step"} & set(regex.groupindex):
-        raise ValueError(f"{text!r} has no (?P<value>...) or (?P<step>...) group; "
-                         "name the groups, or write 'name: regex' with one group")
+    groups = set(regex.groupindex)
+    if key is None and not ({"name", "value"} <= groups or "step" in groups):
+        raise ValueError(f"{text!r} needs (?P<name>...) and (?P<value>...) groups, or (?P<step>...); "
+                         "or write '{name: regex}' with one group")
     return Pattern(regex, key)
 
 
@@ -134,6 +133,8 @@ class _Shape:
 
 @lru_cache(maxsize=256)
 def _shape(names: tuple[str, ...]) -> _Shape:
+    """The regexes for lines that print ``names`` in this order (a few shapes per script: cached)."""
+
     def line(group: str) -> str:
         number = f"{group}{NUMBER})"
         body = r"[ \t,;|]+".join(rf"{re.escape(name)}[ \t]*[:=][ \t]*{number}" for name in names)
