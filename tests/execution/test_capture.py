@@ -120,6 +120,7 @@ def test_json_lines_key_value_pairs_and_labelled_numbers(project_dir: Path) -> N
         import json
         for step in range(2):
             print(json.dumps({"step": step, "loss": 0.5 - step / 10, "lr": 0.1, "done": False}))
+        print({"eval_loss": 0.25, "eval_runtime": 1.5, "epoch": 1.0})  # Hugging Face's Trainer prints dicts
         print("epoch=3 grad_norm=1.5, lr=0.05")
         print("Model accuracy: 0.93")
         print("Test accuracy: 91.5%")
@@ -127,8 +128,8 @@ def test_json_lines_key_value_pairs_and_labelled_numbers(project_dir: Path) -> N
         print("Note: results saved to out/, 12 files")
     """)
     assert series(trial, "loss") == [(0, 0.5), (1, 0.4)]
-    assert trial.metrics == {"loss": 0.4, "lr": 0.05, "epoch": 3.0, "grad_norm": 1.5,
-                             "model_accuracy": 0.93, "test_accuracy": 91.5}
+    assert trial.metrics == {"loss": 0.4, "lr": 0.05, "eval_loss": 0.25, "eval_runtime": 1.5, "epoch": 3.0,
+                             "grad_norm": 1.5, "model_accuracy": 0.93, "test_accuracy": 91.5}
 
 
 def test_an_experiments_own_patterns_and_defaults_off(project_dir: Path) -> None:

@@ -9,7 +9,8 @@ turned off) against the default formats, in this order:
 - ``name: value`` pairs making up the whole line: ``step: 3 loss: 0.25 val/acc=0.9``;
 - the same after a logging prefix: ``INFO:root:val_loss: 0.5``,
   ``2024-01-01 12:00:00,123 - INFO - acc: 0.9``;
-- a JSON object: ``{"step": 3, "loss": 0.2}`` (numbers at any depth, nested keys joined with ``/``);
+- a JSON object or a Python dict: ``{"step": 3, "loss": 0.2}``, ``{'eval_loss': 0.4, 'epoch': 1.0}``
+  (numbers at any depth, nested keys joined with ``/``);
 - Keras: ``Epoch 3/10`` sets the step, ``32/32 [====] - 0s 2ms/step - loss: 0.5 - val_acc: 0.6``
   gives every ``name: value`` part after the progress bar;
 - stable-baselines3's verbose table (``|    ep_rew_mean     | 22.4     |`` under ``| rollout/ |``),
@@ -114,6 +115,20 @@ def _flat(data: object, prefix: str = "") -> Iterable[tuple[str, float]]:
             yield from _flat(value, f"{prefix}{key}" if not prefix else f"{prefix}/{key}")
     elif isinstance(data, (int, float)) and not isinstance(data, bool) and prefix:
         yield prefix, float(data)
+
+
+def _mapping(text: str) -> object:
+    """A JSON object, or a Python dict literal as Hugging Face's Trainer prints (``{'loss': 0.5}``); None if neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
 
 
 def _label(text: str) -> str:
@@ -285,11 +300,7 @@ class Capture:
             self._table_row(text)
             return
         if first == "{" and text[-1] == "}":
-            try:
-                data = json.loads(text)
-            except ValueError:
-                return
-            self._emit(_flat(data), out, ts)
+            self._emit(_flat(_mapping(text)), out, ts)
             return
         prefix = _LOG_PREFIX.match(text)
         if prefix:
