@@ -230,13 +230,16 @@ class Capture:
         columns = list(zip(*rows, strict=True)) if len(shape.names) > 1 else [rows]
         steps: Iterable[int | None] = repeat(self.step)
         if shape.step is not None:
-            current, steps = self.step, []
-            for raw in columns[shape.step]:
-                value = float(raw)
-                if math.isfinite(value):
-                    current = int(value)
-                steps.append(current)
-            self.step = current
+            try:  # integers, as steps are printed
+                steps = list(map(int, columns[shape.step]))
+            except ValueError:  # `step: 3.0`, or `nan` (which keeps the step before it)
+                current, steps = self.step, []
+                for raw in columns[shape.step]:
+                    value = float(raw)
+                    if math.isfinite(value):
+                        current = int(value)
+                    steps.append(current)
+            self.step = steps[-1]
         if not isinstance(steps, list):
             steps = list(islice(steps, len(rows)))
         metrics = []
