@@ -374,6 +374,22 @@ class Phase(_Strict):
         return shlex.split(command) if isinstance(command, str) else list(command)
 
 
+class OutputScalars(_Strict):
+    """``output_scalars``: how metrics are read from what a trial prints (see docs/guide.md)."""
+
+    patterns: list[str | dict[str, str]] = Field(default_factory=list)
+    defaults: bool = True
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: list[str | dict[str, str]]) -> list[str | dict[str, str]]:
+        from tracker.execution.capture import compile_pattern
+
+        for item in v:
+            compile_pattern(item)
+        return v
+
+
 class ExperimentConfig(_Strict):
     """experiments/NAME.yaml: what to run and over which parameters and seeds."""
 
@@ -392,6 +408,25 @@ class ExperimentConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     backup: str | None = None
     tags: list[str] = Field(default_factory=list)
+    output_scalars: OutputScalars = Field(default_factory=OutputScalars)
+    tensorboard: bool | str = True
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_dir(cls, v: bool | str) -> bool | str:
+        if isinstance(v, str) and (not v.strip() or Path(v).is_absolute() or ".." in Path(v).parts):
+            raise ValueError(f"{v!r} must be a directory inside the trial directory (e.g. tb), "
+                             "or true/false")
+        return v
+
+    @field_validator("output_scalars", mode="before")
+    @classmethod
+    def _scalars_short_forms(cls, v: Any) -> Any:
+        if isinstance(v, list):  # output_scalars: [patterns...] - read with the defaults
+            return {"patterns": v}
+        if v is False:  # output_scalars: false - nothing is read from the output
+            return {"defaults": False}
+        return v
 
     @field_validator("tags")
     @classmethod
@@ -453,8 +488,10 @@ class ExperimentConfig(_Strict):
         if train is not None and train.seeds is not None and self.seeds is not None:
             raise ValueError("training seeds are set twice, in 'seeds' and in 'phases: train: seeds'; keep one")
         if self.phases and self.objective and "/" not in self.objective.metric:
+            metric = self.objective.metric
+            keras = re.match(r"(?:val|valid|validation)_(\w.*)", metric)  # val_acc is stored as val/acc
             raise ValueError(f"with phases, metrics are namespaced by phase: name the objective "
-                             f"'val/{self.objective.metric}', not {self.objective.metric!r}")
+                             f"'val/{keras.group(1) if keras else metric}', not {metric!r}")
         for name in ("validate", "test"):
             phase = self.phases.get(name)
             if phase is not None and phase.seed_flag and phase.seed_flag in (self.seed_flag, *self.params,

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 import tracker
-from tracker.execution.outputs import parse_line
+from tracker.execution.capture import Capture
+
+
+def parse_line(line: str) -> dict[str, float] | None:
+    """The values tracker reads from one printed line (its step under ``step``), or None."""
+    capture = Capture(None)
+    points = capture.read(line)
+    if not points:
+        return None
+    values = {p.name: p.value for p in points}
+    return {"step": float(capture.step), **values} if capture.step is not None else values
 
 
 def test_params_from_flags_outside_tracker(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ p.add_argument("--steps", type=int, default=STEPS)
 p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--crash_above", type=float, default=None)
 p.add_argument("--quiet_metric", type=int, default=0)
+p.add_argument("--bare_step", type=int, default=0)  # print the step on a line of its own (Guild's convention)
 a = p.parse_args()
 if a.crash_above is not None and a.x > a.crash_above:
     print("diverged: x too large", file=sys.stderr)
@@ -37,4 +38,7 @@ for step in range(a.steps):
     if a.sleep:
         time.sleep(a.sleep)
     name = "val/other" if a.quiet_metric else "val/loss"
-    print(f"step: {step} {name}: {base + 2 / (step + 1) + noise:.6f} train/loss: {base:.6f}", flush=True)
+    if a.bare_step:
+        print(f"step: {step}\n{name}: {base + 2 / (step + 1) + noise:.6f}\ntrain/loss: {base:.6f}", flush=True)
+    else:
+        print(f"step: {step} {name}: {base + 2 / (step + 1) + noise:.6f} train/loss: {base:.6f}", flush=True)

@@ -109,6 +109,14 @@ def test_grid_resumed_after_ctrl_c_covers_the_rest_once(search_project: Project,
 # ---------------------------------------------------------------------------- early stopping
 
 
+def test_hyperband_prunes_a_script_that_prints_its_step_on_a_line_of_its_own(search_project: Project) -> None:
+    add_experiment(search_project, "bare", experiment(f"{{steps: {STEPS}, sleep: 0.05, bare_step: 1}}"))
+    result = run_search(search_project, "bare", strategy="hyperband", trials=8, parallel=2, sampler_seed=3)
+    pruned = [t for t in result.trials if t.status == "pruned"]
+    assert pruned, [t.status for t in result.trials]
+    assert all(0 <= t.extra["pruned_step"] < STEPS - 1 for t in pruned)
+
+
 @pytest.mark.parametrize("strategy", ["hyperband", "bohb"])
 def test_learning_curve_strategies_prune_and_save_steps(search_project: Project, strategy: str) -> None:
     result = run_search(search_project, "slow", strategy=strategy, trials=9, seeds=2, parallel=2)

@@ -36,7 +36,7 @@ from tracker.config import ExperimentConfig
 from tracker.errors import NotFoundError, TrackerError
 from tracker.execution import lifecycle
 from tracker.execution.base import BaseExecutor, Job, Poll, Reporter
-from tracker.execution.live import LiveOutput
+from tracker.execution.live import LiveOutput, gc_paused
 from tracker.project import Project
 from tracker.store import MetricPoint, Trial, now
 
@@ -88,6 +88,7 @@ class Driver:
         self._failures: dict[tuple[int | None, str], int] = {}
         self._completed = False
         self.stopped: str | None = None  # why the run started no more trials (too many identical failures)
+        self._told_missing: set[str] = set()  # experiments whose missing objective was reported
 
     # ------------------------------------------------------------------ feeding
 
@@ -244,7 +245,8 @@ class Driver:
             self.owned.discard(trial.id)
             return
         current = self.store.get(trial.id)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases),
+                          config.output_scalars)
         self.running[trial.id] = _Running(current, config, live)
         self.reporter.started(current)
 
@@ -257,7 +259,8 @@ class Driver:
             self.claim([trial])
             trial = self.store.get(trial.id)
         config = self.config(trial)
-        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases))
+        live = LiveOutput(self.project.paths.trial_dir(trial.id), trial.phase, bool(config.phases),
+                          config.output_scalars)
         self.running[trial.id] = _Running(trial, config, live, fresh=True)
 
     # ------------------------------------------------------------------ every poll
@@ -286,14 +289,15 @@ class Driver:
             self._end(run, poll)
 
     def _stream(self, run: _Running, final: bool = False) -> list[MetricPoint]:
-        printed, points = run.live.read(final)
-        for stream, line in printed:
-            self.reporter.output(run.trial, stream, line)
-        if final:
-            return points
-        if points or run.fresh:
-            self.store.append_metrics(run.trial.id, points, replace=run.fresh)
-            run.fresh = False
+        with gc_paused():  # a burst of output is many small objects and no cycles
+            printed, points = run.live.read(final)
+            for stream, line in printed:
+                self.reporter.output(run.trial, stream, line)
+            if final:
+                return points
+            if points or run.fresh:
+                self.store.append_metrics(run.trial.id, points, replace=run.fresh)
+                run.fresh = False
         if self.pruner and not run.stopping:
             for point in points:
                 if point.step is not None and self.pruner(run.trial, point):
@@ -332,17 +336,49 @@ class Driver:
             points = self._stream(run, final=True)
         except OSError as exc:
             points, run.fault = [], run.fault or lifecycle.io_fault(exc)
+        points += self._event_files(run, {p.name for p in points})
         outcome = lifecycle.Outcome(poll.exit_code, run.fault or poll.reason,
                                     poll.detail if poll.state == "gone" and not run.fault else None,
                                     run.config.timeout)
-        final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
-                                   duration=poll.duration if poll.duration is not None else
-                                   lifecycle.elapsed(run.started), pid=poll.pid or run.pid)
+        with gc_paused():  # the last burst of points, stored in one transaction
+            final = lifecycle.finalize(self.project, run.config, trial.id, outcome, points, replace_metrics=run.fresh,
+                                       duration=poll.duration if poll.duration is not None else
+                                       lifecycle.elapsed(run.started), pid=poll.pid or run.pid)
         self.executor.release(trial)
         del self.running[trial.id]
         self.owned.discard(trial.id)
         self.reporter.finished(final)
+        self._missing_objective(final, run.config)
         self._count(final)
+
+    def _event_files(self, run: _Running, printed: set[str]) -> list[MetricPoint]:
+        """The scalars of the TensorBoard event files the trial wrote (``tensorboard:`` in its experiment)."""
+        setting = run.config.tensorboard
+        if setting is False:
+            return []
+        from tracker.execution import tensorboard
+
+        root = self.project.paths.trial_dir(run.trial.id)
+        root = root / setting if isinstance(setting, str) else root
+        if not tensorboard.event_dirs(root):
+            return []
+        seen = printed | set(self.store.get(run.trial.id).metrics)  # what its output reported wins
+        try:
+            return tensorboard.scalars(root, run.trial.phase, bool(run.config.phases), seen)
+        except (TrackerError, OSError) as exc:  # the trial's result stands without them
+            self.reporter.message(f"{run.trial.id}: its TensorBoard event files were not read: {exc}")
+            return []
+
+    def _missing_objective(self, trial: Trial, config: ExperimentConfig) -> None:
+        """Say once per experiment when a completed trial never reported the objective."""
+        metric = config.objective.metric if config.objective else None
+        if (metric is None or trial.status != "completed" or trial.phase == "test" or metric in trial.metrics
+                or trial.experiment in self._told_missing):
+            return
+        self._told_missing.add(trial.experiment)
+        seen = ", ".join(sorted(trial.metrics)) or "none"
+        self.reporter.message(f"{trial.id}: the objective {metric} never appeared in its output (metrics seen: "
+                              f"{seen}); docs/guide.md, 'How tracker captures metrics', lists what is read")
 
     def _count(self, trial: Trial) -> None:
         """Tell ``on_end``; count an ended trial towards ``max_failures``, stop starting trials when it is reached."""

@@ -1,14 +1,15 @@
 """Reading what a trial leaves behind: metrics, deliverables, artifacts, errors.
 
-Metrics come from two places: ``name: value`` lines in stdout/stderr (so
-scripts that never import tracker still work) and ``metrics.jsonl`` written by
-:func:`tracker.log`. :mod:`tracker.execution.live` reads both while the trial runs.
+Metrics come from three places: what a script prints to stdout/stderr (so scripts
+that never import tracker still work; the formats are :mod:`tracker.execution.capture`'s),
+``metrics.jsonl`` written by :func:`tracker.log`, and TensorBoard event files
+(:mod:`tracker.execution.tensorboard`). :mod:`tracker.execution.live` reads the first two while
+the trial runs.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,16 +22,24 @@ from tracker.store import MetricPoint
 
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
-_PAIR = re.compile(rf"([A-Za-z_][\w./-]*)\s*[:=]\s*({_NUMBER})(?=[\s,;|]|$)", re.IGNORECASE)
 _PHASES = {"train": "train", "val": "validate", "valid": "validate", "validate": "validate",
            "validation": "validate", "test": "test", "eval": "validate"}
+_KERAS_VAL = re.compile(r"(val|valid|validation)_(\w.*)")  # Keras: val_loss is validation's loss
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(namespace, rest) of a metric name: ``val/acc`` and Keras's ``val_acc`` are ("val", "acc")."""
+    head, _, rest = name.partition("/")
+    if rest:
+        return head, rest
+    keras = _KERAS_VAL.match(name)
+    return (keras.group(1), keras.group(2)) if keras else ("", name)
 
 
 def phase_of(name: str, default: str | None) -> str | None:
-    """The phase a metric belongs to, from its ``phase/`` prefix."""
-    prefix = name.split("/", 1)[0].lower() if "/" in name else ""
-    return _PHASES.get(prefix, default)
+    """The phase a metric belongs to, from its ``phase/`` (or Keras ``val_``) prefix."""
+    head = _split(name)[0].lower()
+    return _PHASES.get(head, default) if head else default
 
 
 # what each phase may report under its own name (a training script may report validation)
@@ -40,53 +49,30 @@ _KEEPS = {"train": ("train", "validate"), "validate": ("validate",), "test": ("t
 def namespaced(name: str, phase: str) -> tuple[str, str]:
     """(name, phase) of a metric reported in ``phase`` of an experiment with phases.
 
-    A name already in a namespace the phase may report keeps it (``valid/acc`` becomes
-    ``val/acc``); any other gets the phase's own (``acc`` in validate is ``val/acc``;
-    ``val/acc`` printed by a test command is ``test/val/acc``: test never writes validation).
+    A name already in a namespace the phase may report keeps it (``valid/acc`` and Keras's
+    ``val_acc`` become ``val/acc``); any other gets the phase's own (``acc`` in validate is
+    ``val/acc``; ``val/acc`` printed by a test command is ``test/val/acc``: test never writes
+    validation).
     """
-    head, _, rest = name.partition("/")
-    own = _PHASES.get(head.lower()) if rest else None
+    head, rest = _split(name)
+    own = _PHASES.get(head.lower()) if head else None
     if own in _KEEPS[phase]:
         return f"{PHASE_PREFIX[own]}/{rest}", own
     return f"{PHASE_PREFIX[phase]}/{name}", phase
 
 
+def metric_name(name: str, phase: str | None, namespace: bool) -> tuple[str, str | None]:
+    """(stored name, phase) of metric ``name`` reported in ``phase``; ``namespace``: the
+    experiment has phases, so the name goes into its phase's namespace."""
+    if namespace and phase in _KEEPS:
+        return namespaced(name, phase)
+    return name, phase_of(name, phase)
+
+
 def _point(name: str, value: float, step: int | None, phase: str | None, namespace: bool,
            ts: str | None = None) -> MetricPoint:
-    if namespace and phase in _KEEPS:
-        name, phase = namespaced(name, phase)
-    else:
-        phase = phase_of(name, phase)
+    name, phase = metric_name(name, phase, namespace)
     return MetricPoint(name, value, step, phase, ts)
-
-
-def parse_line(line: str) -> dict[str, float] | None:
-    """Parse a line made only of ``name: value`` pairs (``step: 3 val/acc: 0.9``)."""
-    text = line.strip()
-    if not text or (":" not in text and "=" not in text):
-        return None
-    pairs = list(_PAIR.finditer(text))
-    if not pairs:
-        return None
-    rest = _PAIR.sub("", text).strip(" \t,;|")
-    if rest:  # prose around the numbers: not a metrics line
-        return None
-    return {m.group(1): float(m.group(2)) for m in pairs}
-
-
-def metrics_from_lines(lines: Iterable[str], phase: str | None, namespace: bool = False) -> Iterator[MetricPoint]:
-    """Metric points from output lines; a ``step`` key sets the step of its line.
-
-    ``namespace``: the experiment has phases, so every name is put in its phase's namespace.
-    """
-    for line in lines:
-        values = parse_line(line)
-        if not values:
-            continue
-        step_value = values.pop("step", None)
-        step = int(step_value) if step_value is not None and math.isfinite(step_value) else None
-        for name, value in values.items():
-            yield _point(name, value, step, phase, namespace)
 
 
 def metrics_from_records(lines: Iterable[str], phase: str | None, namespace: bool = False) -> Iterator[MetricPoint]:
