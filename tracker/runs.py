@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker import environment, experiments, gitinfo, venvs
+from tracker import codeset, environment, experiments, gitinfo, venvs
 from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import GitError, ProjectError, TrackerError, UsageError
 from tracker.execution import lifecycle
@@ -65,6 +65,7 @@ class Plan:
     specs: list[TrialSpec]
     skipped: list[Trial]
     code: gitinfo.CodeState | None  # None only for a dry run outside git
+    reasons: list[str | None] = field(default_factory=list)  # per spec: why a trial done before runs again
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class RunResult:
     skipped: list[Trial] = field(default_factory=list)
     dry_run: bool = False
     stopped: str | None = None  # why the run started no more trials (see --max-failures)
+    reasons: list[str | None] = field(default_factory=list)  # per spec: why a trial done before runs again
 
     @property
     def failed(self) -> list[Trial]:
@@ -141,11 +143,13 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
         for warning in unknown_params(name, config, options):
             reporter.message(warning)
     try:
-        code: gitinfo.CodeState | None = gitinfo.capture(project.root)
+        code: gitinfo.CodeState | None = gitinfo.capture(project.root, project.config.code)
     except (ProjectError, GitError):
         if not options.dry_run:
             raise
         code = None  # a dry run lists the trials anyway; nothing can be skipped without code
+    if code is not None and (line := codeset.left_out_line(code.left_out)):
+        reporter.message(line)
     specs: list[TrialSpec] = []
     for name, config in configs.items():
         expanded = experiments.expand(project, name, config, seeds=options.seeds, seed_count=options.seed_count,
@@ -154,13 +158,15 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
             raise UsageError(f"experiment {name!r} expands to no trials")
         specs += expanded
     skipped: list[Trial] = []
+    reasons: list[str | None] = []
     if code is not None and not options.rerun:
         prints = [fingerprint(s.experiment, s.params, s.seed, code, configs[s.experiment]) for s in specs]
         done = {t.extra["fingerprint"]: t for t in project.store.list_trials(fingerprints=[p for p in prints if p])
                 if t.status == "completed"}
         skipped = [done[p] for p in prints if p in done]
         specs = [s for s, p in zip(specs, prints, strict=True) if p not in done]
-    return Plan(configs, specs, skipped, code)
+        reasons = codeset.why_run_again(project, specs, code)
+    return Plan(configs, specs, skipped, code, reasons)
 
 
 def _check_max_failures(value: int) -> None:
@@ -266,7 +272,7 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
         executor = executor or make_executor(project, options)  # a bad --remote or --parallel fails here
     planned = plan(project, names, options, reporter)
     if options.dry_run:
-        return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True)
+        return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True, reasons=planned.reasons)
     if planned.skipped and planned.specs:  # with nothing left to run, the result says it
         reporter.message(f"skipped {len(planned.skipped)} trial(s) already completed with the same params, seed, "
                          "code and experiment settings (--rerun runs them again)")
@@ -297,7 +303,8 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
         driver.drive(trials)
     final = store.list_trials(run_id=run_id)
     _backup(project, planned.configs, options, final, reporter)
-    return RunResult(run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped)
+    return RunResult(run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped,
+                     reasons=planned.reasons)
 
 
 def run_experiment(project: Project, name: str, options: RunOptions, reporter: Reporter | None = None,
@@ -356,7 +363,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
     trials = [store.get(t) for t in trial_ids]
     options = RunOptions(parallel=parallel, remote=remote or [])
     executor = make_executor(project, options)  # a bad --remote or --parallel fails here
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     for t in trials:
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")

@@ -208,13 +208,17 @@ def tracked_edit(proj: Any, message: str, *, commit: bool) -> Iterator[list[Path
              "dirty (commit it, or pass --commit to let tracker commit just this file)")
 
 
-def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: str, as_json: bool) -> None:
-    """What a ``--dry-run`` would do: each trial spec (``action``: run, queue) and each trial it skips."""
-    rows = [(s.experiment, s.seed, s.params, action) for s in specs]
+def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: str, as_json: bool,
+              reasons: Sequence[str | None] = ()) -> None:
+    """What a ``--dry-run`` would do: each trial spec (``action``: run, queue, with the reason when it was
+    done before: ``reasons``) and each trial it skips."""
+    why = list(reasons) + [None] * (len(specs) - len(reasons))
+    rows = [(s.experiment, s.seed, s.params, f"{action}: {r}" if r else action) for s, r in zip(specs, why)]
     rows += [(t.experiment, t.seed, t.params, f"skip: {t.status} as {t.id}") for t in skipped]
     if as_json:
-        emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != action}
-                   for e, seed, p, what in rows])
+        emit_json([{"experiment": e, "seed": seed, "params": p, "skip": i >= len(specs),
+                    **({"reason": why[i]} if i < len(specs) and why[i] else {})}
+                   for i, (e, seed, p, _) in enumerate(rows)])
     else:
         emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
                    ["#", "experiment", "seed", "params", "plan"], title=title)

@@ -181,7 +181,7 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     config = experiments.load(project, name)
     where = spacelib.Where.of(project, name)
     settings = _settings(project, name, config, options, where)
-    code = gitinfo.capture(project.root)  # outside git: refused before anything is written
+    code = gitinfo.capture(project.root, project.config.code)  # outside git: refused before anything is written
     executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
     lifecycle.reconcile(project)
     record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
@@ -233,7 +233,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
                          "needs one of them", hint=f"tracker optimize resume {record.id} --timeout SECONDS "
                                                    "(or --trials N, counting the configurations done)")
     settings["timeout"] = timeout
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
