@@ -259,7 +259,8 @@ def state_of(root: Path) -> Path:
 
 def why_run_again(project: Project, specs: Sequence[TrialSpec], code: CodeState) -> list[str | None]:
     """For each spec, why the completed trial with its experiment, params and seed (the latest) is not
-    re-used: "code changed: notes.txt" or "experiment settings changed"; None when no such trial exists. One store query per experiment, one ``git diff`` per code version.
+    re-used: "code changed: notes.txt" or "experiment settings changed"; None when no such trial
+    exists. One store query per experiment, one ``git diff`` per code version.
     """
     import json
 
@@ -287,7 +288,8 @@ def why_run_again(project: Project, specs: Sequence[TrialSpec], code: CodeState)
         if files is None:
             out.append("code changed (the earlier trial's code is not in this repository)")
         elif files:
-            out.append("code changed: " + ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else ""))
+            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+            out.append("code changed: " + ", ".join(files[:3]) + more)
         else:
             out.append("experiment settings changed")
     return out

@@ -213,7 +213,8 @@ def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: 
     """What a ``--dry-run`` would do: each trial spec (``action``: run, queue, with the reason when it was
     done before: ``reasons``) and each trial it skips."""
     why = list(reasons) + [None] * (len(specs) - len(reasons))
-    rows = [(s.experiment, s.seed, s.params, f"{action}: {r}" if r else action) for s, r in zip(specs, why)]
+    rows = [(s.experiment, s.seed, s.params, f"{action}: {r}" if r else action)
+            for s, r in zip(specs, why, strict=True)]
     rows += [(t.experiment, t.seed, t.params, f"skip: {t.status} as {t.id}") for t in skipped]
     if as_json:
         emit_json([{"experiment": e, "seed": seed, "params": p, "skip": i >= len(specs),
