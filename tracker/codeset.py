@@ -116,7 +116,7 @@ def claim_output(root: Path, state: Path, path: Path) -> str | None:
 
     A file (or directory) tracker writes inside the project is left out of every later
     trial's code, so a report or an export never makes trials dirty. Outside the project,
-    or in its state directory, nothing is recorded and None is returned.
+    in its state directory or where git ignores it, nothing is recorded and None is returned.
 
     Example: ``claim_output(project.root, project.paths.state, Path("report.html"))``
     """
@@ -125,7 +125,7 @@ def claim_output(root: Path, state: Path, path: Path) -> str | None:
         rel = target.relative_to(root.resolve()).as_posix()
     except ValueError:
         return None
-    if target == state.resolve() or state.resolve() in target.parents:
+    if target == state.resolve() or state.resolve() in target.parents or _ignored(root, target):
         return None
     if rel not in outputs(state):
         state.mkdir(parents=True, exist_ok=True)
@@ -133,6 +133,14 @@ def claim_output(root: Path, state: Path, path: Path) -> str | None:
             fh.write(rel + "\n")
     return (f"note: {rel} is inside the project; it is left out of trials' code as tracker's output "
             f"(write it under {_display(state, root)}/ or outside the project to keep the tree tidy)")
+
+
+def _ignored(root: Path, target: Path) -> bool:
+    """Whether git ignores ``target`` (then it never was code)."""
+    import subprocess
+
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(target)], cwd=root, capture_output=True)
+    return proc.returncode == 0
 
 
 def _display(state: Path, root: Path) -> str:
@@ -293,3 +301,13 @@ def why_run_again(project: Project, specs: Sequence[TrialSpec], code: CodeState)
         else:
             out.append("experiment settings changed")
     return out
+
+
+def default_output(state: Path, kind: str, name: str) -> Path:
+    """Where tracker puts an output the user did not place: ``<state>/<kind>/<name>``, never in the code.
+
+    Example: ``default_output(project.paths.state, "reports", "report.html")``
+    """
+    path = state / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

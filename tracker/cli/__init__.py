@@ -167,6 +167,7 @@ def _root(
 
 
 app.command("create")(create.create)
+app.command("init")(create.init)
 app.command("run")(run.run)
 app.command("test")(run.test)
 app.command("status")(status.status)

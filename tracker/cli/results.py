@@ -19,6 +19,7 @@ from tracker.cli._common import (
     fmt_value,
     info,
     is_tty,
+    placed,
     project,
 )
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 def export(
     experiments: list[str] = typer.Argument(None, help="Experiments to export (default: every one)."),
-    to: Path = typer.Option(..., "--to", "-o", help="The file to write: .csv, .json or .parquet."),
+    to: Path = typer.Option(None, "--to", "-o", help="The file to write: .csv, .json or .parquet "
+                            "(default: .tracker/exports/EXPERIMENTS.csv, outside the code)."),
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
     tag: list[str] = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them)."),
     optimization: str = typer.Option(None, "--optimization", "-O", metavar="ID",
@@ -44,7 +46,9 @@ def export(
     """
     from tracker.analysis.export import export as write
 
-    n = write(project(), list(experiments or []), to, status=status, tags=tag, optimization=optimization)
+    proj = project()
+    to = placed(proj, to, "exports", "-".join(experiments or ["all"]) + ".csv")
+    n = write(proj, list(experiments or []), to, status=status, tags=tag, optimization=optimization)
     info(f"wrote {n} trial(s) to {to}")
 
 
@@ -258,7 +262,8 @@ def compare(
 def report(
     experiments: list[str] = typer.Argument(None, metavar="EXP",
                                             help="Experiments to report on (default: every one with trials)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+    out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write "
+                             "(default: .tracker/reports/EXPERIMENTS.html, outside the code)."),
     metric: str = typer.Option(None, "--metric", "-m", help="The metric to compare (default: the objective)."),
     by: list[str] = typer.Option(None, "--by", "-b", metavar="PARAMS",
                                  help="One configuration per value of these params (as for tracker compare)."),
@@ -276,7 +281,9 @@ def report(
     """
     from tracker.analysis.report import write_report
 
-    path = write_report(project(), list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
+    proj = project()
+    out = placed(proj, out, "reports", "-".join(experiments or ["all"]) + ".html")
+    path = write_report(proj, list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
                         goal=goal)
     info(f"wrote {path}")
 
