@@ -87,6 +87,15 @@ def committer_args(root: Path) -> list[str]:
     return [] if has_name and has_mail else _IDENTITY
 
 
+def _code_spec(path: Path, state: Path) -> list[str]:
+    """Pathspecs, from ``path``, for the whole repository but tracker's state directory."""
+    spec = [":/"]
+    inside = os.path.relpath(state.resolve(), path.resolve())
+    if not inside.startswith(".."):  # TRACKER_HOME may put the state outside the project
+        spec.append(f":(exclude){inside}")
+    return spec
+
+
 def _status(path: Path, state: Path) -> tuple[str | None, str | None, bool, list[str]] | None:
     """(HEAD, branch, tracked changes?, untracked entries) from one ``git status`` call over the whole
     repository, tracker's state directory left out; None outside a repository.
@@ -95,12 +104,8 @@ def _status(path: Path, state: Path) -> tuple[str | None, str | None, bool, list
     """
     if shutil.which("git") is None:
         raise GitError("git is not installed", hint="install git and retry")
-    spec = [":/"]
-    inside = os.path.relpath(state.resolve(), path.resolve())
-    if not inside.startswith(".."):  # TRACKER_HOME may put the state outside the project
-        spec.append(f":(exclude){inside}")
     proc = subprocess.run(["git", "status", "--porcelain=v2", "-z", "--branch", "--untracked-files=normal",
-                           "--", *spec], cwd=path, capture_output=True)
+                           "--", *_code_spec(path, state)], cwd=path, capture_output=True)
     if proc.returncode != 0:
         return None
     head = branch = None
@@ -162,7 +167,8 @@ def capture(path: Path, rules: CodeConfig | None = None) -> CodeState:
         if head:
             git(top, "read-tree", head, env=env)
         if changed:
-            git(top, "add", "-u", "--", ":/", env=env)
+            subprocess.run(["git", "add", "-u", "--", *_code_spec(path, codeset.state_of(path))], cwd=path,
+                           check=True, capture_output=True, env={**os.environ, **env})
         if chosen.code:
             listed = "\0".join(chosen.code).encode(errors="surrogateescape")
             git(top, "add", "--pathspec-from-file=-", "--pathspec-file-nul",
@@ -183,9 +189,12 @@ def capture(path: Path, rules: CodeConfig | None = None) -> CodeState:
 
 
 def changed_files(root: Path, before: str, after: str) -> list[str] | None:
-    """The files that differ between two code versions (commits or snapshots), or None when one is gone."""
-    proc = subprocess.run(["git", "diff", "--name-only", "-z", "--no-renames", before, after, "--"],
-                          cwd=root, capture_output=True)
+    """The files that differ between two code versions (commits or snapshots), tracker's state left out,
+    or None when one is gone."""
+    from tracker.codeset import state_of
+
+    proc = subprocess.run(["git", "diff", "--name-only", "-z", "--no-renames", before, after, "--",
+                           *_code_spec(root, state_of(root))], cwd=root, capture_output=True)
     if proc.returncode != 0:
         return None
     return [p for p in proc.stdout.decode(errors="replace").split("\0") if p]
