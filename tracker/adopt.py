@@ -1,6 +1,6 @@
 """``tracker init``: make an existing directory of code a tracker project, in place.
 
-It writes tracker.yaml (with comments), makes ``.tracker/`` git-ignored, switches the
+It writes tracker.yaml (with comments and the preset seeds), makes ``.tracker/`` git-ignored, switches the
 project's venv on when a requirements.txt or pyproject.toml names its packages, and
 suggests one experiment from the scripts it finds: a ``train.py`` (or the like) whose
 argparse flags become the experiment's params. Nothing of the user's code is touched;
@@ -116,10 +116,16 @@ def _requirements(root: Path) -> str | None:
 def project_text(name: str, venv_from: str | None) -> str:
     """tracker.yaml for an adopted project: every section it sets, explained."""
     from tracker.project import PROJECT_HEADER
+    from tracker.seeds import generate
+
+    master, seeds = generate()
 
     lines = [PROJECT_HEADER.rstrip("\n"),
              "#   code:                what counts as a trial's code (docs/configuration.md)",
              "", f"name: {name}", "",
+             "# The preset seeds every experiment draws from, in order (paired comparisons by seed).",
+             "# Made now, so the first run does not edit this file: 'tracker seeds generate' remakes them.",
+             f"seeds: [{', '.join(map(str, seeds))}]", f"master_seed: {master}", "",
              "# A trial's code is what git tracks plus the untracked source files: text files of at",
              "# most max_file_size. Checkpoints, data and outputs left in the project are not code.",
              "# include: untracked files to take as code anyway; exclude: ones never to take.",
