@@ -91,7 +91,7 @@ def _ignore_state(root: Path) -> bool:
     """Add ".tracker/" to .gitignore unless git ignores it already; True when the file changed."""
     from tracker import gitinfo
 
-    if gitinfo.git(root, "check-ignore", "--no-index", f"{STATE_DIR}/tracker.db", check=False).strip():
+    if gitinfo.git(root, "check-ignore", "--no-index", f"{STATE_DIR}/state", check=False).strip():
         return False
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""

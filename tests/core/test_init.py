@@ -88,8 +88,10 @@ def test_init_with_pyproject_and_no_script(tmp_path: Path, monkeypatch: pytest.M
     assert not (root / "experiments").exists()
 
 
-def test_init_keeps_a_gitignore_that_already_ignores_the_state(legacy: Path) -> None:
-    (legacy / ".gitignore").write_text(".tracker\n")
+@pytest.mark.parametrize(("ignore", "kept"), [(".tracker\n", True), ("/.tracker/\n", True), ("*.db\n", False)])
+def test_init_ignores_the_whole_state_once(legacy: Path, ignore: str, kept: bool) -> None:
+    (legacy / ".gitignore").write_text(ignore)  # *.db covers the store, not the trial directories
     code, _, err = cli("init")
     assert code == 0, err
-    assert (legacy / ".gitignore").read_text() == ".tracker\n"
+    assert ((legacy / ".gitignore").read_text() == ignore) is kept
+    assert git(legacy, "check-ignore", ".tracker/trials/x/stdout.log").strip()
