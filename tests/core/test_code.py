@@ -198,3 +198,13 @@ def test_venvs_and_caches_are_never_code_nor_named(tmp_path: Path) -> None:
 ])
 def test_patterns(pattern: str, path: str, hit: bool) -> None:
     assert codeset.matches(pattern, path) is hit
+
+
+def test_optimize_names_what_it_left_out_once(legacy: Path) -> None:
+    (legacy / "experiments/train.yaml").write_text(
+        f"command: [{sys.executable!r}, train.py]\nsearch: {{lr: {{type: uniform, low: 0.01, high: 0.5}}}}\n"
+        "objective: {metric: val/acc, goal: max}\n")
+    code, _, err = cli("optimize", "train", "--strategy", "random", "--trials", "2", "--seeds", "1")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "left out of the trials' code" in line]
+    assert len(lines) == 1 and "checkpoint.pt" in lines[0]

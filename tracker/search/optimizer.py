@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker import experiments, gitinfo
+from tracker import codeset, experiments, gitinfo
 from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
@@ -182,6 +182,8 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     where = spacelib.Where.of(project, name)
     settings = _settings(project, name, config, options, where)
     code = gitinfo.capture(project.root, project.config.code)  # outside git: refused before anything is written
+    if line := codeset.left_out_line(code.left_out):
+        reporter.message(line)
     executor, venv = _executor(project, options.parallel, options.remote, reporter, executor)
     lifecycle.reconcile(project)
     record = Optimization(id=runs.new_id(), experiment=name, strategy=options.strategy, settings=settings,
