@@ -96,11 +96,12 @@ def _code_spec(path: Path, state: Path) -> list[str]:
     return spec
 
 
-def _status(path: Path, state: Path) -> tuple[str | None, str | None, bool, list[str]] | None:
-    """(HEAD, branch, tracked changes?, untracked entries) from one ``git status`` call over the whole
-    repository, tracker's state directory left out; None outside a repository.
+def _status(path: Path, state: Path) -> tuple[str | None, str | None, list[str], list[str]] | None:
+    """(HEAD, branch, changed tracked paths, untracked entries) from one ``git status`` call over the
+    whole repository, tracker's state directory left out; None outside a repository.
 
-    Untracked directories come as one entry ending in "/" (``--untracked-files=normal``).
+    Paths are repository-relative; untracked directories come as one entry ending in "/"
+    (``--untracked-files=normal``).
     """
     if shutil.which("git") is None:
         raise GitError("git is not installed", hint="install git and retry")
@@ -109,7 +110,7 @@ def _status(path: Path, state: Path) -> tuple[str | None, str | None, bool, list
     if proc.returncode != 0:
         return None
     head = branch = None
-    changed = False
+    changed: list[str] = []
     untracked: list[str] = []
     entries = iter(proc.stdout.decode(errors="surrogateescape").split("\0"))
     for entry in entries:
@@ -121,11 +122,12 @@ def _status(path: Path, state: Path) -> tuple[str | None, str | None, bool, list
             branch = None if name == "(detached)" else name
         elif entry.startswith("? "):
             untracked.append(entry[2:])
+        elif entry.startswith("1 "):
+            changed.append(entry.split(" ", 8)[8])
         elif entry.startswith("2 "):
-            changed = True
-            next(entries, None)  # a rename's original path
-        elif entry and not entry.startswith(("#", "!")):
-            changed = True
+            changed += [entry.split(" ", 9)[9], next(entries, "")]  # a rename: both paths
+        elif entry.startswith("u "):
+            changed.append(entry.split(" ", 10)[10])
     return head, branch, changed, untracked
 
 
@@ -166,13 +168,9 @@ def capture(path: Path, rules: CodeConfig | None = None) -> CodeState:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         if head:
             git(top, "read-tree", head, env=env)
-        if changed:
-            subprocess.run(["git", "add", "-u", "--", *_code_spec(path, codeset.state_of(path))], cwd=path,
-                           check=True, capture_output=True, env={**os.environ, **env})
-        if chosen.code:
-            listed = "\0".join(chosen.code).encode(errors="surrogateescape")
-            git(top, "add", "--pathspec-from-file=-", "--pathspec-file-nul",
-                env={**env, "GIT_LITERAL_PATHSPECS": "1"}, input=listed)
+        listed = "\0".join([*changed, *chosen.code]).encode(errors="surrogateescape")
+        git(top, "add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
+            env={**env, "GIT_LITERAL_PATHSPECS": "1"}, input=listed)
         tree = git(top, "write-tree", env=env).strip()
         head_tree = git(top, "rev-parse", f"{head}^{{tree}}").strip() if head else None
         if tree == head_tree:
