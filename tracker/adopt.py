@@ -63,11 +63,11 @@ def init_project(root: Path, *, commit: bool = False) -> InitResult:
 
     root = root.resolve()
     config = root / PROJECT_FILE
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="name a directory of existing code")
     if config.exists():
         raise UsageError(f"{display_path(config)} already exists: this already is a tracker project",
                          hint="edit tracker.yaml, or run 'tracker experiments create NAME' to add an experiment")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory")
     initialized = gitinfo.repo_root(root) is None
     if initialized:
         gitinfo.git(root, "init", "-q")
@@ -122,7 +122,7 @@ def project_text(name: str, venv_from: str | None) -> str:
 
     lines = [PROJECT_HEADER.rstrip("\n"),
              "#   code:                what counts as a trial's code (docs/configuration.md)",
-             "", f"name: {name}", "",
+             "", f"name: {_scalar(name)}", "",
              "# The preset seeds every experiment draws from, in order (paired comparisons by seed).",
              "# Made now, so the first run does not edit this file: 'tracker seeds generate' remakes them.",
              f"seeds: [{', '.join(map(str, seeds))}]", f"master_seed: {master}", "",
@@ -144,6 +144,19 @@ def project_text(name: str, venv_from: str | None) -> str:
 
     parse_model(text, ProjectConfig, PROJECT_FILE)  # never write a file tracker cannot read
     return text
+
+
+def _scalar(text: str) -> str:
+    """``text`` as a YAML string scalar: plain when it reads back as itself, else quoted."""
+    import json
+
+    import yaml
+
+    try:
+        plain = yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text)
 
 
 def find_script(root: Path) -> ScriptInfo | None:

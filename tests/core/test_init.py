@@ -75,7 +75,7 @@ def test_init_in_a_directory_that_is_not_a_git_repository(tmp_path: Path, monkey
 
 
 def test_init_with_pyproject_and_no_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "pkg"
+    root = tmp_path / "2024"  # a directory name YAML would read as a number
     root.mkdir()
     (root / "pyproject.toml").write_text("[project]\nname = 'pkg'\nversion = '0'\n")
     git(root, "init", "-q")
@@ -84,6 +84,7 @@ def test_init_with_pyproject_and_no_script(tmp_path: Path, monkeypatch: pytest.M
     assert code == 0, err
     assert "no script to suggest an experiment for" in err
     config = Project.load(root).config
+    assert config.name == "2024"
     assert config.environment.venv and config.environment.requirements is None
     assert not (root / "experiments").exists()
 
