@@ -139,19 +139,20 @@ def info(text: str) -> None:
 
 
 def placed(proj: Any, given: Path | None, kind: str, name: str) -> Path:
-    """Where an output of tracker goes: ``given``, else ``.tracker/KIND/NAME`` (never part of the code).
-
-    A ``given`` path inside the project is recorded as tracker's output, so it never makes
-    trials dirty, and the user is told (see :func:`tracker.codeset.claim_output`).
-    """
+    """Where an output of tracker goes: ``given``, else ``.tracker/KIND/NAME`` (never part of the code)."""
     from tracker import codeset
 
-    if given is None:
-        return codeset.default_output(proj.paths.state, kind, name)
-    note = codeset.claim_output(proj.root, proj.paths.state, given)
+    return given if given is not None else codeset.default_output(proj.paths.state, kind, name)
+
+
+def claim(proj: Any, written: Path) -> None:
+    """After tracker wrote ``written``: inside the project it is recorded as tracker's output, so it
+    never makes trials dirty, and the user is told (see :func:`tracker.codeset.claim_output`)."""
+    from tracker import codeset
+
+    note = codeset.claim_output(proj.root, proj.paths.state, written)
     if note:
         info(note)
-    return given
 
 
 def parse_assignments(values: list[str] | None, where: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typer.core import TyperGroup
 
 from tracker.cli._common import (
     JSON_OPTION,
+    claim,
     emit_json,
     emit_table,
     fmt_params,
@@ -287,4 +288,5 @@ def report(
     proj = project()
     out = placed(proj, out, "reports", f"optimization-{optimization}.html")
     path = write_report(proj, optimization, out)
+    claim(proj, path)
     info(f"wrote {path}")

@@ -11,6 +11,7 @@ import typer
 
 from tracker.cli._common import (
     JSON_OPTION,
+    claim,
     emit_json,
     emit_table,
     escape_control,
@@ -49,6 +50,7 @@ def export(
     proj = project()
     to = placed(proj, to, "exports", "-".join(experiments or ["all"]) + ".csv")
     n = write(proj, list(experiments or []), to, status=status, tags=tag, optimization=optimization)
+    claim(proj, to)
     info(f"wrote {n} trial(s) to {to}")
 
 
@@ -285,6 +287,7 @@ def report(
     out = placed(proj, out, "reports", "-".join(experiments or ["all"]) + ".html")
     path = write_report(proj, list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
                         goal=goal)
+    claim(proj, path)
     info(f"wrote {path}")
 
 

@@ -8,6 +8,7 @@ import typer
 
 from tracker.cli._common import (
     JSON_OPTION,
+    claim,
     emit_json,
     emit_table,
     fmt_duration,
@@ -67,4 +68,5 @@ def checkout(
     proj = project()
     to = placed(proj, to, "checkouts", ref)
     trial, how = trials.checkout(proj, ref, to)
+    claim(proj, to)
     info(f"wrote the code of trial {trial.id} ({how}) to {to}")
