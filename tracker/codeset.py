@@ -67,12 +67,15 @@ class Selection:
 
 
 def size_text(n: float) -> str:
-    """``5.0 MiB``, ``12 kiB``, ``300 B``."""
+    """``5 MiB``, ``1.5 MiB``, ``12 kiB``, ``300 B``."""
+    unit = "B"
     for unit in ("B", "kiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" or n >= 10 else f"{n:.1f}".removesuffix(".0") + f" {unit}"
+            break
         n /= 1024
-    raise AssertionError  # unreachable
+    if unit == "B" or n >= 10:
+        return f"{n:.0f} {unit}"
+    return f"{n:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def matches(pattern: str, path: str) -> bool:
