@@ -163,6 +163,34 @@ class EnvironmentConfig(_Strict):
         return v
 
 
+class CodeConfig(_Strict):
+    """What counts as a trial's code (``code:`` in tracker.yaml; see :mod:`tracker.codeset`)."""
+
+    include: list[str] = Field(default_factory=list)  # untracked files taken as code whatever the rules say
+    exclude: list[str] = Field(default_factory=list)  # untracked files never taken as code
+    max_file_size: int | str = "1MiB"  # larger untracked files are left out
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            if not pattern.strip() or pattern.startswith("/") or ".." in pattern.split("/"):
+                raise ValueError(f"invalid pattern {pattern!r}: use a name or path relative to the project root, "
+                                 "such as '*.csv' or 'data/raw/'")
+        return v
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _size(cls, v: int | str) -> int | str:
+        parse_size(v)
+        return v
+
+    @property
+    def max_bytes(self) -> int:
+        """``max_file_size`` in bytes."""
+        return parse_size(self.max_file_size)
+
+
 class ProjectConfig(_Strict):
     """tracker.yaml: project settings."""
 
@@ -175,6 +203,7 @@ class ProjectConfig(_Strict):
     storage: dict[str, StorageTarget] = Field(default_factory=dict)
     environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    code: CodeConfig = Field(default_factory=CodeConfig)
     store: str | None = None  # the store's URL (sqlite:///path, relative to the project); default .tracker/tracker.db
 
     @field_validator("store")

@@ -1,8 +1,9 @@
 """The code a trial ran: commit, branch, dirty flag, patch and snapshot ref.
 
-A dirty tree is recorded without touching the user's branch, index or work
-tree: a temporary index is filled with every tracked and untracked
-(non-ignored) file, written as a tree, and committed with ``commit-tree`` under
+What counts as code is decided in :mod:`tracker.codeset`: the tracked files plus the
+untracked source files. A dirty tree is recorded without touching the user's branch,
+index or work tree: a temporary index is filled with the tracked files and those
+untracked files, written as a tree, and committed with ``commit-tree`` under
 ``refs/tracker/trials/<id>``. The patch against HEAD is saved beside the trial
 too, so the code can be rebuilt even where the ref is gone. Credentials in the
 patch of tracker.yaml are masked (``***``, see :mod:`tracker.secrets`): the patch
@@ -21,8 +22,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracker.errors import ConfigError, GitError, ProjectError
+
+if TYPE_CHECKING:
+    from tracker.codeset import LeftOut
+    from tracker.config import CodeConfig
 
 SNAPSHOT_REF = "refs/tracker/trials"
 LARGE_PATCH = 20 * 1024 * 1024
@@ -37,8 +43,9 @@ class CodeState:
     branch: str | None
     dirty: bool
     snapshot: str | None  # commit holding the dirty tree (None when clean)
-    patch: bytes  # `git diff --binary HEAD` incl. untracked files ('' when clean), credentials masked
+    patch: bytes  # `git diff --binary HEAD` incl. the untracked code ('' when clean), credentials masked
     redacted: tuple[str, ...] = ()  # where the patch had credentials (storage.s3.endpoint_url, ...)
+    left_out: tuple[LeftOut, ...] = ()  # untracked files not taken as code (see tracker.codeset)
 
 
 def git(root: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
@@ -80,51 +87,94 @@ def committer_args(root: Path) -> list[str]:
     return [] if has_name and has_mail else _IDENTITY
 
 
-def _status(path: Path) -> tuple[str | None, str | None, bool] | None:
-    """(HEAD, branch, clean?) from one ``git status`` call, or None outside a repository."""
+def _code_spec(path: Path, state: Path) -> list[str]:
+    """Pathspecs, from ``path``, for the whole repository but tracker's state directory."""
+    spec = [":/"]
+    inside = os.path.relpath(state.resolve(), path.resolve())
+    if not inside.startswith(".."):  # TRACKER_HOME may put the state outside the project
+        spec.append(f":(exclude){inside}")
+    return spec
+
+
+def _status(path: Path, state: Path) -> tuple[str | None, str | None, list[str], list[str]] | None:
+    """(HEAD, branch, changed tracked paths, untracked entries) from one ``git status`` call over the
+    whole repository, tracker's state directory left out; None outside a repository.
+
+    Paths are repository-relative; untracked directories come as one entry ending in "/"
+    (``--untracked-files=normal``).
+    """
     if shutil.which("git") is None:
         raise GitError("git is not installed", hint="install git and retry")
-    proc = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=normal"],
-                          cwd=path, capture_output=True)
+    proc = subprocess.run(["git", "status", "--porcelain=v2", "-z", "--branch", "--untracked-files=normal",
+                           "--", *_code_spec(path, state)], cwd=path, capture_output=True)
     if proc.returncode != 0:
         return None
     head = branch = None
-    clean = True
-    for line in proc.stdout.decode(errors="replace").splitlines():
-        if line.startswith("# branch.oid "):
-            oid = line.split()[2]
+    changed: list[str] = []
+    untracked: list[str] = []
+    entries = iter(proc.stdout.decode(errors="surrogateescape").split("\0"))
+    for entry in entries:
+        if entry.startswith("# branch.oid "):
+            oid = entry.split()[2]
             head = None if oid == "(initial)" else oid
-        elif line.startswith("# branch.head "):
-            name = line.split(" ", 2)[2]
+        elif entry.startswith("# branch.head "):
+            name = entry.split(" ", 2)[2]
             branch = None if name == "(detached)" else name
-        elif not line.startswith("#"):
-            clean = False
-    return head, branch, clean
+        elif entry.startswith("? "):
+            untracked.append(entry[2:])
+        elif entry.startswith("1 "):
+            changed.append(entry.split(" ", 8)[8])
+        elif entry.startswith("2 "):
+            changed += [entry.split(" ", 9)[9], next(entries, "")]  # a rename: both paths
+        elif entry.startswith("u "):
+            changed.append(entry.split(" ", 10)[10])
+    return head, branch, changed, untracked
 
 
-def capture(path: Path) -> CodeState:
+def _expand(top: Path, dirs: list[str]) -> list[str]:
+    """The untracked, not ignored files under the repository-relative directories ``dirs``."""
+    out = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard", "--", *dirs], cwd=top,
+                         capture_output=True, env={**os.environ, "GIT_LITERAL_PATHSPECS": "1"}).stdout
+    return [p for p in out.decode(errors="surrogateescape").split("\0") if p]
+
+
+def capture(path: Path, rules: CodeConfig | None = None) -> CodeState:
     """Record the code at ``path``: HEAD, branch, and a snapshot of a dirty tree.
 
-    A clean tree costs one ``git status``; a dirty one is snapshotted without
-    touching the user's index, branch or work tree.
+    The code is what git tracks plus the untracked files :mod:`tracker.codeset` takes as
+    source under ``rules`` (tracker.yaml ``code:``; default rules when None); the rest is
+    listed in ``left_out``. A clean tree costs one ``git status``; a dirty one is
+    snapshotted without touching the user's index, branch or work tree.
     """
-    state = _status(path)
+    from tracker import codeset
+
+    if rules is None:
+        from tracker.config import CodeConfig
+
+        rules = CodeConfig()
+    state = _status(path, codeset.state_of(path))
     if state is None:
         require_repo(path)  # raises the clear "not inside a git repository" error
         raise GitError(f"git status failed in {path}")
-    head, branch, clean = state
-    if clean and head:
+    head, branch, changed, untracked = state
+    if not changed and not untracked and head:
         return CodeState(head, branch, False, None, b"")
     top = require_repo(path)
+    chosen = codeset.select(top, path, rules, codeset.state_of(path), untracked, lambda d: _expand(top, d))
+    left_out = chosen.left_out
+    if not changed and not chosen.code and head:
+        return CodeState(head, branch, False, None, b"", left_out=left_out)
     with tempfile.TemporaryDirectory(prefix="tracker-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         if head:
             git(top, "read-tree", head, env=env)
-        git(top, "add", "-A", "--", ".", env=env)
+        listed = "\0".join([*changed, *chosen.code]).encode(errors="surrogateescape")
+        git(top, "add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul",
+            env={**env, "GIT_LITERAL_PATHSPECS": "1"}, input=listed)
         tree = git(top, "write-tree", env=env).strip()
         head_tree = git(top, "rev-parse", f"{head}^{{tree}}").strip() if head else None
         if tree == head_tree:
-            return CodeState(head, branch, False, None, b"")
+            return CodeState(head, branch, False, None, b"", left_out=left_out)
         patch = b""
         if head:
             patch = subprocess.run(["git", "diff", "--cached", "--binary", head],
@@ -133,7 +183,19 @@ def capture(path: Path) -> CodeState:
         snapshot = git(top, *committer_args(top), "commit-tree", tree, *parents,
                        "-m", "tracker snapshot of uncommitted changes").strip()
     patch, redacted = redact_patch(patch, top, path / "tracker.yaml")
-    return CodeState(head, branch, True, snapshot, patch, redacted)
+    return CodeState(head, branch, True, snapshot, patch, redacted, left_out)
+
+
+def changed_files(root: Path, before: str, after: str) -> list[str] | None:
+    """The files that differ between two code versions (commits or snapshots), tracker's state left out,
+    or None when one is gone."""
+    from tracker.codeset import state_of
+
+    proc = subprocess.run(["git", "diff", "--name-only", "-z", "--no-renames", before, after, "--",
+                           *_code_spec(root, state_of(root))], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        return None
+    return [p for p in proc.stdout.decode(errors="replace").split("\0") if p]
 
 
 def redact_patch(patch: bytes, top: Path, config: Path) -> tuple[bytes, tuple[str, ...]]:

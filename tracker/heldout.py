@@ -150,7 +150,7 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
         reporter.message(f"warning: test results of {name!r} were already seen ({len(done)} earlier test run(s), "
                          f"first on {first.created[:10]}); choosing again after seeing them makes test results "
                          "optimistic, so report the first test")
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     seeds = experiments.evaluation_seeds(project, name, config, "test", [t.seed for t in selection.sources])
     missing = [t.id for t in selection.sources if not project.paths.trial_dir(t.id).is_dir()]
     if missing:

@@ -69,5 +69,6 @@ def find_root(start: Path | None = None) -> Path:
             return candidate
     raise ProjectError(
         f"not inside a tracker project (no {PROJECT_FILE} in {here} or its parents)",
-        hint="cd into a project, or make one with 'tracker create conf.yaml'",
+        hint="cd into a project; make existing code one with 'tracker init', or a new one with "
+             "'tracker create conf.yaml'",
     )

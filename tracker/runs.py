@@ -19,7 +19,7 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker import experiments, gitinfo, venvs
+from tracker import codeset, experiments, gitinfo, venvs
 from tracker.config import ExperimentConfig, check_tags
 from tracker.errors import GitError, ProjectError, TrackerError, UsageError
 from tracker.execution import lifecycle
@@ -64,6 +64,7 @@ class Plan:
     skipped: list[Trial]
     code: gitinfo.CodeState | None  # None only for a dry run outside git
     prints: list[str | None] = field(default_factory=list)  # each spec's fingerprint, computed once (with code)
+    reasons: list[str | None] = field(default_factory=list)  # per spec: why a trial done before runs again
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class RunResult:
     skipped: list[Trial] = field(default_factory=list)
     dry_run: bool = False
     stopped: str | None = None  # why the run started no more trials (see --max-failures)
+    reasons: list[str | None] = field(default_factory=list)  # per spec: why a trial done before runs again
 
     @property
     def failed(self) -> list[Trial]:
@@ -121,11 +123,13 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
         for warning in unknown_params(name, config, options):
             reporter.message(warning)
     try:
-        code: gitinfo.CodeState | None = gitinfo.capture(project.root)
+        code: gitinfo.CodeState | None = gitinfo.capture(project.root, project.config.code)
     except (ProjectError, GitError):
         if not options.dry_run:
             raise
         code = None  # a dry run lists the trials anyway; nothing can be skipped without code
+    if code is not None and (line := codeset.left_out_line(code.left_out)):
+        reporter.message(line)
     specs: list[TrialSpec] = []
     for name, config in configs.items():
         expanded = experiments.expand(project, name, config, seeds=options.seeds, seed_count=options.seed_count,
@@ -136,13 +140,13 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
     if code is None:
         return Plan(configs, specs, [], None)
     prints = spec_fingerprints(specs, code, configs)
-    skipped: list[Trial] = []
-    if not options.rerun:
-        done = {t.extra["fingerprint"]: t for t in project.store.list_trials(fingerprints=[p for p in prints if p])
-                if t.status == "completed"}
-        skipped = [done[p] for p in prints if p in done]
-        specs, prints = keep_specs(specs, prints, done)
-    return Plan(configs, specs, skipped, code, prints)
+    if options.rerun:
+        return Plan(configs, specs, [], code, prints)
+    done = {t.extra["fingerprint"]: t for t in project.store.list_trials(fingerprints=[p for p in prints if p])
+            if t.status == "completed"}
+    skipped = [done[p] for p in prints if p in done]
+    specs, prints = keep_specs(specs, prints, done)
+    return Plan(configs, specs, skipped, code, prints, codeset.why_run_again(project, specs, code))
 
 
 def keep_specs(specs: list[TrialSpec], prints: list[str | None], drop: Container[str | None]
@@ -202,7 +206,7 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     names = list(dict.fromkeys(names))
     planned = plan(project, names, options, reporter)
     if options.dry_run:
-        return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True)
+        return RunResult(None, names, planned.specs, [], planned.skipped, dry_run=True, reasons=planned.reasons)
     if planned.skipped and options.tags:  # so a tagged study holds every trial it consists of
         project.store.tag([t.id for t in planned.skipped], add=options.tags)
     if planned.skipped and planned.specs:  # with nothing left to run, the result says it
@@ -221,7 +225,8 @@ def run_experiments(project: Project, names: Sequence[str], options: RunOptions,
     start.drive(trials, driver)
     final = project.store.list_trials(run_id=trials[0].run_id)
     _backup(project, planned.configs, options, final, reporter)
-    return RunResult(trials[0].run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped)
+    return RunResult(trials[0].run_id, names, planned.specs, final, planned.skipped, stopped=driver.stopped,
+                     reasons=planned.reasons)
 
 
 def _warn_code(code: gitinfo.CodeState, reporter: Reporter) -> None:
@@ -273,7 +278,7 @@ def rerun_queued(project: Project, trial_ids: list[str], reporter: Reporter | No
     store = project.store
     trials = [store.get(t) for t in trial_ids]
     options = RunOptions(parallel=parallel, remote=remote or [])
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     for t in trials:
         if t.status != "queued":
             raise UsageError(f"trial {t.id} is {t.status}, not queued")

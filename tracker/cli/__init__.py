@@ -51,6 +51,8 @@ def _quit_quietly() -> typer.Exit:
 # name: where the command lives and the first paragraph of its help (tests/core/test_cli.py checks both)
 COMMANDS = {
     "create": Lazy("create", "create", "Create a project from any cookiecutter template described in CONF."),
+    "init": Lazy("create", "init", "Make existing code a tracker project, in place: tracker.yaml, .tracker/ ignored, "
+                 "one experiment."),
     "run": Lazy("run", "run", "Run EXPERIMENTS: fixed params x grid x seeds, each trial tied to the current commit."),
     "test": Lazy("run", "test", "Run the test phase of the configuration validation chose, once per training seed."),
     "status": Lazy("status", "status",

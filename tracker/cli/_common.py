@@ -141,6 +141,23 @@ def info(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def placed(proj: Any, given: Path | None, kind: str, name: str) -> Path:
+    """Where an output of tracker goes: ``given``, else ``.tracker/KIND/NAME`` (never part of the code)."""
+    from tracker import codeset
+
+    return given if given is not None else codeset.default_output(proj.paths.state, kind, name)
+
+
+def claim(proj: Any, written: Path) -> None:
+    """After tracker wrote ``written``: inside the project it is recorded as tracker's output, so it
+    never makes trials dirty, and the user is told (see :func:`tracker.codeset.claim_output`)."""
+    from tracker import codeset
+
+    note = codeset.claim_output(proj.root, proj.paths.state, written)
+    if note:
+        info(note)
+
+
 def parse_assignments(values: list[str] | None, where: str) -> dict[str, Any]:
     """``--param k=v`` options as a dict."""
     from tracker.config import parse_assignment
@@ -211,13 +228,18 @@ def tracked_edit(proj: Any, message: str, *, commit: bool) -> Iterator[list[Path
              "dirty (commit it, or pass --commit to let tracker commit just this file)")
 
 
-def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: str, as_json: bool) -> None:
-    """What a ``--dry-run`` would do: each trial spec (``action``: run, queue) and each trial it skips."""
-    rows = [(s.experiment, s.seed, s.params, action) for s in specs]
+def emit_plan(specs: Sequence[Any], skipped: Sequence[Any], action: str, title: str, as_json: bool,
+              reasons: Sequence[str | None] = ()) -> None:
+    """What a ``--dry-run`` would do: each trial spec (``action``: run, queue, with the reason when it was
+    done before: ``reasons``) and each trial it skips."""
+    why = list(reasons) + [None] * (len(specs) - len(reasons))
+    rows = [(s.experiment, s.seed, s.params, f"{action}: {r}" if r else action)
+            for s, r in zip(specs, why, strict=True)]
     rows += [(t.experiment, t.seed, t.params, f"skip: {t.status} as {t.id}") for t in skipped]
     if as_json:
-        emit_json([{"experiment": e, "seed": seed, "params": p, "skip": what != action}
-                   for e, seed, p, what in rows])
+        emit_json([{"experiment": e, "seed": seed, "params": p, "skip": i >= len(specs),
+                    **({"reason": why[i]} if i < len(specs) and why[i] else {})}
+                   for i, (e, seed, p, _) in enumerate(rows)])
     else:
         emit_table([(i + 1, e, seed, fmt_params(p), what) for i, (e, seed, p, what) in enumerate(rows)],
                    ["#", "experiment", "seed", "params", "plan"], title=title)

@@ -10,7 +10,17 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tracker.cli._common import JSON_OPTION, emit_json, emit_table, fmt_params, fmt_time, info, project
+from tracker.cli._common import (
+    JSON_OPTION,
+    claim,
+    emit_json,
+    emit_table,
+    fmt_params,
+    fmt_time,
+    info,
+    placed,
+    project,
+)
 from tracker.cli._targets import REMOTE_OPTION, TARGET_OPTION, remotes
 from tracker.cli.queue import MAX_ATTEMPTS_OPTION, QUEUE_OPTION
 
@@ -308,11 +318,15 @@ def list_(
 @app.command("report")
 def report(
     optimization: str = typer.Argument(..., help="The optimization id (or a unique prefix)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+    out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write "
+                             "(default: .tracker/reports/optimization-ID.html, outside the code)."),
 ) -> None:
     """One self-contained HTML page (opens offline): history with best-so-far, parameter importances,
     parallel coordinates, intermediate values with pruned configurations marked."""
     from tracker.search.report import write_report
 
-    path = write_report(project(), optimization, out)
+    proj = project()
+    out = placed(proj, out, "reports", f"optimization-{optimization}.html")
+    path = write_report(proj, optimization, out)
+    claim(proj, path)
     info(f"wrote {path}")

@@ -13,6 +13,7 @@ from tracker.cli._common import (
     JSON_OPTION,
     MIN_SEEDS_OPTION,
     TAG_FILTER_OPTION,
+    claim,
     emit_json,
     emit_table,
     escape_control,
@@ -21,6 +22,7 @@ from tracker.cli._common import (
     fmt_value,
     info,
     is_tty,
+    placed,
     project,
 )
 
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
 def export(
     experiments: list[str] = typer.Argument(None, help="Experiments to export (default: every one)."),
-    to: Path = typer.Option(..., "--to", "-o", help="The file to write: .csv, .json or .parquet."),
+    to: Path = typer.Option(None, "--to", "-o", help="The file to write: .csv, .json or .parquet "
+                            "(default: .tracker/exports/EXPERIMENTS.csv, outside the code)."),
     status: list[str] = typer.Option(None, "--status", help="Only this status (repeatable)."),
     tag: list[str] = typer.Option(None, "--tag", "-t", help="Only trials with this tag (repeatable: all of them)."),
     optimization: str = typer.Option(None, "--optimization", "-O", metavar="ID",
@@ -46,7 +49,10 @@ def export(
     """
     from tracker.analysis.export import export as write
 
-    n = write(project(), list(experiments or []), to, status=status, tags=tag, optimization=optimization)
+    proj = project()
+    to = placed(proj, to, "exports", "-".join(experiments or ["all"]) + ".csv")
+    n = write(proj, list(experiments or []), to, status=status, tags=tag, optimization=optimization)
+    claim(proj, to)
     info(f"wrote {n} trial(s) to {to}")
 
 
@@ -268,7 +274,8 @@ def compare(
 def report(
     experiments: list[str] = typer.Argument(None, metavar="EXP",
                                             help="Experiments to report on (default: every one with trials)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write."),
+    out: Path = typer.Option(None, "--out", "-o", help="The HTML file to write "
+                             "(default: .tracker/reports/EXPERIMENTS.html, outside the code)."),
     metric: str = typer.Option(None, "--metric", "-m", help="The metric to compare (default: the objective)."),
     by: list[str] = typer.Option(None, "--by", "-b", metavar="PARAMS",
                                  help="One configuration per value of these params (as for tracker compare)."),
@@ -288,9 +295,12 @@ def report(
     """
     from tracker.analysis.report import write_report
 
+    proj = project()
+    out = placed(proj, out, "reports", "-".join(experiments or ["all"]) + ".html")
     existed = out.exists()
-    path = write_report(project(), list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
+    path = write_report(proj, list(experiments or []), out, metric=metric, by=by, where=where, stat=stat,
                         goal=goal, tags=tag or [], min_seeds=min_seeds)
+    claim(proj, path)
     info(f"wrote {path}" + (" (it replaced the file that was there)" if existed else ""))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import typer
@@ -114,7 +115,7 @@ def run(
     _note_new_seeds(proj, had_seeds)
     if dry_run:
         emit_plan(result.specs, result.skipped, "run",
-                  f"{len(result.specs)} trials would run, {len(result.skipped)} skipped", as_json)
+                  f"{len(result.specs)} trials would run, {len(result.skipped)} skipped", as_json, result.reasons)
         if where.type != "local" and not as_json:
             info(f"they would run on {where.name} ({where.type})")
         return
@@ -141,6 +142,8 @@ def run(
                    keep={"trial", "seed", "status", "time"})
     if result.skipped:
         info(f"skipped {len(result.skipped)} trial(s) already completed (--rerun runs them again)")
+    for reason, n in Counter(r for r in result.reasons if r).items():
+        info(f"ran {n} trial(s) completed before, not skipped: {reason}")
     if result.stopped:
         info(f"stopped early: {result.stopped}")
     if result.failed:

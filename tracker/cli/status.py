@@ -8,6 +8,7 @@ import typer
 
 from tracker.cli._common import (
     JSON_OPTION,
+    claim,
     emit_json,
     emit_table,
     fmt_duration,
@@ -15,6 +16,7 @@ from tracker.cli._common import (
     fmt_params,
     fmt_time,
     info,
+    placed,
     project,
 )
 
@@ -54,7 +56,8 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 def checkout(
     ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a unique prefix)."),
-    to: Path = typer.Option(..., "--to", help="Empty or new directory to write the code into."),
+    to: Path = typer.Option(None, "--to", help="Empty or new directory to write the code into "
+                            "(default: .tracker/checkouts/TRIAL, outside the code)."),
 ) -> None:
     """Write the exact code a trial ran (its commit plus uncommitted changes) into a directory.
 
@@ -62,5 +65,8 @@ def checkout(
     """
     from tracker import trials
 
-    trial, how = trials.checkout(project(), ref, to)
+    proj = project()
+    to = placed(proj, to, "checkouts", ref)
+    trial, how = trials.checkout(proj, ref, to)
+    claim(proj, to)
     info(f"wrote the code of trial {trial.id} ({how}) to {to}")

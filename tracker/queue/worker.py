@@ -94,7 +94,7 @@ class _Code:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        here = gitinfo.capture(project.root)
+        here = gitinfo.capture(project.root, project.config.code)
         self.commit = here.commit
         self.patch = hashlib.sha256(here.patch).hexdigest() if here.dirty and here.patch else None
 

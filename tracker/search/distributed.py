@@ -53,7 +53,7 @@ def start(project: Project, name: str, options: Any, *, queue: str, max_attempts
                          hint=f"or run it here: tracker optimize {name} --strategy {options.strategy} -j N")
     config = experiments.load(project, name)
     settings = rules.settings(project, name, config, options, spacelib.Where.of(project, name))
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     attempts = project.config.queue.max_attempts if max_attempts is None else max_attempts
     if attempts < 1:
         raise UsageError(f"--max-attempts must be at least 1, got {attempts}")

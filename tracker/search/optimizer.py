@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker import experiments, gitinfo
+from tracker import codeset, experiments, gitinfo
 from tracker.config import ExperimentConfig
 from tracker.errors import UsageError
 from tracker.execution import lifecycle
@@ -115,7 +115,9 @@ def optimize(project: Project, name: str, options: OptimizeOptions, reporter: Re
     config = experiments.load(project, name)
     where = spacelib.Where.of(project, name)
     settings = rules.settings(project, name, config, options, where)
-    code = gitinfo.capture(project.root)  # outside git: refused before anything is written
+    code = gitinfo.capture(project.root, project.config.code)  # outside git: refused before anything is written
+    if line := codeset.left_out_line(code.left_out):
+        reporter.message(line)
     start = _launcher(project, options.parallel, options.remote, reporter, executor, options.target)
     settings["deadline"] = rules.deadline(options.timeout)  # the clock starts once the executor is ready
     record = Optimization(id=new_id(), experiment=name, strategy=options.strategy, settings=settings,
@@ -165,7 +167,7 @@ def resume(project: Project, ref: str, *, parallel: int | None = None, remote: l
         raise UsageError(f"optimization {record.id} had no --trials budget, only a --timeout, so a resume "
                          "needs one of them", hint=f"tracker optimize resume {record.id} --timeout SECONDS "
                                                    "(or --trials N, counting the configurations done)")
-    code = gitinfo.capture(project.root)
+    code = gitinfo.capture(project.root, project.config.code)
     if code.commit != record.commit:
         reporter.message(f"note: the code moved on since the optimization started "
                          f"({(record.commit or '?')[:8]} -> {(code.commit or '?')[:8]}); new trials run on it")
