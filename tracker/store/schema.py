@@ -281,7 +281,7 @@ def apply(migrations: Sequence[tuple[str, Callable[[Any], None]]], applied: Call
     if unknown:
         raise StoreError(
             f"the store was written by a newer tracker (migration {unknown[-1]})",
-            hint="upgrade tracker: pip install -U tracker",
+            hint="upgrade tracker: pip install -U seedtracker",
         )
     if upto is not None and upto not in known:
         raise ValueError(f"no migration {upto!r}")
