@@ -324,6 +324,7 @@ class ExperimentConfig(_Strict):
     seeds: int | list[int] | None = None
     seed_flag: str | None = "seed"
     params_as: Literal["flags", "env", "json", "yaml"] = "flags"
+    booleans: Literal["value", "bare"] = "value"  # as flags: --name=true/false, or bare (--name; false left out)
     objective: Objective | None = None
     phases: dict[Literal["train", "validate", "test"], Phase] = Field(default_factory=dict)
     deliverables: list[Deliverable] = Field(default_factory=list)
