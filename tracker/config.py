@@ -201,10 +201,15 @@ class Objective(_Strict):
         return selectable(v)
 
 
+def is_test_metric(metric: str) -> bool:
+    """Whether ``metric`` measures test data: any part of its name is ``test`` (``test/acc``,
+    ``train/test/acc``, ``test_acc``, ``val.test-loss``), whatever phase recorded it."""
+    return "test" in re.split(r"[^a-z0-9]+", metric.lower())
+
+
 def selectable(metric: str) -> str:
     """``metric`` if it may drive selection; ValueError for a test metric."""
-    head = metric.split("/", 1)[0].split(".", 1)[0].lower()
-    if head == "test" or metric.lower().startswith("test_"):
+    if is_test_metric(metric):
         raise ValueError(f"{metric!r} is a test metric; test data must not drive selection "
                          "(optimise and compare on a validation metric such as val/acc)")
     return metric

@@ -20,6 +20,7 @@ from tracker.store.models import (
     Event,
     MetricPoint,
     Optimization,
+    TestUse,
     Trial,
     Worker,
     sources,
@@ -29,7 +30,7 @@ from tracker.store.sqlite import SQLiteStore, now
 __all__ = [
     "ACTIVE", "FINISHED", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore", "Configuration", "Event",
     "MetricPoint", "Optimization",
-    "SQLiteStore", "Trial", "Worker", "now", "open_store", "sources", "stores",
+    "SQLiteStore", "TestUse", "Trial", "Worker", "now", "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {

@@ -33,6 +33,7 @@ _KEYED = {
     "environments": "id, data",
     "optimizations": "id, experiment, strategy, settings, status, created, finished, error, owner, commit_sha",
     "blobs": "sha256, data, size",
+    "test_uses": "id, key, experiment, params, commit_sha, run_id, at",
 }
 
 

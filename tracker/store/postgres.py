@@ -22,7 +22,7 @@ from typing import Any
 
 from tracker.errors import NotFoundError, StoreError, UsageError
 from tracker.store.base import BaseStore
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker, sources
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, TestUse, Trial, Worker, sources
 from tracker.store.sqlite import (
     _CLEARED,
     _COLUMNS,
@@ -516,6 +516,19 @@ class PostgresStore(BaseStore):
             c.execute("INSERT INTO blobs (sha256, data, size) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                       (sha, data, len(data)))
         return sha
+
+    def record_test_use(self, use: TestUse) -> None:
+        import uuid
+
+        with self.transaction() as c:
+            c.execute("INSERT INTO test_uses (id, key, experiment, params, commit_sha, run_id, at) "
+                      "VALUES (%s, %s, %s, %s, %s, %s, %s)", (uuid.uuid4().hex, use.key, use.experiment,
+                                                       json.dumps(use.params), use.commit, use.run_id, use.at))
+
+    def test_uses(self, key: str) -> list[TestUse]:
+        rows = self._query("SELECT key, experiment, params, commit_sha, run_id, at FROM test_uses WHERE key = %s "
+                           "ORDER BY at, id", (key,))
+        return [TestUse(k, e, json.loads(p), c, r, a) for k, e, p, c, r, a in rows]
 
     def blob(self, sha256: str) -> bytes | None:
         rows = self._query("SELECT data FROM blobs WHERE sha256 = %s", (sha256,))
