@@ -351,7 +351,7 @@ def expand(
         fixed[key] = value
     for key, values in (grid or {}).items():
         if not isinstance(values, list) or not values:
-            raise UsageError(f"--grid {key}: expected a non-empty list like {key}=[0.1,0.01]")
+            raise UsageError(f"--grid {key}: expected a non-empty list like '{key}=[0.1,0.01]' (quoted for the shell)")
         fixed.pop(key, None)
         full_grid[key] = values
     if config.seed_flag and config.seed_flag in fixed:

@@ -56,3 +56,14 @@ def test_install_lines_name_the_distribution() -> None:
     assert installs and extras
     assert all(f" {dist}" in line or f"'{dist}[" in line for _, line in installs), installs
     assert all(e.startswith(f"{dist}[") for _, e in extras), extras
+
+
+def test_shell_examples_quote_brackets_for_zsh() -> None:
+    """``--grid lr=[0.1,0.01]`` unquoted is a glob: zsh stops with "no matches found"."""
+    import re
+
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "templates").rglob("*.md"),
+             *(ROOT / "tracker/cli").glob("*.py")]
+    unquoted = [(path.name, line.strip()) for path in files for line in path.read_text().splitlines()
+                if "tracker " in line and re.search(r"(?<=\s)[\w./-]+=\[[^\]]*\]", line)]
+    assert not unquoted, unquoted
