@@ -176,6 +176,15 @@ def test_interactive_prompts_only_for_missing_values(tmp_path: Path, monkeypatch
     assert (result.path / "README.md").read_text() == "# N by Typed (BSD)\n"
 
 
+def test_input_that_ends_at_a_prompt_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_template(tmp_path / "tpl", hooks=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # Ctrl-D at the first prompt
+    with pytest.raises(UsageError, match="the input ended before a value for 'owner' was given") as caught:
+        create_project(conf(tmp_path / "c.yaml", template="./tpl", context={"name": "N"}), interactive=True)
+    assert "--no-input" in (caught.value.hint or "")
+    assert not (tmp_path / "n").exists()
+
+
 def test_git_url_with_checkout_and_directory(tmp_path: Path) -> None:
     repo = tmp_path / "tplrepo"
     write_template(repo / "templates" / "thing", hooks=False)
@@ -535,6 +544,24 @@ def test_the_wheel_ships_the_template_without_python_caches(tmp_path: Path) -> N
     assert "tracker/_templates/default/{{cookiecutter.project_slug}}/train.py" in names
     assert "tracker/execution/runner.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+
+
+def test_a_local_template_honours_checkout_or_refuses_it(tmp_path: Path) -> None:
+    work = write_template(tmp_path / "work", hooks=False)
+    git(work, "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "v1")
+    git(work, "tag", "v1")
+    readme = work / "{{cookiecutter.slug}}" / "README.md"
+    readme.write_text("# v2 of {{ cookiecutter.name }}\n")
+    git(work, "commit", "-qam", "v2")
+    made = create_project(conf(tmp_path / "a.yaml", template="./work", checkout="v1", output_dir="a",
+                               context={"owner": "o"}))
+    assert (made.path / "README.md").read_text() == "# Thing by o (MIT)\n"  # v1, not the folder as it is
+    plain = write_template(tmp_path / "plain", hooks=False)
+    with pytest.raises(ConfigError, match="'checkout' applies to a git repository, and template './plain' is a "
+                                          "folder that is not one"):
+        create_project(conf(tmp_path / "b.yaml", template="./plain", checkout="v1", context={"owner": "o"}))
 
 
 def test_file_url_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
