@@ -558,9 +558,9 @@ def test_a_local_template_honours_checkout_or_refuses_it(tmp_path: Path) -> None
     made = create_project(conf(tmp_path / "a.yaml", template="./work", checkout="v1", output_dir="a",
                                context={"owner": "o"}))
     assert (made.path / "README.md").read_text() == "# Thing by o (MIT)\n"  # v1, not the folder as it is
-    plain = write_template(tmp_path / "plain", hooks=False)
-    with pytest.raises(ConfigError, match="'checkout' applies to a git repository, and template './plain' is a "
-                                          "folder that is not one"):
+    write_template(tmp_path / "plain", hooks=False)
+    with pytest.raises(ConfigError, match=r"'checkout' applies to a git repository, and template '\./plain' is a "
+                                          r"folder that is not one"):
         create_project(conf(tmp_path / "b.yaml", template="./plain", checkout="v1", context={"owner": "o"}))
 
 
