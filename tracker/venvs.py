@@ -172,8 +172,24 @@ def _base_python(project: Project) -> tuple[str, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ConfigError(f"environment.python: {wanted!r} does not run: {exc}", **where) from exc
     if proc.returncode != 0:
-        raise ConfigError(f"environment.python: {wanted!r} does not run: {proc.stderr.strip()[-200:]}", **where)
+        said = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
+        raise ConfigError(f"environment.python: {wanted!r} does not run: {said}", hint=_shim_hint(found, proc.stderr),
+                          **where)
     return found, proc.stdout
+
+
+def _shim_hint(found: str, stderr: str) -> str | None:
+    """For a pyenv shim whose version is not active here: how to fix it (pyenv's own message is many lines)."""
+    if not stderr.startswith("pyenv:") and f"{os.sep}shims{os.sep}" not in found:
+        return None
+    versions = re.findall(r"^\s+(\S+)\s*$", stderr.split("exists in these Python versions:", 1)[-1], re.M)
+    name = os.path.basename(found)
+    if versions:
+        root = os.path.dirname(os.path.dirname(found))
+        return (f"it is a pyenv shim and no active pyenv version has {name}: name the interpreter itself "
+                f"(python: {os.path.join(root, 'versions', versions[0], 'bin', name)}) or run "
+                f"'pyenv local {versions[0]}' in the project")
+    return f"it is a pyenv shim and no installed pyenv version has {name}: 'pyenv install' one, or name another python"
 
 
 def _ready(path: Path) -> bool:

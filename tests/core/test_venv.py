@@ -289,6 +289,35 @@ def test_missing_requirements_file_and_interpreter_are_config_errors(venv_projec
         ensure(Project.find())
 
 
+PYENV_SHIM = """#!/bin/sh
+echo "pyenv: python3.9: command not found" >&2
+echo >&2
+echo "The \\`python3.9' command exists in these Python versions:" >&2
+echo "  3.9.18" >&2
+echo >&2
+echo "Note: See 'pyenv help global' for tips on allowing both" >&2
+echo "      python2 and python3 to be found." >&2
+exit 127
+"""
+
+
+def test_a_pyenv_shim_of_an_inactive_version_is_one_line_and_a_fix(venv_project: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    shims = tmp_path / ".pyenv" / "shims"
+    shims.mkdir(parents=True)
+    (shims / "python3.9").write_text(PYENV_SHIM)
+    (shims / "python3.9").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n  python: python3.9\n")
+    with pytest.raises(ConfigError) as info:
+        ensure(Project.find())
+    assert info.value.message == ("tracker.yaml:4: environment.python: 'python3.9' does not run: "
+                                  "pyenv: python3.9: command not found")
+    assert info.value.hint == (f"it is a pyenv shim and no active pyenv version has python3.9: name the interpreter "
+                               f"itself (python: {tmp_path}/.pyenv/versions/3.9.18/bin/python3.9) or run "
+                               "'pyenv local 3.9.18' in the project")
+
+
 def test_named_python_is_found_from_the_project_root(venv_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``python: tools/py`` is relative to the project; the same interpreter gives the same venv."""
     (venv_project / "tools").mkdir()
