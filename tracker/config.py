@@ -107,16 +107,17 @@ class EnvironmentConfig(_Strict):
     python: str | None = None  # the interpreter the venv is made from; default: the one running tracker
     requirements: list[str] | None = None  # files for `pip install -r`; default: found as on remotes
     setup: list[str] = Field(default_factory=list)  # shell commands run in the new venv, in the project root
+    shared: bool = False  # keep the venv by key in the user's cache, for every project with the same requirements
 
     @field_validator("requirements", mode="before")
     @classmethod
     def _one_file(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    @field_validator("python", "requirements", "setup")
+    @field_validator("python", "requirements", "setup", "shared")
     @classmethod
     def _needs_venv(cls, v: Any, info: ValidationInfo) -> Any:
-        if v not in (None, []) and not info.data.get("venv"):
+        if v not in (None, [], False) and not info.data.get("venv"):
             raise ValueError(f"{info.field_name!r} applies to the project's venv: add 'venv: true' or remove it")
         return v
 

@@ -70,7 +70,7 @@ def test_default_template_makes_a_committed_tracker_project(tmp_path: Path) -> N
         "requirements.txt", "tracker.yaml", "train.py"}
     settings = yaml.safe_load((project / "tracker.yaml").read_text())
     assert settings["name"] == "digits-demo" and len(settings["seeds"]) == 10
-    assert settings["environment"] == {"venv": True}  # trials get scikit-learn from requirements.txt
+    assert settings["environment"] == {"venv": True, "shared": True}  # trials get scikit-learn from requirements.txt
     assert (project / "tracker.yaml").read_text().startswith("# tracker project settings")
     assert {".tracker/", "outputs/", "__pycache__/"} <= set((project / ".gitignore").read_text().splitlines())
     assert "Author: Ada" in (project / "README.md").read_text()
@@ -334,8 +334,8 @@ def _default_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # the template's own venv would come from PyPI, which tests never reach: its trials run
     # here with this interpreter (the experiment's command is `python train.py`)
     settings = (project / "tracker.yaml").read_text()
-    assert "environment:\n  venv: true\n" in settings
-    (project / "tracker.yaml").write_text(settings.replace("environment:\n  venv: true\n", ""))
+    assert "environment:\n  venv: true\n  shared: true\n" in settings
+    (project / "tracker.yaml").write_text(settings.replace("environment:\n  venv: true\n  shared: true\n", ""))
     git(project, "commit", "-qam", "use the current python")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     return project

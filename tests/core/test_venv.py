@@ -7,6 +7,7 @@ pip finds its packages only in a directory of wheels made here (``PIP_NO_INDEX``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import git
+from tests.conftest import git, make_project
 from tracker.cli import app
 from tracker.config import ProjectConfig, parse_model
 from tracker.errors import ConfigError, ExecutionError
@@ -348,3 +349,29 @@ def test_setup_commands_run_in_the_new_venv_with_its_own_pip(venv_project: Path)
     env = ensure(Project.find())
     assert (venv_project / "setup.out").read_text() == str(env.path)  # in the project root, venv active
     assert str(env.path) in (venv_project / "pip.out").read_text()  # `pip` is the venv's, never another's
+
+
+def test_shared_venvs_are_built_once_for_projects_with_the_same_requirements(
+        venv_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two projects made from one template share one venv by key; one that installs a local path says why not."""
+    monkeypatch.setenv("TRACKER_ENV_CACHE", str(tmp_path / "cache"))
+    settings = "name: demo\nenvironment:\n  venv: true\n  shared: true\n"
+    (venv_project / "tracker.yaml").write_text(settings)
+    first = ensure(Project.find())
+    assert first.built and first.path.parent == tmp_path / "cache"
+    twin = make_project(tmp_path / "twin")
+    (twin / "tracker.yaml").write_text(settings)
+    (twin / "requirements.txt").write_text("tinypkg==1.0\n")
+    monkeypatch.chdir(twin)
+    second = ensure(Project.find())
+    assert (second.built, second.path) == (False, first.path)
+    assert not (twin / ".tracker" / "envs").exists()
+    (twin / "requirements.txt").write_text("tinypkg==1.0\n-e ./vendor\n")
+    (twin / "vendor").mkdir()
+    (twin / "vendor" / "setup.py").write_text("from setuptools import setup\nsetup(name='vendored')\n")
+    reporter = Recorder()
+    with contextlib.suppress(ExecutionError):  # no setuptools offline: what matters is where it builds
+        ensure(Project.find(), reporter)
+    assert reporter.messages[0] == ("environment.shared: this venv stays in .tracker/envs (requirements.txt "
+                                    "installs from a path in the project: -e ./vendor)")
+    assert (twin / ".tracker" / "envs").is_dir()
