@@ -158,10 +158,10 @@ class Created:
 
 def create(project: Project, name: str, *, base: str | None = None,
            params: dict[str, Any] | None = None, command: str | list[str] | None = None,
-           description: str | None = None, force: bool = False, detect: bool = True) -> Created:
+           description: str | None = None, force: bool = False) -> Created:
     """Write experiments/NAME.yaml (from ``base`` if given).
 
-    With ``detect``, the command's ``--help`` is read (:mod:`tracker.scriptflags`) to set
+    The command's ``--help`` is read (:mod:`tracker.scriptflags`) to set
     ``seed_flag: null`` for a script without the seed flag and ``booleans: bare`` for one with
     switches, unless the settings already say; a param the script does not take is noted.
     """
@@ -186,7 +186,7 @@ def create(project: Project, name: str, *, base: str | None = None,
             grid.pop(key, None)
             fixed[key] = value
         data["params"], data["grid"] = fixed, grid
-    comments, notes = _detect(project, data) if detect else ({}, [])
+    comments, notes = _detect(project, data)
     text = render(name, data, comments)
     from tracker.config import parse_model
 
