@@ -1,10 +1,11 @@
 """What a script's command line accepts, and what to do when it refuses a flag.
 
-``experiments create`` runs ``SCRIPT --help`` once (with a timeout) and reads argparse's
-usage: which ``--flags`` exist and which are switches (``store_true``/``store_false``, no
-value). From that it writes ``seed_flag: null`` for a script without ``--seed`` and
-``booleans: bare`` for a script with switches. Nothing here ever fails a command: a script
-whose ``--help`` does not answer simply gets no detection.
+``experiments create`` runs ``SCRIPT --help`` once (with a timeout; only for a Python file of
+the project that uses argparse, so that nothing else is started) and reads argparse's usage:
+which ``--flags`` exist and which are switches (``store_true``/``store_false``, no value).
+From that it writes ``seed_flag: null`` for a script without ``--seed`` and ``booleans: bare``
+for a script with switches. Nothing here ever fails a command: a script whose ``--help`` does
+not answer simply gets no detection.
 
 At run time, a script that exits with argparse's "unrecognized arguments: --seed=3" gets a
 one-line hint naming the experiment setting that maps the flag (:func:`refusal_hint`).
@@ -69,8 +70,21 @@ def _resolve(argv: list[str]) -> list[str]:
     return argv
 
 
+def _uses_argparse(root: Path, argv: list[str]) -> bool:
+    """Whether the command runs a Python file of the project that uses argparse: only then is
+    ``--help`` sure to print usage and exit instead of, say, starting to train."""
+    script = next((root / a for a in argv if a.endswith(".py") and (root / a).is_file()), None)
+    try:
+        return script is not None and "argparse" in script.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def probe(root: Path, argv: list[str], timeout: float = HELP_TIMEOUT) -> ScriptFlags | None:
-    """Run ``argv --help`` in ``root`` and read its usage; None when it does not answer in time or at all."""
+    """Run ``argv --help`` in ``root`` and read its usage; None for a command that is not an argparse
+    script of the project, or whose ``--help`` does not answer in time or at all."""
+    if not _uses_argparse(root, argv):
+        return None
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     try:
         done = subprocess.run([*_resolve(argv), "--help"], cwd=root, env=env, capture_output=True, text=True,

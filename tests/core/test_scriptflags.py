@@ -68,10 +68,16 @@ def test_create_warns_of_a_param_the_script_does_not_take(real_script: Path) -> 
 
 
 def test_create_never_fails_on_a_script_without_help(project_dir: Path) -> None:
-    (project_dir / "hangs.py").write_text("import sys\nsys.exit(4)\n")
-    code, _, err = cli("experiments", "create", "odd", "--command", f"{sys.executable} hangs.py")
+    (project_dir / "odd.py").write_text("import argparse, sys\nsys.exit(4)\n")
+    code, _, err = cli("experiments", "create", "odd", "--command", f"{sys.executable} odd.py")
     assert code == 0, err
     assert yaml.safe_load((project_dir / "experiments/odd.yaml").read_text())["seed_flag"] == "seed"
+
+
+def test_create_never_runs_a_script_that_does_not_use_argparse(project_dir: Path) -> None:
+    (project_dir / "plain.py").write_text("open('ran', 'w').write('trained')\n")  # --help would train
+    assert cli("experiments", "create", "plain", "--command", f"{sys.executable} plain.py")[0] == 0
+    assert not (project_dir / "ran").exists()
 
 
 @pytest.mark.parametrize(("setting", "param", "words"), [
