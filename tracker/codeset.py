@@ -32,10 +32,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tracker.config import CodeConfig
-    from tracker.experiments import TrialSpec
-    from tracker.gitinfo import CodeState
-    from tracker.project import Project
-    from tracker.store import Trial
 
 SKIP_DIRS = frozenset({
     "__pycache__", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox",
@@ -266,44 +262,6 @@ def state_of(root: Path) -> Path:
     from tracker.paths import ProjectPaths
 
     return ProjectPaths(root).state
-
-
-def why_run_again(project: Project, specs: Sequence[TrialSpec], code: CodeState) -> list[str | None]:
-    """For each spec, why the completed trial with its experiment, params and seed (the latest) is not
-    re-used: "code changed: notes.txt" or "experiment settings changed"; None when no such trial
-    exists. One store query per experiment, one ``git diff`` per code version.
-    """
-    import json
-
-    from tracker.gitinfo import changed_files
-
-    def key(params: dict[str, object], seed: int | None) -> str:
-        return json.dumps([params, seed], sort_keys=True, default=str)
-
-    done: dict[str, dict[str, Trial]] = {}
-    for name in dict.fromkeys(s.experiment for s in specs if s.phase == "train"):
-        trials = project.store.list_trials(experiment=name, status="completed")
-        done[name] = {key(t.params, t.seed): t for t in trials if t.phase == "train"}
-    now = code.snapshot or code.commit
-    diffs: dict[str, list[str] | None] = {}
-    out: list[str | None] = []
-    for spec in specs:
-        before = done.get(spec.experiment, {}).get(key(spec.params, spec.seed)) if spec.phase == "train" else None
-        if before is None:
-            out.append(None)
-            continue
-        then = before.snapshot or before.commit
-        if then and now and then not in diffs:
-            diffs[then] = [] if then == now else changed_files(project.root, then, now)
-        files = diffs.get(then) if then and now else None
-        if files is None:
-            out.append("code changed (the earlier trial's code is not in this repository)")
-        elif files:
-            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
-            out.append("code changed: " + ", ".join(files[:3]) + more)
-        else:
-            out.append("experiment settings changed")
-    return out
 
 
 def default_output(state: Path, kind: str, name: str) -> Path:

@@ -149,16 +149,17 @@ class EnvironmentConfig(_Strict):
     python: str | None = None  # the interpreter the venv is made from; default: the one running tracker
     requirements: list[str] | None = None  # files for `pip install -r`; default: found as on remotes
     setup: list[str] = Field(default_factory=list)  # shell commands run in the new venv, in the project root
+    shared: bool = False  # keep the venv by key in the user's cache, for every project with the same requirements
 
     @field_validator("requirements", mode="before")
     @classmethod
     def _one_file(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    @field_validator("python", "requirements", "setup")
+    @field_validator("python", "requirements", "setup", "shared")
     @classmethod
     def _needs_venv(cls, v: Any, info: ValidationInfo) -> Any:
-        if v not in (None, []) and not info.data.get("venv"):
+        if v not in (None, [], False) and not info.data.get("venv"):
             raise ValueError(f"{info.field_name!r} applies to the project's venv: add 'venv: true' or remove it")
         return v
 
@@ -291,10 +292,15 @@ class Objective(_Strict):
         return selectable(v)
 
 
+def is_test_metric(metric: str) -> bool:
+    """Whether ``metric`` measures test data: any part of its name is ``test`` (``test/acc``,
+    ``train/test/acc``, ``test_acc``, ``val.test-loss``), whatever phase recorded it."""
+    return "test" in re.split(r"[^a-z0-9]+", metric.lower())
+
+
 def selectable(metric: str) -> str:
     """``metric`` if it may drive selection; ValueError for a test metric."""
-    head = metric.split("/", 1)[0].split(".", 1)[0].lower()
-    if head == "test" or metric.lower().startswith("test_"):
+    if is_test_metric(metric):
         raise ValueError(f"{metric!r} is a test metric; test data must not drive selection "
                          "(optimise and compare on a validation metric such as val/acc)")
     return metric
@@ -412,7 +418,7 @@ class OutputScalars(_Strict):
     @field_validator("patterns")
     @classmethod
     def _compile(cls, v: list[str | dict[str, str]]) -> list[str | dict[str, str]]:
-        from tracker.execution.capture import compile_pattern
+        from tracker.execution.patterns import compile_pattern
 
         for item in v:
             compile_pattern(item)
@@ -430,6 +436,7 @@ class ExperimentConfig(_Strict):
     seeds: int | list[int] | None = None
     seed_flag: str | None = "seed"
     params_as: Literal["flags", "env", "json", "yaml"] = "flags"
+    booleans: Literal["value", "bare"] = "value"  # as flags: --name=true/false, or bare (--name; false left out)
     objective: Objective | None = None
     phases: dict[Literal["train", "validate", "test"], Phase] = Field(default_factory=dict)
     deliverables: list[Deliverable] = Field(default_factory=list)

@@ -136,6 +136,16 @@ def _file_url(url: str) -> str:
     return "git+" + url
 
 
+def _local_checkout(path: Path, template: str, conf: str) -> str:
+    """A local template with ``checkout:``: its git repository, cloned at that revision (cookiecutter
+    would silently use the folder as it is); a folder or zip that is no repository is refused."""
+    if path.is_dir() and ((path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())):
+        return "git+" + path.as_uri()
+    raise ConfigError(f"'checkout' applies to a git repository, and template {template!r} is a "
+                      f"{'folder that is not one' if path.is_dir() else 'file'}", path=conf,
+                      hint="remove 'checkout' to use it as it is, or point 'template' at the repository's top folder")
+
+
 def _is_computed(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
@@ -152,17 +162,24 @@ def _check_choice(key: str, value: Any, choices: list[Any], conf: str) -> None:
                           path=conf, hint=f"use one of: {', '.join(map(str, choices))}")
 
 
-def _prompt(key: str, default: Any, prompts: dict[str, Any]) -> Any:
-    """Ask for one value on the terminal the way cookiecutter does, showing the default."""
+def _prompt(key: str, default: Any, prompts: dict[str, Any], conf: str) -> Any:
+    """Ask for one value on the terminal the way cookiecutter does, showing the default.
+
+    Input that ends (Ctrl-D) before the answer is a usage error naming the value, not a crash."""
     from cookiecutter import prompt
 
-    if isinstance(default, list):
-        return prompt.read_user_choice(key, default, prompts)
-    if isinstance(default, bool):
-        return prompt.read_user_yes_no(key, default, prompts)
-    if isinstance(default, dict):
-        return prompt.read_user_dict(key, default, prompts)
-    return prompt.read_user_variable(key, "" if default is None else default, prompts)
+    try:
+        if isinstance(default, list):
+            return prompt.read_user_choice(key, default, prompts)
+        if isinstance(default, bool):
+            return prompt.read_user_yes_no(key, default, prompts)
+        if isinstance(default, dict):
+            return prompt.read_user_dict(key, default, prompts)
+        return prompt.read_user_variable(key, "" if default is None else default, prompts)
+    except EOFError:
+        raise UsageError(f"the input ended before a value for {key!r} was given",
+                         hint=f"answer the prompt, give it in {conf} (context: {{{key}: ...}}), or pass "
+                              "--no-input to take the template's defaults") from None
 
 
 def resolve_context(variables: dict[str, Any], given: dict[str, Any], *, conf: str,
@@ -192,7 +209,7 @@ def resolve_context(variables: dict[str, Any], given: dict[str, Any], *, conf: s
         if key in context or _is_computed(default):
             continue
         if interactive:
-            context[key] = _prompt(key, default, prompts)
+            context[key] = _prompt(key, default, prompts, conf)
         elif _needs_value(default):
             raise ConfigError(f"the template needs a value for {key!r} and context has none", path=conf,
                               hint=f"add it: context: {{{key}: ...}}")
@@ -387,6 +404,8 @@ def create_project(conf: Path, *, interactive: bool = False) -> CreateResult:
     base = conf.resolve().parent
     output_dir = (base / Path(config.output_dir).expanduser()).resolve()
     source = _resolve_source(config.template, base)
+    if config.checkout and Path(source).exists():
+        source = _local_checkout(Path(source), config.template, shown)
     from cookiecutter import exceptions as cc_errors
 
     with tempfile.TemporaryDirectory(prefix="tracker-template-") as scratch:
@@ -401,6 +420,9 @@ def create_project(conf: Path, *, interactive: bool = False) -> CreateResult:
             context = resolve_context(variables, config.context, conf=shown, interactive=interactive)
             made = _generate(repo_dir, context, output_dir, overwrite=config.overwrite, scratch=Path(scratch),
                              conf=shown)
+        except EOFError:  # the input ended at cookiecutter's own prompt (the choice among templates)
+            raise UsageError("the input ended before the template was chosen",
+                             hint="answer the prompt, or pass --no-input to take the first template") from None
         except cc_errors.RepositoryNotFound as exc:
             looked = "; ".join(dict.fromkeys(line.strip() for line in str(exc).splitlines()[1:] if line.strip()))
             raise TemplateError(f"template {config.template!r} not found (looked for cookiecutter.json in "

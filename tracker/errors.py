@@ -15,7 +15,7 @@ it into one line on stderr and an exit code (see docs/errors.md)::
     ├── RemoteError                   exit 1  SSH connection, sync or remote set-up failed
     │   └── HostKeyError              exit 1  unknown or changed host key (never auto-accepted)
     └── StorageError                  exit 1  a backup target failed
-        └── MissingDependencyError    exit 1  an optional extra (tracker[s3], ...) is not installed
+        └── MissingDependencyError    exit 1  an optional extra (seedtracker[s3], ...) is not installed
 
 Third-party exceptions (sqlite3, paramiko, boto3, ...) are translated at the
 module boundary and chained with ``from exc``; they never reach users raw.
@@ -105,7 +105,7 @@ class MissingDependencyError(StorageError):
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
             f"{package} is not installed",
-            hint=f"install it with: pip install 'tracker[{extra}]'",
+            hint=f"install it with: pip install 'seedtracker[{extra}]'",
         )
         self.package = package
         self.extra = extra

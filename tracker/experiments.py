@@ -51,9 +51,11 @@ def _flow(value: Any) -> str:
     return text.strip().removesuffix("...").strip()
 
 
-def render(name: str, data: dict[str, Any]) -> str:
-    """The experiment file text: every key with a comment saying what it does."""
+def render(name: str, data: dict[str, Any], notes: dict[str, list[str]] | None = None) -> str:
+    """The experiment file text: every key with a comment saying what it does (``notes``: more
+    comment lines above a key, e.g. why it was detected)."""
     data = dict(data)
+    notes = notes or {}
     lines = [
         f"# Experiment {name!r}: run with `tracker run {name}`.",
         "# Each trial runs `command` once with one parameter set and one seed.",
@@ -84,11 +86,17 @@ def render(name: str, data: dict[str, Any]) -> str:
     lines += [
         "",
         "# Name of the flag that carries the seed (--seed=N); null to not pass it as a flag.",
+        *notes.get("seed_flag", []),
         f"seed_flag: {_flow(data.pop('seed_flag', 'seed'))}",
         "",
         "# How params reach the script: flags (--name=value), env (environment only),",
         "# json / yaml (written to a file passed as --params-file=PATH).",
         f"params_as: {_flow(data.pop('params_as', 'flags'))}",
+        "",
+        "# Boolean params as flags: value (--name=true, --name=false) or bare (--name when true,",
+        "# left out when false: argparse's store_true switches).",
+        *notes.get("booleans", []),
+        f"booleans: {_flow(data.pop('booleans', 'value'))}",
         "",
         "# Ranges for `tracker optimize` (automatic search). Types: uniform, loguniform,",
         "# int (low/high), choice (values). Example:",
@@ -140,10 +148,23 @@ def check_name(name: str) -> str:
     return _check_name("experiment", name)
 
 
+@dataclass(frozen=True)
+class Created:
+    """A written experiment file and what was detected or doubted about its script's flags."""
+
+    path: Path
+    notes: list[str] = field(default_factory=list)  # one line each, for the user
+
+
 def create(project: Project, name: str, *, base: str | None = None,
            params: dict[str, Any] | None = None, command: str | list[str] | None = None,
-           description: str | None = None, force: bool = False) -> Path:
-    """Write experiments/NAME.yaml (from ``base`` if given) and return its path."""
+           description: str | None = None, force: bool = False) -> Created:
+    """Write experiments/NAME.yaml (from ``base`` if given).
+
+    The command's ``--help`` is read (:mod:`tracker.scriptflags`) to set
+    ``seed_flag: null`` for a script without the seed flag and ``booleans: bare`` for one with
+    switches, unless the settings already say; a param the script does not take is noted.
+    """
     path = project.paths.experiment_file(check_name(name))
     if path.exists() and not force:
         raise UsageError(f"{_display(path)} already exists", hint="pick another name or pass --force")
@@ -165,12 +186,43 @@ def create(project: Project, name: str, *, base: str | None = None,
             grid.pop(key, None)
             fixed[key] = value
         data["params"], data["grid"] = fixed, grid
-    text = render(name, data)
+    comments, notes = _detect(project, data)
+    text = render(name, data, comments)
     from tracker.config import parse_model
 
     parse_model(text, ExperimentConfig, _display(path))  # never write a file we cannot read
     atomic_write(path, text)
-    return path
+    return Created(path, notes)
+
+
+def _detect(project: Project, data: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
+    """Settle ``seed_flag`` and ``booleans`` in ``data`` from the script's ``--help``: (comments, notes)."""
+    import shlex
+
+    from tracker import scriptflags
+
+    if data.get("params_as", "flags") != "flags":
+        return {}, []
+    command = data.get("command") or DEFAULT_COMMAND
+    flags = scriptflags.probe(project.root, shlex.split(command) if isinstance(command, str) else list(command))
+    if flags is None:
+        return {}, []
+    comments: dict[str, list[str]] = {}
+    notes = []
+    seed_flag = data.get("seed_flag", "seed")
+    if "seed_flag" not in data and not flags.accepts(seed_flag):
+        data["seed_flag"] = None
+        comments["seed_flag"] = [f"# The script's --help shows no --{seed_flag}: "
+                                 "the seed reaches it only as TRACKER_SEED."]
+        notes.append(f"the script takes no --{seed_flag}: wrote 'seed_flag: null' (the seed is in TRACKER_SEED)")
+    if "booleans" not in data and flags.switches:
+        data["booleans"] = "bare"
+        switches = ", ".join("--" + s for s in flags.switches)
+        comments["booleans"] = [f"# The script's --help shows switches ({switches})."]
+    names = [*(data.get("params") or {}), *(data.get("grid") or {})]
+    for unknown in [n for n in names if not flags.accepts(n)]:
+        notes.append(f"warning: the script's --help shows no --{unknown}; it will refuse --{unknown}=...")
+    return comments, notes
 
 
 def _default_command(project: Project) -> str | list[str]:
@@ -299,7 +351,7 @@ def expand(
         fixed[key] = value
     for key, values in (grid or {}).items():
         if not isinstance(values, list) or not values:
-            raise UsageError(f"--grid {key}: expected a non-empty list like {key}=[0.1,0.01]")
+            raise UsageError(f"--grid {key}: expected a non-empty list like '{key}=[0.1,0.01]' (quoted for the shell)")
         fixed.pop(key, None)
         full_grid[key] = values
     if config.seed_flag and config.seed_flag in fixed:

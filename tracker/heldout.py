@@ -7,6 +7,9 @@ averaged over its training seeds, is best. Its test phase then runs once per tra
 test trial records what chose it: the metric, its value, and how many configurations were
 tried, so a reader can judge how optimistic the selection was. Testing the same experiment
 again is allowed but flagged: once test results have been seen, choosing again overfits them.
+Each test is recorded in the store by configuration and code (:func:`use_key`), apart from the
+trials: deleting test trials or copying the experiment file under a new name does not make a
+second look at the test set count as the first.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tracker.errors import UsageError
 from tracker.execution.base import BaseExecutor, Reporter
 from tracker.experiments import TrialSpec
 from tracker.project import Project
-from tracker.store import Trial
+from tracker.store import TestUse, Trial, now
 
 if TYPE_CHECKING:
     from tracker.execution.targets import Target
@@ -111,6 +114,26 @@ def select(project: Project, name: str, metric: str, goal: str | None = None) ->
     return Selection(name, metric, goal, sources[0].params, means[best], list(latest.values()), len(groups))
 
 
+def use_key(project: Project, config: ExperimentConfig, params: dict[str, Any], code: gitinfo.CodeState) -> str:
+    """What a test use is counted by: the configuration (its commands and params) and the code
+    (every file of the commit, or of the snapshot of a dirty tree, but the experiment files and
+    tracker.yaml), not the experiment's name: a copied or renamed experiment file counts the same."""
+    import hashlib
+
+    rev = code.snapshot or code.commit
+    listing = gitinfo.git(project.root, "ls-tree", "-r", rev).splitlines() if rev else []
+    files = [line for line in listing if not line.split("\t", 1)[-1].startswith(("experiments/", "tracker.yaml"))]
+    what = {"train": config.phase("train").argv(config.command), "test": config.phase("test").argv(config.command),
+            "params": params, "code": hashlib.sha256("\n".join(files).encode()).hexdigest()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _where(uses: Sequence[TestUse], name: str) -> str:
+    """", as experiment 'copy'" when the configuration was tested under other experiment names."""
+    others = sorted({u.experiment for u in uses} - {name})
+    return f", as experiment {', '.join(map(repr, others))}" if others else ""
+
+
 def earlier_tests(project: Project, name: str) -> list[Trial]:
     """The completed test trials of experiment ``name`` (test results already seen)."""
     return [t for t in project.store.list_trials(experiment=[name], status=["completed"]) if t.phase == "test"]
@@ -142,15 +165,17 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
         raise UsageError(f"experiment {name!r} has no test phase",
                          hint="add one, e.g. 'phases: {test: python evaluate.py --split test}' (see docs/phases.md)")
     selection = select(project, name, metric, goal)
-    earlier = earlier_tests(project, name)
-    done = sorted({t.extra.get("test", {}).get("run", 1) for t in earlier})
-    run = (done[-1] if done else 0) + 1
-    if earlier:
-        first = min(earlier, key=lambda t: t.created)
-        reporter.message(f"warning: test results of {name!r} were already seen ({len(done)} earlier test run(s), "
-                         f"first on {first.created[:10]}); choosing again after seeing them makes test results "
-                         "optimistic, so report the first test")
     code = gitinfo.capture(project.root, project.config.code)
+    key = use_key(project, config, selection.params, code)
+    earlier = earlier_tests(project, name)
+    uses = project.store.test_uses(key)
+    done = sorted({t.extra.get("test", {}).get("run", 1) for t in earlier})
+    run = max(done[-1] if done else 0, len(uses)) + 1
+    if earlier or uses:
+        first = min([t.created for t in earlier] + [u.at for u in uses])
+        reporter.message(f"warning: test results of {name!r} were already seen ({run - 1} earlier test run(s), "
+                         f"first on {first[:10]}{_where(uses, name)}); choosing again after seeing them makes "
+                         "test results optimistic, so report the first test")
     seeds = experiments.evaluation_seeds(project, name, config, "test", [t.seed for t in selection.sources])
     missing = [t.id for t in selection.sources if not project.paths.trial_dir(t.id).is_dir()]
     if missing:
@@ -165,5 +190,6 @@ def run_test(project: Project, name: str, metric: str, *, goal: str | None = Non
     start.prepare()
     env_ids = start.record({name: config}, phase="test")
     trials = start.create(specs, {name: config}, code, env_ids, ["test"])
+    project.store.record_test_use(TestUse(key, name, selection.params, code.commit, trials[0].run_id, now()))
     final = start.drive(trials, start.driver(max_failures=0))
     return TestResult(selection, run, earlier, final)

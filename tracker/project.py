@@ -133,7 +133,10 @@ class Project:
             section.pop(name)
         else:
             section[name] = value
-        data[key] = section
+        if section:
+            data[key] = section
+        else:  # the last one removed: no empty 'remotes: {}' left behind
+            data.pop(key, None)
         self.save_raw(data)
 
     def check_new_entry(self, key: str, name: str, label: str, *, force: bool = False) -> None:

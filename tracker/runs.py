@@ -15,6 +15,7 @@ settings are skipped unless ``rerun`` is set: each trial carries a fingerprint o
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -146,7 +147,41 @@ def plan(project: Project, names: Sequence[str], options: RunOptions, reporter: 
             if t.status == "completed"}
     skipped = [done[p] for p in prints if p in done]
     specs, prints = keep_specs(specs, prints, done)
-    return Plan(configs, specs, skipped, code, prints, codeset.why_run_again(project, specs, code))
+    return Plan(configs, specs, skipped, code, prints, why_run_again(project, specs, code))
+
+
+def why_run_again(project: Project, specs: Sequence[TrialSpec], code: gitinfo.CodeState) -> list[str | None]:
+    """For each spec, why the completed trial with its experiment, params and seed (the latest) is not
+    re-used: "code changed: notes.txt" or "experiment settings changed"; None when no such trial
+    exists. One store query per experiment, one ``git diff`` per code version.
+    """
+    def key(params: dict[str, object], seed: int | None) -> str:
+        return json.dumps([params, seed], sort_keys=True, default=str)
+
+    done: dict[str, dict[str, Trial]] = {}
+    for name in dict.fromkeys(s.experiment for s in specs if s.phase == "train"):
+        trials = project.store.list_trials(experiment=name, status="completed")
+        done[name] = {key(t.params, t.seed): t for t in trials if t.phase == "train"}
+    now = code.snapshot or code.commit
+    diffs: dict[str, list[str] | None] = {}
+    out: list[str | None] = []
+    for spec in specs:
+        before = done.get(spec.experiment, {}).get(key(spec.params, spec.seed)) if spec.phase == "train" else None
+        if before is None:
+            out.append(None)
+            continue
+        then = before.snapshot or before.commit
+        if then and now and then not in diffs:
+            diffs[then] = [] if then == now else gitinfo.changed_files(project.root, then, now)
+        files = diffs.get(then) if then and now else None
+        if files is None:
+            out.append("code changed (the earlier trial's code is not in this repository)")
+        elif files:
+            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+            out.append("code changed: " + ", ".join(files[:3]) + more)
+        else:
+            out.append("experiment settings changed")
+    return out
 
 
 def keep_specs(specs: list[TrialSpec], prints: list[str | None], drop: Container[str | None]

@@ -258,12 +258,23 @@ def delete(project: Project, refs: list[str], *, force: bool = False) -> list[Tr
 KEPT_ON_RESET = {lifecycle.PATCH_FILE, lifecycle.RECORD_FILE, "params.json", "params.yaml"}
 
 
+def waiting(trial: Trial) -> bool:
+    """Whether ``trial`` is queued with nobody to run it: reset, not in a queue, no run owns it.
+
+    Such a trial runs with ``tracker trials reset --run`` and is cancelled by ``tracker trials stop``;
+    a queued trial of a queue is a worker's to run.
+    """
+    return trial.status == "queued" and not trial.queue and not trial.owner
+
+
 def reset(project: Project, refs: list[str] | None = None, *, experiment: list[str] | None = None,
           status: list[str] | None = None) -> list[Trial]:
     """Put failed, lost or cancelled trials (pruned ones when named) back to ``queued``, outputs cleared.
 
     Whoever ran them before is forgotten (executor handle, owner, host), so a re-run is
-    recorded where it actually runs.
+    recorded where it actually runs. A queue trial goes back in its queue (its workers take
+    it); any other is :func:`waiting` and is returned again, with the newly reset ones, until
+    it runs or is stopped, so ``reset --run`` after a plain ``reset`` runs it.
     """
     store = project.store
     allowed = RESETTABLE | {"pruned"}
@@ -273,15 +284,20 @@ def reset(project: Project, refs: list[str] | None = None, *, experiment: list[s
         raise UsageError(f"cannot reset {sorted(bad)[0]} trials", hint="only failed, lost, cancelled or pruned")
     if refs:
         trials = [store.get(r) for r in refs]
-        not_resettable = [t for t in trials if t.status not in allowed]
+        not_resettable = [t for t in trials if t.status not in allowed and not waiting(t)]
         if not_resettable:
             t = not_resettable[0]
             raise UsageError(f"trial {t.id} is {t.status}",
                              hint="only failed, lost, cancelled or pruned trials reset")
     else:
         trials = store.list_trials(experiment=experiment or None, status=sorted(wanted))
+        if not status:
+            trials += [t for t in store.list_trials(experiment=experiment or None, status=["queued"]) if waiting(t)]
     done = []
     for t in trials:
+        if waiting(t):
+            done.append(t)
+            continue
         if store.transition(t.id, "queued", expected=allowed, **FORGOTTEN_ON_REQUEUE):
             store.append_metrics(t.id, [], replace=True)
             clear_outputs(project.paths.trial_dir(t.id))
@@ -308,15 +324,15 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
     The stop request is recorded in the store; the process that drives the trial (this
     machine's or another's) stops it: SIGTERM to everything it started, SIGKILL after the
     grace period. A trial on an SSH host whose client is gone is stopped over SSH from here.
-    A launcher's job that runs only this trial (a SLURM task) is ended too. A trial waiting
-    in a queue ends ``cancelled`` at once (no worker claims it any more).
+    A launcher's job that runs only this trial (a SLURM task) is ended too. A queued trial (in a
+    queue, reset, or not yet started by its run) ends ``cancelled`` at once: nothing starts it any more.
     """
     from tracker.execution.driver import adopt_and_stop
     from tracker.execution.targets import backend_of
 
     store = project.store
     trial = store.get(ref)
-    if trial.status == "queued" and trial.queue:
+    if trial.status == "queued":
         return _stop_queued(project, trial)
     if trial.status != "running":
         raise UsageError(f"trial {trial.id} is {trial.status}, not running")
@@ -337,7 +353,7 @@ def stop(project: Project, ref: str, *, wait: float | None = None) -> Trial:
 
 
 def _stop_queued(project: Project, trial: Trial) -> Trial:
-    """A waiting queue trial ends cancelled; its launcher drops the jobs no waiting trial needs."""
+    """A queued trial ends cancelled; its launcher drops the jobs no waiting trial needs."""
     from tracker.execution.targets import backend_of
 
     if not lifecycle.cancel_unstarted(project.store, [trial.id], "cancelled by the user"):

@@ -6,8 +6,11 @@ tracker.yaml, built here under ``.tracker/envs/<key>``) and on SSH hosts
 the interpreter's ``sys.version``, the files that define the environment and the set-up
 commands. A venv is built once, under a lock so concurrent runs never build it twice, and
 is ready only when its marker file is written last; a build that was interrupted is
-removed and redone by the next run, never used. Reusing a built venv costs reading a few
-small files::
+removed and redone by the next run, never used. With ``environment: {shared: true}`` the venv
+is kept by its key in the user's cache (:func:`shared_envs`), so projects with the same
+requirements (two made from one template) build it once; a venv that holds something of its
+project's own (``pip install -e .``, set-up commands, a requirement by local path) stays in
+the project, and the build says why. Reusing a built venv costs reading a few small files::
 
     env = ensure(Project.find())           # builds on first need, then returns at once
     env.python, env.variables()            # its interpreter; VIRTUAL_ENV and PATH for a trial
@@ -42,6 +45,8 @@ READY = ".tracker-ready"
 _STEPS = ("Collecting", "Processing", "Obtaining", "Downloading", "Building wheel", "Installing collected",
           "Successfully installed")
 _INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s*=\s*|\s*)(\S+)")
+# a requirement by local path (./lib, -e ., file:...): a venv with one belongs to its project
+_LOCAL_REQUIREMENT = re.compile(r"^\s*(?:(?:-e|--editable)\s+)?(?:\.{1,2}(?:/|\s*$)|/|file:|~)")
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,9 @@ def ensure(project: Project, reporter: Reporter | None = None) -> ProjectEnv:
     spec = EnvSpec.of(root, settings.setup, settings.requirements)
     python, version = _base_python(project)
     key = spec.key(root, version)
-    env = ProjectEnv(key, project.paths.envs / key, spec.files)
+    unshared = _unshareable(root, spec) if settings.shared else None
+    home = shared_envs() if settings.shared and unshared is None else project.paths.envs
+    env = ProjectEnv(key, home / key, spec.files)
     if _ready(env.path):
         _link_helpers(env.path)
         return env
@@ -150,8 +157,33 @@ def ensure(project: Project, reporter: Reporter | None = None) -> ProjectEnv:
     with _lock(env.path.parent / f"{key}.lock", key, reporter):
         if _ready(env.path):  # another tracker built it while this one waited
             return env
+        if unshared and reporter:
+            reporter.message(f"environment.shared: this venv stays in .tracker/envs ({unshared})")
         _build(root, spec, python, version, env, reporter)
     return ProjectEnv(env.key, env.path, env.files, built=True)
+
+
+def shared_envs() -> Path:
+    """Where ``environment: {shared: true}`` keeps venvs by key: ``$TRACKER_ENV_CACHE``, else
+    ``$XDG_CACHE_HOME/tracker/envs`` (``~/.cache/tracker/envs``)."""
+    if os.environ.get("TRACKER_ENV_CACHE"):
+        return Path(os.environ["TRACKER_ENV_CACHE"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "tracker" / "envs"
+
+
+def _unshareable(root: Path, spec: EnvSpec) -> str | None:
+    """Why a venv cannot be shared with other projects (it holds something of this project's own), or None."""
+    if spec.project:
+        return "it installs the project itself (pip install -e .)"
+    if spec.setup:
+        return "its set-up commands run in this project"
+    for name in spec.files:
+        if name.endswith((".txt", ".lock", ".in")):
+            for line in (root / name).read_text(errors="replace").splitlines():
+                if _LOCAL_REQUIREMENT.match(line):
+                    return f"{name} installs from a path in the project: {line.strip()}"
+    return None
 
 
 def _base_python(project: Project) -> tuple[str, str]:
@@ -172,8 +204,24 @@ def _base_python(project: Project) -> tuple[str, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ConfigError(f"environment.python: {wanted!r} does not run: {exc}", **where) from exc
     if proc.returncode != 0:
-        raise ConfigError(f"environment.python: {wanted!r} does not run: {proc.stderr.strip()[-200:]}", **where)
+        said = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
+        raise ConfigError(f"environment.python: {wanted!r} does not run: {said}", hint=_shim_hint(found, proc.stderr),
+                          **where)
     return found, proc.stdout
+
+
+def _shim_hint(found: str, stderr: str) -> str | None:
+    """For a pyenv shim whose version is not active here: how to fix it (pyenv's own message is many lines)."""
+    if not stderr.startswith("pyenv:") and f"{os.sep}shims{os.sep}" not in found:
+        return None
+    versions = re.findall(r"^\s+(\S+)\s*$", stderr.split("exists in these Python versions:", 1)[-1], re.M)
+    name = os.path.basename(found)
+    if versions:
+        root = os.path.dirname(os.path.dirname(found))
+        return (f"it is a pyenv shim and no active pyenv version has {name}: name the interpreter itself "
+                f"(python: {os.path.join(root, 'versions', versions[0], 'bin', name)}) or run "
+                f"'pyenv local {versions[0]}' in the project")
+    return f"it is a pyenv shim and no installed pyenv version has {name}: 'pyenv install' one, or name another python"
 
 
 def _ready(path: Path) -> bool:

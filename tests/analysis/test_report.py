@@ -328,5 +328,5 @@ def test_without_plotly_the_report_names_the_extra(reported: Reported, tmp_path:
     monkeypatch.setitem(sys.modules, "plotly", None)  # what 'import plotly' meets where it is not installed
     monkeypatch.chdir(reported.project.root)
     code, _, err = cli("report", "--out", str(tmp_path / "r.html"))
-    assert (code, err) == (1, "error: plotly is not installed (install it with: pip install 'tracker[analysis]')\n")
+    assert (code, err) == (1, "error: plotly is not installed (install it with: pip install 'seedtracker[analysis]')\n")
     assert not (tmp_path / "r.html").exists()

@@ -283,3 +283,31 @@ def test_run_tag_tags_the_trials_it_skipped(project_dir: Path) -> None:
     assert code == 0, err
     tagged = json.loads(cli("trials", "list", "--tag", "study", "--json")[1])
     assert done in [t["id"] for t in tagged] and len(tagged) == 2  # the skipped trial belongs to the study
+def test_a_reset_trial_waits_for_reset_run_and_stop_cancels_it(project_dir: Path) -> None:
+    """A plain reset leaves trials queued: the reset's message says how to run them, a later
+    ``reset --run`` runs them, and ``trials stop`` cancels one that waits."""
+    assert cli("run", "base", "--seed", "1", "-p", "fail=1", "-q")[0] == 1
+    first, second = (t["id"] for t in json.loads(cli("trials", "list", "--json")[1]))
+    code, _, err = cli("trials", "reset")
+    assert code == 0 and "reset 2 trial(s)" in err
+    assert "2 waiting: run them with 'tracker trials reset --run'" in err and "tracker trials stop" in err
+    code, _, err = cli("trials", "stop", second)
+    assert code == 0 and f"trial {second} is cancelled" in err
+    train = project_dir / "train.py"
+    train.write_text(train.read_text().replace("if a.fail:", "if False:"))
+    code, _, err = cli("trials", "reset", "--run")  # the waiting one and the cancelled one
+    assert code == 0 and "reset 2 trial(s)" in err and "2/2 completed" in err, err
+    statuses = {t["id"]: t["status"] for t in json.loads(cli("trials", "list", "--json")[1])}
+    assert statuses == {first: "completed", second: "completed"}
+
+
+def test_a_reset_queue_trial_goes_back_to_its_workers(project_dir: Path) -> None:
+    assert cli("queue", "submit", "base", "--seeds", "1", "-p", "fail=1", "-p", "lr=0.1", "-Q", "gpu")[0] == 0
+    code, _, err = cli("worker", "--queue", "gpu", "--idle-exit", "0")
+    assert "ran 1 trial(s)" in err, err
+    [trial] = json.loads(cli("trials", "list", "--json")[1])
+    assert trial["status"] == "failed"
+    code, _, err = cli("trials", "reset")
+    assert code == 0 and "1 back in queue gpu: a worker runs them (tracker worker --queue gpu)" in err, err
+    code, _, err = cli("worker", "--queue", "gpu", "--idle-exit", "0")
+    assert "ran 1 trial(s)" in err, err

@@ -42,7 +42,7 @@ def test_help_uses_conventional_placeholders_and_shows_text_literally() -> None:
         assert not re.search(r"(?<!\$)\{\w+\}", out), (path, out)  # ${VAR} is literal help text
     out = runner.invoke(app, ["run", "--help"], terminal_width=200).stdout
     assert "Usage: tracker run [OPTIONS] EXPERIMENT" in out
-    assert "Grid over values: NAME=[v1,v2]." in out
+    assert "Grid over values: 'NAME=[v1,v2]'" in out
     assert re.search(r"--seeds\s+-n\s+INTEGER\s+Use the first N", out)
     assert re.search(r"--dry-run\s+List the trials", out)
     out = runner.invoke(app, ["trials", "delete", "--help"], terminal_width=200).stdout

@@ -36,3 +36,32 @@ def test_readme_opens_with_the_two_commands() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "\ndemo:" in makefile and "\ntest:" in makefile
     assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+def test_install_lines_name_the_distribution() -> None:
+    """Every ``pip install`` of tracker in the docs, the template and the code names the distribution in pyproject."""
+    import re
+
+    dist = re.search(r'^name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)  # py3.10: no tomllib
+    assert dist != "tracker"  # taken on PyPI by an unrelated package
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "templates").rglob("*.md"),
+             *(ROOT / "tracker").rglob("*.py"), ROOT / "pyproject.toml"]
+    installs = [(path.name, m.group(0)) for path in files for m in
+                re.finditer(r"pip install(?: -U)? '?([\w-]+)(\[[\w,{}]+\])?", path.read_text())
+                if m.group(2) or m.group(1) in ("tracker", dist)]
+    extras = [(path.name, m.group(0)) for path in files for m in re.finditer(r"[\w-]+\[[\w,]+\]", path.read_text())
+              if m.group(0).split("[")[0] in ("tracker", dist)]
+    assert installs and extras
+    assert all(f" {dist}" in line or f"'{dist}[" in line for _, line in installs), installs
+    assert all(e.startswith(f"{dist}[") for _, e in extras), extras
+
+
+def test_shell_examples_quote_brackets_for_zsh() -> None:
+    """``--grid lr=[0.1,0.01]`` unquoted is a glob: zsh stops with "no matches found"."""
+    import re
+
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "templates").rglob("*.md"),
+             *(ROOT / "tracker/cli").glob("*.py")]
+    unquoted = [(path.name, line.strip()) for path in files for line in path.read_text().splitlines()
+                if "tracker " in line and re.search(r"(?<=\s)[\w./-]+=\[[^\]]*\]", line)]
+    assert not unquoted, unquoted

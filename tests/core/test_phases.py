@@ -287,3 +287,39 @@ def test_export_and_trials_list_have_a_phase_column(phased: Project, tmp_path: P
 
     code, out, err = run_tty("trials", "list", cwd=phased.root, columns=250)
     assert code == 0 and out.splitlines()[0].split()[:5] == ["id", "experiment", "status", "phase", "seed"], err
+def test_the_test_set_is_counted_in_the_store_by_configuration_and_code(phased: Project,
+                                                                        project_dir: Path) -> None:
+    """Deleting the test trials or copying the experiment file does not make a second test look like the first."""
+    assert run_experiment(phased, "phased", RunOptions(seed_count=1)).failed == []
+    assert cli("test", "phased", "--best", "val/acc", "-q")[0] == 0
+    tests = [t.id for t in phased.store.list_trials() if t.phase == "test"]
+    assert cli("trials", "delete", *tests, "--yes")[0] == 0
+    code, out, err = cli("test", "phased", "--best", "val/acc", "-q", "--json")
+    assert code == 0 and "already seen (1 earlier test run(s)" in err and json.loads(out)["run"] == 2
+    # the same file under another name: its own trials, the same configuration on the same code
+    _commit(project_dir, {"experiments/copy.yaml": PHASED})
+    assert run_experiment(phased, "copy", RunOptions(seed_count=1)).failed == []
+    code, out, err = cli("test", "copy", "--best", "val/acc", "-q", "--json")
+    assert code == 0 and "already seen (2 earlier test run(s)" in err and "as experiment 'phased'" in err
+    assert json.loads(out)["run"] == 3
+    # other code is another count
+    _commit(project_dir, {"evaluate.py": EVALUATE + "\n# changed\n", "experiments/other.yaml": PHASED})
+    assert run_experiment(phased, "other", RunOptions(seed_count=1)).failed == []
+    code, out, err = cli("test", "other", "--best", "val/acc", "-q", "--json")
+    assert code == 0 and json.loads(out)["run"] == 1 and "already seen" not in err
+
+
+@pytest.mark.parametrize("metric", ["train/test/acc", "test_acc", "val/test-loss", "TEST.acc"])
+def test_no_test_metric_drives_selection_under_any_name(phased: Project, metric: str) -> None:
+    run_experiment(phased, "phased", RunOptions(seed_count=1))
+    code, _, err = cli("test", "phased", "--best", metric)
+    assert code == 2 and "test metric" in err
+    with pytest.raises(ConfigError, match="test metric"):
+        experiments.load(_with(phased, f"objective: {{metric: {metric}, goal: max}}\n"), "sel")
+    code, _, err = cli("compare", "phased", "--metric", metric)
+    assert code == 2 and "is a test metric: ranking train trials by it would choose" in err
+
+
+def _with(project: Project, extra: str) -> Project:
+    (project.root / "experiments/sel.yaml").write_text(PHASED.split("objective:")[0] + extra)
+    return project

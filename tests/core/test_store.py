@@ -22,7 +22,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     SQLiteStore.open(path).close()
     names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM schema_migrations")]
     assert names == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints",
-                     "0006_optimizations", "0007_metric_values", "0008_queue"]
+                     "0006_optimizations", "0007_metric_values", "0008_queue", "0009_test_uses"]
 
 
 def test_newer_store_is_refused_not_corrupted(tmp_path: Path) -> None:
@@ -97,6 +97,7 @@ def test_old_store_fixture_is_upgraded_in_place(tmp_path: Path) -> None:
     assert (trial.seed, trial.params, trial.metrics) == (7, {"lr": 0.1}, {"val/acc": 0.9})
     assert store.list_trials(params={"lr": 0.1})[0].id == trial.id
     assert store.migrations() == ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes",
-                                  "0005_fingerprints", "0006_optimizations", "0007_metric_values", "0008_queue"]
+                                  "0005_fingerprints", "0006_optimizations", "0007_metric_values", "0008_queue",
+                                  "0009_test_uses"]
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "file_hashes" not in tables  # machine-local: moved out of the store

@@ -7,6 +7,7 @@ pip finds its packages only in a directory of wheels made here (``PIP_NO_INDEX``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import git
+from tests.conftest import git, make_project
 from tracker.cli import app
 from tracker.config import ProjectConfig, parse_model
 from tracker.errors import ConfigError, ExecutionError
@@ -305,6 +306,35 @@ def test_missing_requirements_file_and_interpreter_are_config_errors(venv_projec
         ensure(Project.find())
 
 
+PYENV_SHIM = """#!/bin/sh
+echo "pyenv: python3.9: command not found" >&2
+echo >&2
+echo "The \\`python3.9' command exists in these Python versions:" >&2
+echo "  3.9.18" >&2
+echo >&2
+echo "Note: See 'pyenv help global' for tips on allowing both" >&2
+echo "      python2 and python3 to be found." >&2
+exit 127
+"""
+
+
+def test_a_pyenv_shim_of_an_inactive_version_is_one_line_and_a_fix(venv_project: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    shims = tmp_path / ".pyenv" / "shims"
+    shims.mkdir(parents=True)
+    (shims / "python3.9").write_text(PYENV_SHIM)
+    (shims / "python3.9").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    (venv_project / "tracker.yaml").write_text("name: demo\nenvironment:\n  venv: true\n  python: python3.9\n")
+    with pytest.raises(ConfigError) as info:
+        ensure(Project.find())
+    assert info.value.message == ("tracker.yaml:4: environment.python: 'python3.9' does not run: "
+                                  "pyenv: python3.9: command not found")
+    assert info.value.hint == (f"it is a pyenv shim and no active pyenv version has python3.9: name the interpreter "
+                               f"itself (python: {tmp_path}/.pyenv/versions/3.9.18/bin/python3.9) or run "
+                               "'pyenv local 3.9.18' in the project")
+
+
 def test_named_python_is_found_from_the_project_root(venv_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``python: tools/py`` is relative to the project; the same interpreter gives the same venv."""
     (venv_project / "tools").mkdir()
@@ -335,3 +365,29 @@ def test_setup_commands_run_in_the_new_venv_with_its_own_pip(venv_project: Path)
     env = ensure(Project.find())
     assert (venv_project / "setup.out").read_text() == str(env.path)  # in the project root, venv active
     assert str(env.path) in (venv_project / "pip.out").read_text()  # `pip` is the venv's, never another's
+
+
+def test_shared_venvs_are_built_once_for_projects_with_the_same_requirements(
+        venv_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two projects made from one template share one venv by key; one that installs a local path says why not."""
+    monkeypatch.setenv("TRACKER_ENV_CACHE", str(tmp_path / "cache"))
+    settings = "name: demo\nenvironment:\n  venv: true\n  shared: true\n"
+    (venv_project / "tracker.yaml").write_text(settings)
+    first = ensure(Project.find())
+    assert first.built and first.path.parent == tmp_path / "cache"
+    twin = make_project(tmp_path / "twin")
+    (twin / "tracker.yaml").write_text(settings)
+    (twin / "requirements.txt").write_text("tinypkg==1.0\n")
+    monkeypatch.chdir(twin)
+    second = ensure(Project.find())
+    assert (second.built, second.path) == (False, first.path)
+    assert not (twin / ".tracker" / "envs").exists()
+    (twin / "requirements.txt").write_text("tinypkg==1.0\n-e ./vendor\n")
+    (twin / "vendor").mkdir()
+    (twin / "vendor" / "setup.py").write_text("from setuptools import setup\nsetup(name='vendored')\n")
+    reporter = Recorder()
+    with contextlib.suppress(ExecutionError):  # no setuptools offline: what matters is where it builds
+        ensure(Project.find(), reporter)
+    assert reporter.messages[0] == ("environment.shared: this venv stays in .tracker/envs (requirements.txt "
+                                    "installs from a path in the project: -e ./vendor)")
+    assert (twin / ".tracker" / "envs").is_dir()

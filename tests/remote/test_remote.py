@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import git
@@ -458,3 +459,31 @@ def test_a_new_commit_synced_from_the_spare_drops_deleted_files_and_keeps_the_ol
     assert (new / "pkg/keep.py").stat().st_ino == (old / "pkg/keep.py").stat().st_ino  # a hard link, no copy
     assert sorted(p.name for p in new.parent.iterdir() if ".tmp" in p.name) == []
     assert not (new / sync.LISTING).exists() and (new / sync.SYNCED).exists()
+def test_trust_of_a_port_that_is_not_ssh_is_one_line(project_dir: Path) -> None:
+    """paramiko logs a failed handshake with its traceback; the user sees one line and a hint."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    assert runner.invoke(app, ["remote", "add", "web", "--host", "127.0.0.1", "--port", str(port)]).exit_code == 0
+    done = subprocess.run([sys.executable, "-m", "tracker", "remote", "trust", "web", "--yes"], cwd=project_dir,
+                          capture_output=True, text=True, timeout=60)
+    server.close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "paramiko" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: cannot read the host key of web (127.0.0.1:{port})")
+    assert "is an SSH server listening" in done.stderr and len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_removing_the_last_remote_leaves_no_empty_section(project_dir: Path) -> None:
+    before = (project_dir / "tracker.yaml").read_text()
+    assert runner.invoke(app, ["remote", "add", "gpu9", "--host", "10.9.9.9"]).exit_code == 0
+    assert runner.invoke(app, ["remote", "remove", "gpu9"]).exit_code == 0
+    after = (project_dir / "tracker.yaml").read_text()
+    assert "\nremotes:" not in after and yaml.safe_load(after) == yaml.safe_load(before)

@@ -222,7 +222,7 @@ def test_without_plotly_the_report_names_the_extra(proj: Project, monkeypatch: p
     oid = optimize(proj, "quick", OptimizeOptions(strategy="random", trials=1)).optimization.id
     monkeypatch.setitem(sys.modules, "plotly", None)  # what 'import plotly' meets where it is not installed
     code, _, err = cli("optimize", "report", oid, "-o", "r.html")
-    assert (code, err) == (1, "error: plotly is not installed (install it with: pip install 'tracker[search]')\n")
+    assert (code, err) == (1, "error: plotly is not installed (install it with: pip install 'seedtracker[search]')\n")
     assert not (proj.root / "r.html").exists()
 
 

@@ -81,9 +81,9 @@ def test_missing_extra_gives_install_advice(project_dir: Path, monkeypatch: pyte
     with open(project_dir / "tracker.yaml", "a") as fh:
         fh.write("storage:\n  s3: {type: s3, bucket: b}\n")
     assert runner.invoke(app, ["run", "base", "-q", "--seed", "1", "-p", "lr=0.1"]).exit_code == 0
-    monkeypatch.setitem(sys.modules, "boto3", None)  # as if tracker[s3] were not installed
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if seedtracker[s3] were not installed
     result = runner.invoke(app, ["backup", "--to", "s3", "--all"])
-    assert result.exit_code == 1 and "pip install 'tracker[s3]'" in result.stderr
+    assert result.exit_code == 1 and "pip install 'seedtracker[s3]'" in result.stderr
 
 
 def test_third_party_backend_via_entry_point(project_dir: Path, tmp_path: Path,

@@ -70,13 +70,13 @@ def test_migrate_into_postgres_then_every_command_answers_the_same(ran: Project,
     code, stdout, stderr = cli("store", "migrate", "--to", pg_empty_url, "--json")  # again: nothing to do
     assert code == 0, stderr
     assert json.loads(stdout)["copied"] == {"experiments": 0, "environments": 0, "optimizations": 0, "blobs": 0,
-                                            "trials": 0}
+                                            "test_uses": 0, "trials": 0}
     assert json.loads(stdout)["skipped"]["trials"] == 4
     code, stdout, _ = cli("--store", pg_empty_url, "store", "info", "--json")
     info = json.loads(stdout)
     assert (info["backend"], info["trials"], info["by_status"], info["source"]) == (
         "postgresql", 4, {"completed": 4}, "TRACKER_STORE")
-    assert info["migrations"] == ["0001_initial", "0008_queue"]
+    assert info["migrations"] == ["0001_initial", "0008_queue", "0009_test_uses"]
 
 
 def test_migrate_back_from_postgres_into_a_new_sqlite_store(ran: Project, pg_empty_url: str, tmp_path: Path) -> None:

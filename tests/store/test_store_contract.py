@@ -41,7 +41,7 @@ from tracker.testing.store import StoreContract, make, optimization
 
 FIXTURES = Path(__file__).resolve().parent.parent / "core" / "fixtures"
 ALL_MIGRATIONS = ["0001_initial", "0002_file_hashes", "0003_lifecycle", "0004_tags_notes", "0005_fingerprints",
-                  "0006_optimizations", "0007_metric_values", "0008_queue"]
+                  "0006_optimizations", "0007_metric_values", "0008_queue", "0009_test_uses"]
 
 
 def _insert_old(store: SQLiteStore, trials: list[Trial], points: list[MetricPoint] = ()) -> None:

@@ -192,6 +192,16 @@ def _check(experiments: Sequence[str], stat: str, goal: str | None, phase: str) 
         raise UsageError(f"--goal must be min or max, not {goal!r}")
 
 
+def _not_a_test_ranking(metric: str, phase: str) -> None:
+    """Ranking configurations chooses among them: a test metric may rank only test trials (their report)."""
+    from tracker.config import is_test_metric
+
+    if phase != "test" and is_test_metric(metric):
+        raise UsageError(f"{metric!r} is a test metric: ranking {phase} trials by it would choose a configuration "
+                         "on the test set", hint="compare a validation metric (--metric val/acc), or the test "
+                                                 "results of 'tracker test' with --phase test")
+
+
 # ---------------------------------------------------------------------------------------------- rows
 
 
@@ -564,6 +574,7 @@ def compare(project: Project, experiments: Sequence[str], *, metric: str | None 
         if name not in known:
             raise NotFoundError(f"no experiment {name!r}", hint="see 'tracker experiments list'")
     metric, goal, source = _objective(project, experiments, metric, goal, phase)
+    _not_a_test_ranking(metric, phase)
     by_list = list(dict.fromkeys(b.strip() for part in by for b in part.split(",") if b.strip())) if by else None
     try:
         import numpy  # noqa: F401

@@ -94,14 +94,17 @@ def write_report(project: Project, experiments: Sequence[str], out: Path, **comp
 
 def _refuse_test_metrics(metric: str | None, where: str | None) -> None:
     """The validation sections may not compare or filter on a test metric."""
-    if metric and metric.startswith(TEST_PREFIX):
+    from tracker.config import is_test_metric
+
+    if metric and is_test_metric(metric):
         raise UsageError(f"the report compares validation metrics, not {metric!r}",
                          hint="test results have their own section; name a validation metric, e.g. "
-                              f"--metric val/{metric[len(TEST_PREFIX):]}")
+                              f"--metric val/{metric.rsplit('/', 1)[-1].removeprefix('test_')}")
     if where:
         from tracker.analysis.where import parse
 
-        used = [n for n in parse(where).names if n.startswith(TEST_PREFIX)]
+        used = [n for n in parse(where).names  # a name without "/" may be a param ("no-test")
+                if n.startswith(TEST_PREFIX) or ("/" in n and is_test_metric(n))]
         if used:
             raise UsageError(f"--where uses the test metric {used[0]!r}: choosing trials by their test "
                              "results would leak the test set into the comparison",

@@ -5,7 +5,7 @@ Every function takes one sample (a list of floats) or many samples of the same s
 10,000 configurations costs a few vectorised calls rather than 10,000 Python loops. The tests
 check them on published examples and against direct scipy / statsmodels calls.
 
-scipy and numpy come with the ``analysis`` extra (``pip install 'tracker[analysis]'``); statsmodels
+scipy and numpy come with the ``analysis`` extra (``pip install 'seedtracker[analysis]'``); statsmodels
 too, but only the tests use it (to check Holm and the power computation here against it):
 importing it pulls in pandas, 0.3-0.8 s, more than the statistics of a comparison of 10,000
 configurations. scipy.stats (0.6-1.0 s to import on a busy 2-core machine, a third of a comparison

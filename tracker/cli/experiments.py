@@ -32,16 +32,21 @@ def create(
 ) -> None:
     """Write experiments/NAME.yaml with every key explained in comments.
 
+    The command's --help is read (15 s at most) to write 'seed_flag: null' for a script
+    without --seed and 'booleans: bare' for one with store_true switches.
+
     Example: tracker experiments create high-lr --from baseline --param lr=0.5
     """
     from tracker import experiments
 
     proj = project()
     with tracked_edit(proj, f"tracker: add experiment {name}", commit=commit) as written:
-        path = experiments.create(proj, name, base=base, params=parse_assignments(param, "--param"),
-                                  command=command, description=description, force=force)
-        written.append(path)
-        info(f"wrote {path}")
+        created = experiments.create(proj, name, base=base, params=parse_assignments(param, "--param"),
+                                     command=command, description=description, force=force)
+        written.append(created.path)
+        info(f"wrote {created.path}")
+    for note in created.notes:
+        info(note)
 
 
 @app.command("list")

@@ -18,7 +18,9 @@ def report_failed(proj: Any, failed: list[Any]) -> None:
 
     first = next((t for t in failed if t.status == "failed"), failed[0])
     info(f"{len(failed)} trial(s) did not complete; see '{logs_command(proj, first)}'")
-
+    hint = next((t.extra["hint"] for t in failed if t.extra.get("hint")), None)
+    if hint:
+        info(hint)
 
 
 class ConsoleReporter:

@@ -47,7 +47,8 @@ def submit(
     seeds: int = typer.Option(None, "--seeds", "-n", help="Use the first N preset seeds."),
     seed: list[int] = typer.Option(None, "--seed", "-s", help="Run with this seed (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Override a param: NAME=VALUE."),
-    grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: NAME=[v1,v2]."),
+    grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: 'NAME=[v1,v2]' (quoted: zsh "
+                                                                "expands brackets)."),
     tag: list[str] = typer.Option(None, "--tag", help="Tag every trial (repeatable)."),
     queue: str = QUEUE_OPTION,
     max_attempts: int = MAX_ATTEMPTS_OPTION,
@@ -61,7 +62,7 @@ def submit(
     Examples:
 
         tracker queue submit baseline --seeds 5
-        tracker queue submit baseline --grid lr=[0.1,0.01] -Q gpu
+        tracker queue submit baseline --grid 'lr=[0.1,0.01]' -Q gpu
     """
     from tracker.runs import RunOptions
 

@@ -30,7 +30,8 @@ def run(
     seeds: int = typer.Option(None, "--seeds", "-n", help="Use the first N preset seeds."),
     seed: list[int] = typer.Option(None, "--seed", "-s", help="Run with this seed (repeatable)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Override a param: NAME=VALUE."),
-    grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: NAME=[v1,v2]."),
+    grid: list[str] = typer.Option(None, "--grid", "-g", help="Grid over values: 'NAME=[v1,v2]' (quoted: zsh "
+                                                                "expands brackets)."),
     parallel: int = typer.Option(None, "--parallel", "-j", help="Trials to run at once (local)."),
     target: str = TARGET_OPTION,
     remote: str = REMOTE_OPTION,
@@ -66,7 +67,7 @@ def run(
         tracker run baseline                  # default number of preset seeds
         tracker run baseline --seeds 5 -j 2   # 5 seeds, 2 trials at a time
         tracker run baseline -p lr=0.05 --seed 7
-        tracker run baseline --grid lr=[0.1,0.01] --dry-run
+        tracker run baseline --grid 'lr=[0.1,0.01]' --dry-run
         tracker run baseline wide deep -j 4   # three experiments, one run
         tracker run baseline --seeds 10 --queue   # for workers: tracker worker
         tracker run baseline --seeds 10 --slurm --time 1:00:00 --gpus 1

@@ -294,8 +294,8 @@ def stop(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
     """Stop a running trial, local or remote, from any shell; it ends as cancelled.
 
     The trial gets SIGTERM (its whole process tree), then SIGKILL after the grace
-    period (defaults.grace in tracker.yaml). A trial waiting in a queue (tracker run --queue
-    or --slurm) is cancelled before any worker takes it. Re-run it with 'tracker trials reset ID --run'.
+    period (defaults.grace in tracker.yaml). A queued trial (in a queue, reset, or not yet
+    started by its run) is cancelled before anything starts it. Re-run it with 'tracker trials reset ID --run'.
     """
     from tracker import trials
 
@@ -304,6 +304,18 @@ def stop(ref: str = typer.Argument(..., metavar="TRIAL", help="Trial id (or a un
         info(f"asked trial {trial.id} to stop; it is still ending")
     else:
         info(f"trial {trial.id} is {trial.status}")
+
+
+def _say_how_to_run(done: list[Trial]) -> None:
+    """One line per queue the trials went back to, one for those that wait for ``reset --run``."""
+    from collections import Counter
+
+    for queue, n in sorted(Counter(t.queue for t in done if t.queue).items()):
+        info(f"{n} back in queue {queue}: a worker runs them (tracker worker --queue {queue})")
+    local = [t for t in done if not t.queue]
+    if local:
+        info(f"{len(local)} waiting: run them with 'tracker trials reset --run' "
+             f"(or cancel one with 'tracker trials stop {local[0].id}')")
 
 
 @app.command("reset")
@@ -320,6 +332,10 @@ def reset(
 ) -> None:
     """Put failed, lost or cancelled trials (pruned ones if named) back to queued, ready to run again.
 
+    A trial of a queue goes back to its queue, for its workers; any other waits until
+    'tracker trials reset --run' runs it (with the others reset before and not yet run)
+    or 'tracker trials stop ID' cancels it.
+
     Example: tracker trials reset --experiment baseline --run
     """
     from tracker import trials
@@ -331,6 +347,8 @@ def reset(
     proj = project()
     done = trials.reset(proj, refs, experiment=experiment, status=status)
     info(f"reset {len(done)} trial(s) to queued")
+    if not run_now:
+        _say_how_to_run(done)
     if run_now and done:
         from tracker.cli.progress import ConsoleReporter, report_failed
         from tracker.runs import rerun_queued

@@ -34,6 +34,13 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _flag(name: str, value: Any, seeds_flag: str | None, booleans: str) -> str:
+    """One param as a flag: ``--lr=0.1``, ``--eval_seeds=1,2``; with ``booleans: bare`` a true one is ``--name``."""
+    if booleans == "bare" and value is True:
+        return f"--{name}"
+    return f"--{name}={','.join(map(str, value)) if name == seeds_flag else format_value(value)}"
+
+
 def _env_name(name: str) -> str:
     return "TRACKER_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
@@ -75,8 +82,8 @@ def build(trial: Trial, config: ExperimentConfig, trial_dir: PurePath,
         flags = _flags(trial, config, phase)
         if config.params_as == "flags":
             seeds_flag = config.phase(phase).seed_flag if phase != "train" else None
-            argv += [f"--{k}={','.join(map(str, v)) if k == seeds_flag else format_value(v)}"
-                     for k, v in flags.items()]
+            argv += [_flag(k, v, seeds_flag, config.booleans) for k, v in flags.items()
+                     if not (config.booleans == "bare" and v is False)]
         elif config.params_as in ("json", "yaml"):
             name = f"params.{config.params_as}" if number == 0 else f"params.{phase}.{config.params_as}"
             if config.params_as == "json":

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from tracker.config import ExperimentConfig
 from tracker.execution import outputs
 from tracker.execution.launch import Launch, phases_of
+from tracker.scriptflags import refusal_hint
 from tracker.store import BaseStore, MetricPoint, Trial, now
 
 if TYPE_CHECKING:
@@ -226,7 +227,11 @@ def decide(project: Project, config: ExperimentConfig, trial: Trial, outcome: Ou
         return "lost", "the tracker process running this trial died", extra
     if outcome.exit_code != 0:
         tail = outputs.tail(directory / outputs.STDERR) or outputs.tail(directory / outputs.STDOUT)
-        return "failed", f"exit code {outcome.exit_code}" + (f"\n{tail}" if tail else ""), extra
+        hint = refusal_hint(tail, config, f"experiments/{trial.experiment}.yaml")
+        if hint:
+            extra["hint"] = hint
+        return "failed", f"exit code {outcome.exit_code}" + (f": {hint}" if hint else "") + \
+            (f"\n{tail}" if tail else ""), extra
     problems = outputs.check_deliverables(directory, config.deliverables if trial.phase == "train" else [])
     for phase in phases_of(trial, config):
         problems += outputs.check_deliverables(directory, config.phase(phase).deliverables, phase)

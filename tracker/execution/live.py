@@ -19,7 +19,8 @@ from pathlib import Path
 from tracker.api import METRICS_FILE
 from tracker.config import OutputScalars
 from tracker.execution import outputs
-from tracker.execution.capture import Capture, compile_pattern
+from tracker.execution.capture import Capture
+from tracker.execution.patterns import compile_pattern
 from tracker.store import MetricPoint, now
 
 _STREAMS = (("stdout", outputs.STDOUT), ("stderr", outputs.STDERR), ("metrics", METRICS_FILE))

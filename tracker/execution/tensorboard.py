@@ -5,7 +5,7 @@ A script that logs with ``torch.utils.tensorboard.SummaryWriter``, tensorboardX,
 has its scalars stored when the trial ends. A tag keeps its name, except that event files in
 a directory named for a phase (Keras writes ``train/`` and ``validation/``) put that name in
 front: ``validation/epoch_loss``. The reader is the ``tensorboard`` package
-(``pip install 'tracker[tensorboard]'``), imported only when event files exist.
+(``pip install 'seedtracker[tensorboard]'``), imported only when event files exist.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import shlex
 import socket
 import threading
@@ -21,6 +22,11 @@ from typing import Any
 
 from tracker.errors import HostKeyError, RemoteError
 from tracker.remote.hosts import RemoteHost
+
+# paramiko's transport thread logs a failed handshake with its traceback; with no handler configured,
+# Python's last-resort handler printed it to the user's terminal. The error reaches the user as one
+# line through RemoteError instead (``--debug`` logging still sees the records).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 CONNECT_TIMEOUT = 15.0
 _pool: dict[str, Connection] = {}
@@ -234,7 +240,9 @@ def scan_key(host: RemoteHost, timeout: float = CONNECT_TIMEOUT) -> Any:
         transport.close()
         return key
     except (OSError, paramiko.SSHException) as exc:
-        raise RemoteError(f"cannot read the host key of {host.name} ({host.address}): {exc}") from exc
+        raise RemoteError(f"cannot read the host key of {host.name} ({host.address}): {exc or type(exc).__name__}",
+                          hint=f"is an SSH server listening at {host.address}? check the remote's host and port "
+                               f"('tracker remote add {host.name} --force ...')") from exc
 
 
 def known_key(host: RemoteHost) -> Any | None:

@@ -10,7 +10,7 @@ name          suggests with                               stops early with
 grid          every grid point once (shuffled by seed)    –
 random        ``RandomSampler``                           –
 tpe           ``TPESampler`` (constant liar)              –
-gp            ``GPSampler`` (needs ``tracker[gp]``)       –
+gp            ``GPSampler`` (needs ``seedtracker[gp]``)       –
 hyperband     ``RandomSampler``                           ``HyperbandPruner``
 bohb          ``TPESampler`` (constant liar)              ``HyperbandPruner``
 ============  ==========================================  =================================
@@ -95,7 +95,7 @@ class GP(Strategy):
             import torch  # noqa: F401
         except ImportError as exc:
             raise UsageError("--strategy gp needs PyTorch and SciPy, which tracker does not install by default",
-                             hint="pip install 'tracker[gp]' (or use --strategy tpe)") from exc
+                             hint="pip install 'seedtracker[gp]' (or use --strategy tpe)") from exc
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP)
 
 

@@ -54,7 +54,7 @@ class StorageOptions(BaseModel):
 
 
 def require(module: str, package: str, extra: str) -> Any:
-    """Import an optional SDK, or fail with "pip install 'tracker[extra]'" advice."""
+    """Import an optional SDK, or fail with "pip install 'seedtracker[extra]'" advice."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -21,6 +21,7 @@ from tracker.store.models import (
     Event,
     MetricPoint,
     Optimization,
+    TestUse,
     Trial,
     Worker,
     sources,
@@ -30,8 +31,8 @@ from tracker.store.sqlite import SQLiteStore
 
 __all__ = [
     "ACTIVE", "FINISHED", "FORGOTTEN_ON_REQUEUE", "RESETTABLE", "STATUSES", "TRANSITIONS", "BaseStore",
-    "Configuration", "Event", "MetricPoint", "Optimization", "SQLStore", "SQLiteStore", "Trial", "Worker", "now",
-    "open_store", "sources", "stores",
+    "Configuration", "Event", "MetricPoint", "Optimization", "SQLStore", "SQLiteStore", "TestUse", "Trial",
+    "Worker", "now", "open_store", "sources", "stores",
 ]
 
 _BUILTIN = {

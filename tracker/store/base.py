@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tracker.errors import NotFoundError, UsageError
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, TestUse, Trial, Worker
 
 
 def _as_sql(value: Any) -> Any:
@@ -216,6 +216,14 @@ class BaseStore(ABC):
     @abstractmethod
     def blob(self, sha256: str) -> bytes | None:
         """The bytes stored under ``sha256``, or None."""
+
+    @abstractmethod
+    def record_test_use(self, use: TestUse) -> None:
+        """Remember that the test set was used (kept when trials are deleted)."""
+
+    @abstractmethod
+    def test_uses(self, key: str) -> list[TestUse]:
+        """The recorded test uses of configuration-and-code ``key``, oldest first."""
 
     # ------------------------------------------------------------------ reading (never writes)
 

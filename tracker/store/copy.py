@@ -32,6 +32,7 @@ _KEYED = {
     "environments": "id, data",
     "optimizations": "id, experiment, strategy, settings, status, created, finished, error, owner, commit_sha",
     "blobs": "sha256, data, size",
+    "test_uses": "id, key, experiment, params, commit_sha, run_id, at",
 }
 _CONFIGURATIONS = "optimization_id, number, params, state, created, value, seed_values, step, error, finished"
 

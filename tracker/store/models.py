@@ -207,6 +207,23 @@ class MetricPoint:
 
 
 @dataclass(frozen=True)
+class TestUse:
+    """One ``tracker test`` run: the test set seen for a configuration on some code (``key``).
+
+    Kept apart from the trials, so deleting test trials or copying the experiment file does not
+    make a second look at the test set look like the first."""
+
+    __test__ = False  # not a pytest class
+
+    key: str  # sha256 of the configuration (commands, params) and the code (commit, snapshot)
+    experiment: str
+    params: dict[str, Any]
+    commit: str | None
+    run_id: str
+    at: str
+
+
+@dataclass(frozen=True)
 class Event:
     """Something that happened to a trial (status changes, warnings)."""
 

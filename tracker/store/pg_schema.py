@@ -164,9 +164,17 @@ def _m0008_queue(cur: Any) -> None:
     )
 
 
+def _m0009_test_uses(cur: Any) -> None:
+    """Every ``tracker test`` run, by configuration and code, apart from the trials that deleting removes."""
+    from tracker.store.schema import TEST_USES_DDL
+
+    cur.execute(TEST_USES_DDL)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0008_queue", _m0008_queue),
+    ("0009_test_uses", _m0009_test_uses),
 ]
 
 

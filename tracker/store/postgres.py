@@ -247,7 +247,7 @@ class PostgresStore(SQLStore):
         try:
             import psycopg
         except ImportError as exc:
-            raise StoreError("the PostgreSQL store needs psycopg", hint="pip install 'tracker[postgres]'") from exc
+            raise StoreError("the PostgreSQL store needs psycopg", hint="pip install 'seedtracker[postgres]'") from exc
         from tracker.store.pg_schema import migrate
 
         try:

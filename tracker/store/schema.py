@@ -265,6 +265,25 @@ def _m0008_queue(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0009_test_uses(conn: sqlite3.Connection) -> None:
+    """Every ``tracker test`` run, by configuration and code, apart from the trials that deleting removes."""
+    _script(conn, TEST_USES_DDL)
+
+
+TEST_USES_DDL = """
+    CREATE TABLE test_uses (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        experiment TEXT NOT NULL,
+        params TEXT NOT NULL,
+        commit_sha TEXT,
+        run_id TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX test_uses_key ON test_uses(key, at)
+"""
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_file_hashes", _m0002_file_hashes),
@@ -274,6 +293,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0006_optimizations", _m0006_optimizations),
     ("0007_metric_values", _m0007_metric_values),
     ("0008_queue", _m0008_queue),
+    ("0009_test_uses", _m0009_test_uses),
 ]
 
 
@@ -288,7 +308,7 @@ def apply(migrations: Sequence[tuple[str, Callable[[Any], None]]], applied: Call
     if unknown:
         raise StoreError(
             f"the store was written by a newer tracker (migration {unknown[-1]})",
-            hint="upgrade tracker: pip install -U tracker",
+            hint="upgrade tracker: pip install -U seedtracker",
         )
     if upto is not None and upto not in known:
         raise ValueError(f"no migration {upto!r}")

@@ -24,7 +24,7 @@ from typing import Any
 from tracker.errors import NotFoundError, UsageError
 from tracker.store import models
 from tracker.store.base import BaseStore, only_match
-from tracker.store.models import Configuration, Event, MetricPoint, Optimization, Trial, Worker
+from tracker.store.models import Configuration, Event, MetricPoint, Optimization, TestUse, Trial, Worker
 
 COLUMNS = (
     "id", "run_id", "experiment", "status", "seed", "params", "metrics", "step", "command", "phase",
@@ -590,6 +590,19 @@ class SQLStore(BaseStore):
     def blob(self, sha256: str) -> bytes | None:
         rows = self.query("SELECT data FROM blobs WHERE sha256 = ?", (sha256,))
         return bytes(rows[0][0]) if rows else None
+
+    def record_test_use(self, use: TestUse) -> None:
+        import uuid
+
+        with self.transaction() as c:
+            c.execute("INSERT INTO test_uses (id, key, experiment, params, commit_sha, run_id, at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)", (uuid.uuid4().hex, use.key, use.experiment,
+                                                       json.dumps(use.params), use.commit, use.run_id, use.at))
+
+    def test_uses(self, key: str) -> list[TestUse]:
+        rows = self.query("SELECT key, experiment, params, commit_sha, run_id, at FROM test_uses WHERE key = ? "
+                          "ORDER BY at, id", (key,))
+        return [TestUse(k, e, json.loads(p), c, r, a) for k, e, p, c, r, a in rows]
 
     # ------------------------------------------------------------------ reading (never writes)
 

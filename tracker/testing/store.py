@@ -44,6 +44,7 @@ from tracker.store import (
     Configuration,
     MetricPoint,
     Optimization,
+    TestUse,
     Trial,
     Worker,
     now,
@@ -387,6 +388,17 @@ class StoreContract:
         sha = store.put_blob(data)
         assert sha == hashlib.sha256(data).hexdigest() and store.put_blob(data) == sha
         assert self.connect(store).blob(sha) == data and store.blob("0" * 64) is None
+
+    def test_test_uses_outlive_the_trials(self, store: BaseStore) -> None:
+        trial = make("completed", phase="test")
+        store.add_trials([trial])
+        first = TestUse("k1", "e", {"lr": 0.1}, "c0ffee", "run1", "2026-01-01T00:00:00Z")
+        store.record_test_use(first)
+        store.record_test_use(TestUse("k1", "copy", {"lr": 0.1}, "c0ffee", "run2", "2026-01-02T00:00:00Z"))
+        store.record_test_use(TestUse("k2", "e", {"lr": 0.5}, None, "run3", "2026-01-03T00:00:00Z"))
+        store.delete([trial.id])
+        assert [u.run_id for u in self.connect(store).test_uses("k1")] == ["run1", "run2"]
+        assert store.test_uses("k1")[0] == first and store.test_uses("nope") == []
 
     # ------------------------------------------------------------------ field updates
 
