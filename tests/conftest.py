@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tracker.testing.executor import TRAIN
+
 INFRA = Path(__file__).resolve().parent / "infra"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -92,35 +94,7 @@ def git(root: Path, *args: str) -> str:
 
 
 TRAIN_SCRIPT = textwrap.dedent(
-    '''
-    """A tiny training script: prints metrics, honours flags, writes a model."""
-    import argparse, json, os, pathlib, random, sys
-
-    p = argparse.ArgumentParser()
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fail", type=int, default=0)
-    p.add_argument("--sleep", type=float, default=0.0)
-    p.add_argument("--note", type=str, default="")
-    a = p.parse_args()
-    rng = random.Random(a.seed)
-    out = pathlib.Path(os.environ.get("TRACKER_TRIAL_DIR", "outputs"))
-    out.mkdir(parents=True, exist_ok=True)
-    if a.sleep:
-        import time
-        print("sleeping", flush=True)
-        time.sleep(a.sleep)
-    loss = 1.0
-    for step in range(a.epochs):
-        loss *= 1 - a.lr * rng.random()
-        print(f"step: {step} train/loss: {loss:.6f}")
-    print(f"val/acc: {1 - loss:.6f}")
-    if a.fail:
-        print("Traceback: something broke", file=sys.stderr)
-        sys.exit(3)
-    (out / "model.json").write_text(json.dumps({"lr": a.lr, "seed": a.seed, "note": a.note}))
-    '''
+    '\n    """A tiny training script: prints metrics, honours flags, writes a model."""' + TRAIN
 )
 
 

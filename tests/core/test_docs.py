@@ -65,3 +65,21 @@ def test_shell_examples_quote_brackets_for_zsh() -> None:
     unquoted = [(path.name, line.strip()) for path in files for line in path.read_text().splitlines()
                 if "tracker " in line and re.search(r"(?<=\s)[\w./-]+=\[[^\]]*\]", line)]
     assert not unquoted, unquoted
+
+
+def test_design_layout_names_every_module() -> None:
+    """docs/design.md's layout is a map of the package: every module is on it (a new one must be added)."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    layout = text[text.index("## Layout"):text.index("## Layers")]
+    package = ROOT / "tracker"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if len(rel.parts) == 2:
+            named = f"tracker/{path.name}" in layout
+        else:
+            named = f"tracker/{rel.parts[1]}/" in layout and (
+                path.stem in ("__init__",) or path.stem.lstrip("_") in layout)
+        if not named and "_templates" not in rel.parts:
+            missing.append(str(rel))
+    assert missing == []

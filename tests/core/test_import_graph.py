@@ -116,3 +116,32 @@ def test_a_circle_is_found() -> None:
 
 def test_tracker_has_no_import_circle() -> None:
     assert cycles(import_graph()) == []
+
+
+LAYERS = {  # docs/design.md "Layers": a module imports only from its own layer and those below
+    7: ["tracker.testing"],
+    6: ["tracker.cli", "tracker", "tracker.__main__"],
+    5: ["tracker.runs", "tracker.heldout", "tracker.trials", "tracker.queue", "tracker.slurm", "tracker.search",
+        "tracker.analysis", "tracker.storage", "tracker.adopt", "tracker.create", "tracker.template_paths"],
+    4: ["tracker.launch", "tracker.remote"],
+    3: ["tracker.execution", "tracker.project", "tracker.experiments"],
+    2: ["tracker.codeset", "tracker.gitinfo", "tracker.venvs", "tracker.environment", "tracker.seeds",
+        "tracker.hashing", "tracker.api", "tracker.scriptflags"],
+    1: ["tracker.store", "tracker.config", "tracker.yamlio", "tracker.paths", "tracker.plugins", "tracker.secrets",
+        "tracker.names", "tracker.errors"],
+}
+UPWARD = {("tracker.config", "tracker.execution.patterns"), ("tracker.config", "tracker.execution.targets")}
+"""The named exception: the config models ask target types and output patterns to validate their options."""
+
+
+def _layer(module: str) -> int:
+    owners = [(len(name), level) for level, names in LAYERS.items() for name in names
+              if module == name or module.startswith(name + ".")]
+    assert owners, f"{module} is in no layer of docs/design.md"
+    return max(owners)[1]
+
+
+def test_modules_import_only_their_layer_and_below() -> None:
+    graph = import_graph()
+    upward = {(a, b) for a, targets in graph.items() for b in targets if _layer(b) > _layer(a)}
+    assert upward == UPWARD

@@ -17,7 +17,7 @@ from tracker.execution.driver import Driver
 from tracker.project import Project
 from tracker.remote import connection
 from tracker.runs import RunOptions, make_executor, rerun_queued
-from tracker.store import Trial
+from tracker.store import Trial, open_store
 from tracker.testing.executor import (
     GRACE,
     Background,
@@ -112,9 +112,10 @@ def test_kill_9_of_tracker_run_cancels_the_trials_that_never_started(project_dir
         script = wait_for(lambda: project.store.get(running.id).pid, 15, "the script's pid")
         proc.kill()
         proc.communicate(timeout=30)
-        # the store alone never changes a record; the next read command does
-        assert sorted(t.status for t in Project.load(project_dir).store.list_trials()) == ["queued"] * 3 + [
-            "running"]
+        # the store alone never changes a record; opening it for a command (Project.store) does
+        raw = open_store(Project.load(project_dir).store_url()[0])
+        assert sorted(t.status for t in raw.list_trials()) == ["queued"] * 3 + ["running"]
+        raw.close()
         listed = trials.list_trials(Project.load(project_dir))
         assert len(listed) == 4
         lost = [t for t in listed if t.id == running.id]

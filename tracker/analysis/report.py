@@ -222,7 +222,11 @@ def _curves(c: Comparison, labels: list[str], points: dict[str, list[MetricPoint
         for p in pts:
             if p.step is not None and not p.name.startswith(TEST_PREFIX):
                 by_name[p.name][tid].append(p)
-    metrics = sorted(by_name, key=lambda m: (m != c.metric, m))
+    # a metric is a curve when some trial logged it at two steps or more (a final value printed after
+    # a bare 'step: N' line carries that step, but one point is no curve)
+    metrics = sorted((m for m, series in by_name.items() if any(len({p.step for p in pts}) > 1
+                                                                for pts in series.values())),
+                     key=lambda m: (m != c.metric, m))
     if not metrics:
         return note(f"No compared trial logged a metric with a step, so there are no learning curves to show "
                     f"(log it per step, e.g. print(f'step: {{step}} {c.metric}: {{value}}')).")

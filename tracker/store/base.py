@@ -1,4 +1,4 @@
-"""The store interface: what every trial store (SQLite, later PostgreSQL) provides.
+"""The store interface: what every trial store (SQLite, PostgreSQL, a plug-in's) provides.
 
 Who may change what:
 

@@ -840,5 +840,5 @@ class SQLStore(BaseStore):
 
 
 _TABLES = {"trials", "params", "tags", "metrics", "artifacts", "events", "experiments", "environments",
-           "optimizations", "configurations", "blobs", "workers"}
+           "optimizations", "configurations", "blobs", "workers", "test_uses"}
 
