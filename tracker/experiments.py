@@ -265,8 +265,12 @@ def list_experiments(project: Project) -> list[ExperimentInfo]:
     return out
 
 
-def objectives(project: Project) -> dict[str, str]:
-    """The objective metric of each experiment that names one (invalid files are skipped)."""
+def objectives(project: Project, names: Sequence[str] | None = None) -> dict[str, str]:
+    """The objective metric of each experiment (of ``names``, else of every file) that names one
+    (invalid files are skipped)."""
+    if names is not None:  # read only those files: a run's summary needs no other experiment
+        configs = {name: load(project, name) for name in names}
+        return {name: c.objective.metric for name, c in configs.items() if c.objective is not None}
     return {i.name: i.config.objective.metric for i in list_experiments(project)
             if i.config is not None and i.config.objective is not None}
 

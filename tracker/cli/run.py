@@ -132,7 +132,7 @@ def run(
         from tracker.experiments import objectives
 
         shown = _summary_params([t.params for t in result.trials], [*options.params, *options.grid])
-        goals = objectives(proj)
+        goals = objectives(proj, result.experiments)
         several = len(result.experiments) > 1
         emit_table([((t.experiment,) if several else ()) + (
                      t.id, t.seed, fmt_params({k: t.params[k] for k in shown if k in t.params}),
